@@ -1,0 +1,3 @@
+"""Infinitic for Python: InfiniticClient."""
+
+__all__: list[str] = []

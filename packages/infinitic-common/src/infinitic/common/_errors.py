@@ -1,0 +1,216 @@
+"""Exception classes (re-exported by :mod:`infinitic.exceptions`).
+
+Failures crossing a process boundary travel as :class:`~infinitic.common.FailureInfo` data and are
+rebuilt here as exceptions: a user exception raised in a task becomes a :class:`RemoteError`
+holding its class name, message, stack and custom attributes, wrapped in a :class:`TaskFailedError`
+that names the service, the method and the task id.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class InfiniticError(Exception):
+    """Base class of every error raised by Infinitic."""
+
+
+class ConfigurationError(InfiniticError, ValueError):
+    """A worker, client or entity is configured in a way that cannot work."""
+
+
+class InvalidPayloadError(InfiniticError, ValueError):
+    """A value does not fit the type declared by a service or workflow interface."""
+
+
+class UnknownServiceError(InfiniticError, LookupError):
+    """A message names a service this worker does not run."""
+
+
+class UnknownWorkflowError(InfiniticError, LookupError):
+    """A message names a workflow this worker does not run."""
+
+
+class UnknownMethodError(InfiniticError, AttributeError):
+    """A method that does not exist on a service or workflow was called."""
+
+
+class MessageDecodeError(InfiniticError, ValueError):
+    """A message could not be decoded: garbage bytes, an unknown type or an invalid body."""
+
+
+class CommandOutsideWorkflowError(InfiniticError, RuntimeError):
+    """A workflow-only function (a stub call, a timer, ...) was used outside workflow code."""
+
+
+class StorageError(InfiniticError):
+    """A storage backend failed."""
+
+
+class VersionConflictError(StorageError):
+    """A compare-and-set found another version than the one expected (a concurrent writer)."""
+
+    def __init__(self, key: str, expected: int | None, actual: int | None) -> None:
+        super().__init__(
+            f"version conflict on key {key!r}: expected version {expected}, found {actual}"
+        )
+        self.key = key
+        self.expected = expected
+        self.actual = actual
+
+
+class CorruptedValueError(StorageError):
+    """A stored value could not be decoded."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"stored value of key {key!r} cannot be decoded: {reason}")
+        self.key = key
+        self.reason = reason
+
+
+class RemoteError(InfiniticError):
+    """An exception raised by user code in another place (a task, a workflow method).
+
+    Attributes:
+        class_name: qualified name of the original exception class.
+        message: the original exception's message.
+        stack: the original traceback, as text.
+        attributes: the original exception's public JSON-compatible attributes.
+        cause: the failure that caused this one, if any.
+    """
+
+    def __init__(
+        self,
+        class_name: str,
+        message: str,
+        stack: str = "",
+        attributes: dict[str, Any] | None = None,
+        cause: InfiniticError | None = None,
+    ) -> None:
+        super().__init__(f"{class_name}: {message}")
+        self.class_name = class_name
+        self.message = message
+        self.stack = stack
+        self.attributes = attributes or {}
+        self.cause = cause
+        self.__cause__ = cause
+
+
+class DeferredError(InfiniticError):
+    """Base class of the errors seen by whoever waited for a task or a workflow method."""
+
+    cause: InfiniticError | None = None
+
+
+class TaskFailedError(DeferredError):
+    """A task failed for good (after its retries)."""
+
+    def __init__(
+        self, service_name: str, method_name: str, task_id: str, cause: InfiniticError | None
+    ) -> None:
+        detail = f": {cause}" if cause is not None else ""
+        super().__init__(f"task {service_name}.{method_name} (id {task_id}) failed{detail}")
+        self.service_name = service_name
+        self.method_name = method_name
+        self.task_id = task_id
+        self.cause = cause
+        self.__cause__ = cause
+
+
+class TaskTimedOutError(DeferredError):
+    """The caller stopped waiting for a task after the timeout declared on its interface."""
+
+    def __init__(self, service_name: str, method_name: str, task_id: str) -> None:
+        super().__init__(f"task {service_name}.{method_name} (id {task_id}) timed out")
+        self.service_name = service_name
+        self.method_name = method_name
+        self.task_id = task_id
+
+
+class TaskCanceledError(DeferredError):
+    """A task was canceled."""
+
+    def __init__(self, service_name: str, method_name: str, task_id: str) -> None:
+        super().__init__(f"task {service_name}.{method_name} (id {task_id}) was canceled")
+        self.service_name = service_name
+        self.method_name = method_name
+        self.task_id = task_id
+
+
+class _WorkflowMethodError(DeferredError):
+    verb = ""
+
+    def __init__(
+        self,
+        workflow_name: str,
+        workflow_id: str,
+        method_name: str | None = None,
+        method_run_id: str | None = None,
+        cause: InfiniticError | None = None,
+    ) -> None:
+        where = f"{workflow_name}.{method_name}" if method_name else workflow_name
+        detail = f": {cause}" if cause is not None else ""
+        super().__init__(f"workflow {where} (id {workflow_id}) {self.verb}{detail}")
+        self.workflow_name = workflow_name
+        self.workflow_id = workflow_id
+        self.method_name = method_name
+        self.method_run_id = method_run_id
+        self.cause = cause
+        self.__cause__ = cause
+
+
+class WorkflowFailedError(_WorkflowMethodError):
+    """A workflow method failed; ``cause`` holds the failure chain."""
+
+    verb = "failed"
+
+
+class WorkflowCanceledError(_WorkflowMethodError):
+    """A workflow was canceled."""
+
+    verb = "was canceled"
+
+
+class WorkflowTimedOutError(_WorkflowMethodError):
+    """The caller stopped waiting for a workflow method after its declared timeout."""
+
+    verb = "timed out"
+
+
+class WorkflowUnknownError(_WorkflowMethodError):
+    """No such workflow instance (never started, or already terminated and removed)."""
+
+    verb = "is unknown (never started, or already terminated)"
+
+
+class WorkflowTaskFailedError(DeferredError):
+    """Running the workflow code failed (an exception in workflow code, a runtime error)."""
+
+    def __init__(
+        self, workflow_name: str, workflow_id: str, cause: InfiniticError | None = None
+    ) -> None:
+        detail = f": {cause}" if cause is not None else ""
+        super().__init__(f"workflow task of {workflow_name} (id {workflow_id}) failed{detail}")
+        self.workflow_name = workflow_name
+        self.workflow_id = workflow_id
+        self.cause = cause
+        self.__cause__ = cause
+
+
+class WorkflowChangedError(InfiniticError):
+    """The workflow code no longer matches its recorded history (non-determinism).
+
+    The message names the method run, the position, what the history holds and what the code did.
+    """
+
+    def __init__(
+        self, workflow_name: str, position: str, recorded: str, found: str
+    ) -> None:
+        super().__init__(
+            f"workflow {workflow_name} changed: at position {position} the history holds "
+            f"{recorded} but the code did {found}"
+        )
+        self.workflow_name = workflow_name
+        self.position = position
+        self.recorded = recorded
+        self.found = found

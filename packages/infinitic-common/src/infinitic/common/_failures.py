@@ -1,0 +1,122 @@
+"""Failures as data: what crosses process boundaries instead of exception objects."""
+
+from __future__ import annotations
+
+import traceback
+from typing import Any
+
+from pydantic import BaseModel
+
+from infinitic.common import _errors as err
+
+
+class FailureInfo(BaseModel):
+    """A failure, as JSON-compatible data.
+
+    ``kind`` tells which exception to rebuild: ``remote`` for a user exception, or the name of an
+    Infinitic error (``task_failed``, ``workflow_failed``, ...). The fields used depend on ``kind``.
+    """
+
+    kind: str
+    class_name: str = ""
+    message: str = ""
+    stack: str = ""
+    attributes: dict[str, Any] = {}
+    service_name: str | None = None
+    workflow_name: str | None = None
+    method_name: str | None = None
+    id: str | None = None
+    method_run_id: str | None = None
+    position: str | None = None
+    recorded: str | None = None
+    found: str | None = None
+    cause: FailureInfo | None = None
+
+
+def _json_attributes(exc: BaseException) -> dict[str, Any]:
+    attrs: dict[str, Any] = {}
+    for key, value in vars(exc).items():
+        if key.startswith("_"):
+            continue
+        if value is None or isinstance(value, str | int | float | bool):
+            attrs[key] = value
+        elif isinstance(value, list | tuple) and all(
+            isinstance(v, str | int | float | bool) for v in value
+        ):
+            attrs[key] = list(value)
+    return attrs
+
+
+def failure_from_exception(exc: BaseException) -> FailureInfo:
+    """Describe ``exc`` (and its cause chain) as a :class:`FailureInfo`."""
+    cause_exc = getattr(exc, "cause", None) or exc.__cause__
+    cause = failure_from_exception(cause_exc) if isinstance(cause_exc, BaseException) else None
+    if isinstance(exc, err.TaskFailedError):
+        return FailureInfo(kind="task_failed", service_name=exc.service_name,
+                           method_name=exc.method_name, id=exc.task_id, cause=cause)
+    if isinstance(exc, err.TaskTimedOutError):
+        return FailureInfo(kind="task_timed_out", service_name=exc.service_name,
+                           method_name=exc.method_name, id=exc.task_id)
+    if isinstance(exc, err.TaskCanceledError):
+        return FailureInfo(kind="task_canceled", service_name=exc.service_name,
+                           method_name=exc.method_name, id=exc.task_id)
+    for kind, cls in _WORKFLOW_KINDS.items():
+        if type(exc) is cls:
+            assert isinstance(exc, err._WorkflowMethodError)
+            return FailureInfo(kind=kind, workflow_name=exc.workflow_name, id=exc.workflow_id,
+                               method_name=exc.method_name, method_run_id=exc.method_run_id,
+                               cause=cause)
+    if isinstance(exc, err.WorkflowTaskFailedError):
+        return FailureInfo(kind="workflow_task_failed", workflow_name=exc.workflow_name,
+                           id=exc.workflow_id, cause=cause)
+    if isinstance(exc, err.WorkflowChangedError):
+        return FailureInfo(kind="workflow_changed", workflow_name=exc.workflow_name,
+                           position=exc.position, recorded=exc.recorded, found=exc.found,
+                           message=str(exc))
+    if isinstance(exc, err.RemoteError):
+        return FailureInfo(kind="remote", class_name=exc.class_name, message=exc.message,
+                           stack=exc.stack, attributes=exc.attributes, cause=cause)
+    cls_ = type(exc)
+    name = cls_.__qualname__ if cls_.__module__ == "builtins" else (
+        f"{cls_.__module__}.{cls_.__qualname__}")
+    return FailureInfo(
+        kind="remote",
+        class_name=name,
+        message=str(exc),
+        stack="".join(traceback.format_exception(exc)),
+        attributes=_json_attributes(exc),
+        cause=cause,
+    )
+
+
+_WORKFLOW_KINDS: dict[str, type[err._WorkflowMethodError]] = {
+    "workflow_failed": err.WorkflowFailedError,
+    "workflow_canceled": err.WorkflowCanceledError,
+    "workflow_timed_out": err.WorkflowTimedOutError,
+    "workflow_unknown": err.WorkflowUnknownError,
+}
+
+
+def exception_from_failure(info: FailureInfo) -> err.InfiniticError:
+    """Rebuild the Infinitic exception described by ``info``."""
+    cause = exception_from_failure(info.cause) if info.cause is not None else None
+    k = info.kind
+    if k == "task_failed":
+        return err.TaskFailedError(info.service_name or "?", info.method_name or "?",
+                                   info.id or "?", cause)
+    if k == "task_timed_out":
+        return err.TaskTimedOutError(info.service_name or "?", info.method_name or "?",
+                                     info.id or "?")
+    if k == "task_canceled":
+        return err.TaskCanceledError(info.service_name or "?", info.method_name or "?",
+                                     info.id or "?")
+    if k in _WORKFLOW_KINDS:
+        return _WORKFLOW_KINDS[k](info.workflow_name or "?", info.id or "?", info.method_name,
+                                  info.method_run_id, cause)
+    if k == "workflow_task_failed":
+        return err.WorkflowTaskFailedError(info.workflow_name or "?", info.id or "?", cause)
+    if k == "workflow_changed":
+        return err.WorkflowChangedError(info.workflow_name or "?", info.position or "?",
+                                        info.recorded or "?", info.found or "?")
+    return err.RemoteError(info.class_name or "Exception", info.message, info.stack,
+                           dict(info.attributes), cause)

@@ -1,0 +1,22 @@
+"""msgpack encoding of JSON-compatible values (plus bytes), with clear errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+from infinitic.common._errors import MessageDecodeError
+
+
+def pack(value: Any) -> bytes:
+    """Encode a msgpack-compatible value (dicts, lists, str, int, float, bool, None, bytes)."""
+    return msgpack.packb(value, use_bin_type=True, datetime=False)  # type: ignore[no-any-return]
+
+
+def unpack(data: bytes) -> Any:
+    """Decode bytes written by :func:`pack`; raises :class:`MessageDecodeError` on garbage."""
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except Exception as e:  # msgpack raises several unrelated exception types
+        raise MessageDecodeError(f"not a msgpack value ({type(e).__name__}: {e})") from e

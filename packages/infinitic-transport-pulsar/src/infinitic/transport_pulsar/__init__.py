@@ -1,0 +1,3 @@
+"""Infinitic for Python: the Apache Pulsar transport."""
+
+__all__: list[str] = []
