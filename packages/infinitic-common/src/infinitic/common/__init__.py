@@ -1,3 +1,68 @@
-"""Infinitic for Python: ids, messages, topics, serialization, errors, retry policies and the user API (workflows, services, exceptions)."""
+"""Infinitic for Python: ids, messages, topics, serialization, errors and retry policies.
 
-__all__: list[str] = []
+This package is the shared vocabulary of every other Infinitic package. Application code uses
+:mod:`infinitic.workflows`, :mod:`infinitic.services` and :mod:`infinitic.exceptions` instead.
+"""
+
+from infinitic.common import _messages as messages
+from infinitic.common._converter import MethodSignature, method_signature, public_methods
+from infinitic.common._declarations import (
+    BatchSettings,
+    batch_settings,
+    entity_name,
+    is_delegated,
+    method_timeout,
+    retry_policy,
+)
+from infinitic.common._failures import FailureInfo, exception_from_failure, failure_from_exception
+from infinitic.common._ids import command_id, deterministic_id, new_id
+from infinitic.common._messages import decode_message, encode_message
+from infinitic.common._retry import ExponentialBackoff, NoRetry, RetryPolicy
+from infinitic.common._serialization import pack, unpack
+from infinitic.common._task_context import TaskContext, set_task_context
+from infinitic.common._topics import (
+    SERVICE_TOPICS,
+    WORKFLOW_TOPICS,
+    TopicKind,
+    check_entity_name,
+    response_topic,
+    topic,
+)
+from infinitic.common._workflow_api import Deferred, WorkflowRuntimeApi, set_runtime
+
+__all__ = [
+    "SERVICE_TOPICS",
+    "WORKFLOW_TOPICS",
+    "BatchSettings",
+    "Deferred",
+    "ExponentialBackoff",
+    "FailureInfo",
+    "MethodSignature",
+    "NoRetry",
+    "RetryPolicy",
+    "TaskContext",
+    "TopicKind",
+    "WorkflowRuntimeApi",
+    "batch_settings",
+    "check_entity_name",
+    "command_id",
+    "decode_message",
+    "deterministic_id",
+    "encode_message",
+    "entity_name",
+    "exception_from_failure",
+    "failure_from_exception",
+    "is_delegated",
+    "messages",
+    "method_signature",
+    "method_timeout",
+    "new_id",
+    "pack",
+    "public_methods",
+    "response_topic",
+    "retry_policy",
+    "set_runtime",
+    "set_task_context",
+    "topic",
+    "unpack",
+]

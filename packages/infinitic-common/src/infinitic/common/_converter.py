@@ -1,0 +1,179 @@
+"""Payload conversion from the type hints of a service or workflow interface.
+
+Arguments and return values travel as JSON-compatible values. Each method gets pydantic
+TypeAdapters built from its hints, so pydantic models, dataclasses, enums, datetimes, UUIDs,
+lists, dicts and Optional round-trip, and a value that does not fit its declared type is refused
+with an error naming the entity, the method and the parameter.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from infinitic.common._errors import InvalidPayloadError, UnknownMethodError
+
+
+def _describe(e: ValidationError) -> str:
+    parts = []
+    for item in e.errors():
+        loc = ".".join(str(p) for p in item.get("loc", ()))
+        parts.append(f"{loc + ': ' if loc else ''}{item.get('msg')} (got {item.get('input')!r})")
+    return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class _Param:
+    name: str
+    adapter: TypeAdapter[Any]
+    hint: Any
+    kind: inspect._ParameterKind
+    default: Any
+
+
+@dataclass(frozen=True)
+class MethodSignature:
+    """The converter of one method: binds, validates, dumps and loads its payloads."""
+
+    entity_kind: str  # "service" or "workflow"
+    entity_name: str
+    method_name: str
+    params: tuple[_Param, ...]
+    returns: TypeAdapter[Any]
+    signature: inspect.Signature
+
+    def _where(self, param: str | None = None) -> str:
+        where = f"{self.entity_kind} {self.entity_name}, method {self.method_name}"
+        return f"{where}, parameter {param!r}" if param else where
+
+    def dump_args(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> list[Any]:
+        """Bind a call's arguments, check each against its type and return them dumped.
+
+        Raises:
+            InvalidPayloadError: an argument is missing, unexpected or of the wrong type.
+        """
+        try:
+            bound = self.signature.bind(None, *args, **kwargs)
+        except TypeError as e:
+            raise InvalidPayloadError(f"{self._where()}: {e}") from None
+        bound.apply_defaults()
+        out: list[Any] = []
+        for param in self.params:
+            value = bound.arguments[param.name]
+            try:
+                checked = param.adapter.validate_python(value, strict=True)
+            except ValidationError:
+                try:  # strict mode refuses e.g. a dict for a dataclass: accept what lax accepts
+                    checked = param.adapter.validate_python(value)
+                except ValidationError as e:
+                    raise InvalidPayloadError(
+                        f"{self._where(param.name)}: {_describe(e)}"
+                    ) from None
+                if isinstance(value, str | bytes | int | float | bool) and type(checked) is not type(
+                    value
+                ):
+                    raise InvalidPayloadError(
+                        f"{self._where(param.name)}: expected {_type_name(param.hint)}, "
+                        f"got {type(value).__name__} {value!r}"
+                    ) from None
+            out.append(param.adapter.dump_python(checked, mode="json"))
+        return out
+
+    def load_args(self, values: Sequence[Any]) -> list[Any]:
+        """Turn received argument values back into the declared types.
+
+        Raises:
+            InvalidPayloadError: the values do not fit the declared types.
+        """
+        if len(values) != len(self.params):
+            raise InvalidPayloadError(
+                f"{self._where()}: expected {len(self.params)} arguments, got {len(values)}"
+            )
+        out = []
+        for param, value in zip(self.params, values, strict=True):
+            try:
+                out.append(param.adapter.validate_python(value))
+            except ValidationError as e:
+                raise InvalidPayloadError(f"{self._where(param.name)}: {_describe(e)}") from None
+        return out
+
+    def dump_result(self, value: Any) -> Any:
+        """Check a return value against the declared return type and dump it."""
+        try:
+            checked = self.returns.validate_python(value)
+        except ValidationError as e:
+            raise InvalidPayloadError(f"{self._where()}, return value: {_describe(e)}") from None
+        return self.returns.dump_python(checked, mode="json")
+
+    def load_result(self, value: Any) -> Any:
+        """Turn a received return value back into the declared return type."""
+        try:
+            return self.returns.validate_python(value)
+        except ValidationError as e:
+            raise InvalidPayloadError(f"{self._where()}, return value: {_describe(e)}") from None
+
+
+def _type_name(hint: Any) -> str:
+    return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
+
+
+def _hints(fn: Any, owner: type) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(fn, include_extras=True)
+    except Exception as e:
+        raise InvalidPayloadError(
+            f"cannot read the type hints of {owner.__name__}.{fn.__name__}: {e}"
+        ) from e
+
+
+@cache
+def method_signature(
+    owner: type, method_name: str, entity_kind: str, entity_name: str
+) -> MethodSignature:
+    """Return the converter of ``owner.method_name`` (cached).
+
+    Raises:
+        UnknownMethodError: ``owner`` has no such public method.
+    """
+    fn = inspect.getattr_static(owner, method_name, None)
+    fn = getattr(fn, "__func__", fn)
+    if method_name.startswith("_") or not callable(fn):
+        raise UnknownMethodError(
+            f"{entity_kind} {entity_name} has no method {method_name!r}"
+            f" (its methods: {', '.join(public_methods(owner)) or 'none'})"
+        )
+    sig = inspect.signature(fn)
+    hints = _hints(fn, owner)
+    params = []
+    for p in list(sig.parameters.values())[1:]:  # skip self
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            raise InvalidPayloadError(
+                f"{entity_kind} {entity_name}, method {method_name}: *args and **kwargs are not "
+                "supported in interfaces; declare each parameter"
+            )
+        hint = hints.get(p.name, Any)
+        params.append(_Param(p.name, TypeAdapter(hint), hint, p.kind, p.default))
+    ret = hints.get("return", Any)
+    return MethodSignature(
+        entity_kind, entity_name, method_name, tuple(params),
+        TypeAdapter(Any if ret is None or ret is type(None) else ret), sig,
+    )
+
+
+def public_methods(owner: type) -> list[str]:
+    """Return the names of the public methods of a class (its interface)."""
+    names = []
+    for klass in owner.__mro__:
+        if klass is object or klass.__module__ in ("typing", "typing_extensions"):
+            continue
+        for key, value in vars(klass).items():
+            fn = getattr(value, "__func__", value)
+            if not key.startswith("_") and inspect.isfunction(fn) and key not in names:
+                names.append(key)
+    return sorted(names)

@@ -1,0 +1,138 @@
+"""Declarations on services and workflows: names, timeouts, retry policies, delegated, batch.
+
+Decorators only set attributes; readers look them up on an implementation first, then on the
+interface it implements.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from infinitic.common._retry import RetryPolicy
+from infinitic.common._topics import check_entity_name
+
+F = TypeVar("F", bound=Callable[..., Any])
+C = TypeVar("C")
+
+_NAME = "__infinitic_name__"
+_TIMEOUT = "__infinitic_timeout__"
+_RETRY = "__infinitic_retry__"
+_DELEGATED = "__infinitic_delegated__"
+_BATCH = "__infinitic_batch__"
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """How a batched method groups its tasks."""
+
+    max_messages: int
+    max_seconds: float
+
+
+def name(value: str) -> Callable[[C], C]:
+    """Give a service, a workflow or a method the name it has on the wire.
+
+    The name of a service or workflow is part of its topic names; by default it is the class name.
+    """
+    check_entity_name(value)
+
+    def apply(target: C) -> C:
+        setattr(target, _NAME, value)
+        return target
+
+    return apply
+
+
+def timeout(*, seconds: float) -> Callable[[F], F]:
+    """Declare a timeout on a method.
+
+    On an interface method: a caller-side timeout (the caller stops waiting and gets a timed-out
+    error; the callee keeps running). On an implementation method: an execution timeout (the
+    attempt is abandoned and counts as a failure, so the retry policy applies).
+    """
+    if seconds <= 0:
+        raise ValueError(f"timeout seconds must be > 0, got {seconds}")
+
+    def apply(fn: F) -> F:
+        setattr(fn, _TIMEOUT, float(seconds))
+        return fn
+
+    return apply
+
+
+def retry(policy: RetryPolicy) -> Callable[[C], C]:
+    """Set the retry policy of a service implementation class or of one of its methods."""
+    if not isinstance(policy, RetryPolicy):
+        raise TypeError(f"retry() expects a RetryPolicy, got {type(policy).__name__}")
+
+    def apply(target: C) -> C:
+        setattr(target, _RETRY, policy)
+        return target
+
+    return apply
+
+
+def delegated(fn: F) -> F:
+    """Mark a service method as delegated: its result is given later with
+    ``client.complete_delegated_task``."""
+    setattr(fn, _DELEGATED, True)
+    return fn
+
+
+def batch(*, max_messages: int, max_seconds: float) -> Callable[[F], F]:
+    """Mark a service method as batched: it receives up to ``max_messages`` tasks at once,
+    waiting at most ``max_seconds`` to fill a batch."""
+    if max_messages < 1 or max_seconds <= 0:
+        raise ValueError("batch needs max_messages >= 1 and max_seconds > 0")
+
+    def apply(fn: F) -> F:
+        setattr(fn, _BATCH, BatchSettings(max_messages, max_seconds))
+        return fn
+
+    return apply
+
+
+def entity_name(cls: type) -> str:
+    """Return the wire name of a service interface or workflow class."""
+    value = cls.__dict__.get(_NAME)
+    if isinstance(value, str):
+        return value
+    for base in cls.__mro__[1:]:
+        value = base.__dict__.get(_NAME)
+        if isinstance(value, str):
+            return value
+    return check_entity_name(cls.__name__)
+
+
+def _lookup(owner: type | object, method: str, attr: str) -> Any:
+    fn = inspect.getattr_static(owner, method, None)
+    fn = getattr(fn, "__func__", fn)
+    return getattr(fn, attr, None)
+
+
+def method_timeout(owner: type | object, method: str) -> float | None:
+    """Return the timeout declared on ``owner.method``, if any."""
+    value = _lookup(owner, method, _TIMEOUT)
+    return float(value) if value is not None else None
+
+
+def retry_policy(implementation: object, method: str) -> RetryPolicy | None:
+    """Return the retry policy declared on a method of ``implementation``, or on its class."""
+    value = _lookup(implementation, method, _RETRY)
+    if value is None:
+        value = getattr(type(implementation), _RETRY, None)
+    return value if isinstance(value, RetryPolicy) else None
+
+
+def is_delegated(owner: type | object, method: str) -> bool:
+    """True when ``owner.method`` is declared delegated."""
+    return bool(_lookup(owner, method, _DELEGATED))
+
+
+def batch_settings(owner: type | object, method: str) -> BatchSettings | None:
+    """Return the batch settings of ``owner.method``, if it is batched."""
+    value = _lookup(owner, method, _BATCH)
+    return value if isinstance(value, BatchSettings) else None

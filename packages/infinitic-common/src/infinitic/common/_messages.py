@@ -1,0 +1,266 @@
+"""The messages exchanged by clients and engines, and their msgpack envelope.
+
+Every message is a frozen pydantic model with a ``TYPE`` tag. On the wire a message is the
+msgpack map ``{"v": 1, "t": TYPE, "b": body}``; :func:`decode_message` raises
+:class:`~infinitic.exceptions.MessageDecodeError` for garbage, unknown types and invalid bodies, so
+a poison message is recognised and dead-lettered instead of crashing a worker.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from infinitic.common._errors import MessageDecodeError
+from infinitic.common._failures import FailureInfo
+from infinitic.common._ids import new_id
+from infinitic.common._serialization import pack, unpack
+
+ENVELOPE_VERSION = 1
+
+Status = Literal["ongoing", "completed", "failed", "canceled", "timed_out", "unknown"]
+TERMINAL: frozenset[str] = frozenset({"completed", "failed", "canceled", "timed_out", "unknown"})
+
+
+class Requester(BaseModel):
+    """Who waits for an outcome: a client (by name) or a workflow (a command of a method run)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    client_name: str | None = None
+    workflow_name: str | None = None
+    workflow_id: str | None = None
+    method_run_id: str | None = None
+    command_id: str | None = None
+
+    @classmethod
+    def client(cls, name: str) -> Requester:
+        return cls(client_name=name)
+
+
+class Message(BaseModel):
+    """Base class of every message."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    TYPE: ClassVar[str] = ""
+
+    message_id: str = Field(default_factory=new_id)
+    emitted_at: float = Field(default_factory=time.time)
+
+
+class WorkflowMessage(Message):
+    """A message about one workflow instance (keyed by its id)."""
+
+    workflow_name: str
+    workflow_id: str
+
+
+# --- history --------------------------------------------------------------------------------
+
+
+class CommandRecord(BaseModel):
+    """A command created by workflow code, as recorded in the workflow's history."""
+
+    command_id: str
+    method_run_id: str
+    position: int
+    step: int
+    kind: Literal["task", "workflow", "timer", "inline"]
+    name: str = ""
+    service_name: str | None = None
+    workflow_name: str | None = None
+    method_name: str | None = None
+    args: list[Any] = []
+    tags: list[str] = []
+    meta: dict[str, bytes] = {}
+    due_at: float | None = None
+    status: Status = "ongoing"
+    value: Any = None
+    failure: FailureInfo | None = None
+    delivered_step: int | None = None
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.name}" if self.name else self.kind
+
+
+class MethodRun(BaseModel):
+    """A run of a workflow method on an instance (the main one, or one dispatched later)."""
+
+    method_run_id: str
+    method_name: str
+    args: list[Any] = []
+    requesters: list[Requester] = []
+    status: Status = "ongoing"
+    value: Any = None
+    failure: FailureInfo | None = None
+
+
+class Delivery(BaseModel):
+    """Something handed to the workflow code at a step: a method start or a command result."""
+
+    kind: Literal["method", "result"]
+    id: str
+
+
+class Step(BaseModel):
+    """A workflow task: its index, its instant (the workflow's ``now``) and its deliveries."""
+
+    index: int
+    instant: float
+    deliveries: list[Delivery]
+
+
+class MethodOutcomeInfo(BaseModel):
+    """How a method run ended during a workflow task."""
+
+    method_run_id: str
+    status: Status
+    value: Any = None
+    failure: FailureInfo | None = None
+
+
+# --- workflow commands (workflow-cmd, forwarded to workflow-engine) ---------------------------
+
+
+class DispatchWorkflow(WorkflowMessage):
+    TYPE = "DispatchWorkflow"
+    method_name: str
+    method_args: list[Any]
+    tags: list[str] = []
+    meta: dict[str, bytes] = {}
+    requester: Requester | None = None
+    parent: Requester | None = None
+
+
+class DispatchMethod(WorkflowMessage):
+    TYPE = "DispatchMethod"
+    method_run_id: str
+    method_name: str
+    method_args: list[Any]
+    requester: Requester | None = None
+
+
+class WaitMethod(WorkflowMessage):
+    TYPE = "WaitMethod"
+    method_run_id: str
+    requester: Requester
+
+
+# --- workflow engine events ------------------------------------------------------------------
+
+
+class CommandResult(WorkflowMessage):
+    TYPE = "CommandResult"
+    command_id: str
+    status: Status
+    value: Any = None
+    failure: FailureInfo | None = None
+
+
+class WorkflowTaskCompleted(WorkflowMessage):
+    TYPE = "WorkflowTaskCompleted"
+    workflow_task_id: str
+    step: int
+    new_commands: list[CommandRecord] = []
+    method_outcomes: list[MethodOutcomeInfo] = []
+
+
+class WorkflowTaskFailed(WorkflowMessage):
+    TYPE = "WorkflowTaskFailed"
+    workflow_task_id: str
+    step: int
+    failure: FailureInfo
+
+
+# --- workflow executor -----------------------------------------------------------------------
+
+
+class ExecuteWorkflowTask(WorkflowMessage):
+    TYPE = "ExecuteWorkflowTask"
+    workflow_task_id: str
+    tags: list[str] = []
+    meta: dict[str, bytes] = {}
+    method_runs: list[MethodRun]
+    steps: list[Step]
+    commands: list[CommandRecord]
+
+
+# --- workflow events (notify waiters) ---------------------------------------------------------
+
+
+class MethodOutcome(WorkflowMessage):
+    TYPE = "MethodOutcome"
+    method_run_id: str
+    method_name: str
+    status: Status
+    value: Any = None
+    failure: FailureInfo | None = None
+    waiters: list[Requester] = []
+
+
+# --- service tasks ---------------------------------------------------------------------------
+
+
+class ExecuteTask(Message):
+    TYPE = "ExecuteTask"
+    task_id: str
+    service_name: str
+    method_name: str
+    method_args: list[Any]
+    tags: list[str] = []
+    meta: dict[str, bytes] = {}
+    retry_sequence: int = 0
+    retry_index: int = 0
+    requester: Requester
+    last_failure: FailureInfo | None = None
+
+
+class TaskOutcome(Message):
+    TYPE = "TaskOutcome"
+    task_id: str
+    service_name: str
+    method_name: str
+    status: Status
+    value: Any = None
+    failure: FailureInfo | None = None
+    requester: Requester
+    tags: list[str] = []
+    meta: dict[str, bytes] = {}
+
+
+_TYPES: dict[str, type[Message]] = {
+    cls.TYPE: cls
+    for cls in (
+        DispatchWorkflow, DispatchMethod, WaitMethod, CommandResult, WorkflowTaskCompleted,
+        WorkflowTaskFailed, ExecuteWorkflowTask, MethodOutcome, ExecuteTask, TaskOutcome,
+    )
+}
+
+
+def encode_message(message: Message) -> bytes:
+    """Encode ``message`` in its msgpack envelope."""
+    return pack({"v": ENVELOPE_VERSION, "t": message.TYPE, "b": message.model_dump()})
+
+
+def decode_message(data: bytes) -> Message:
+    """Decode an envelope written by :func:`encode_message`.
+
+    Raises:
+        MessageDecodeError: the bytes are not an envelope, the type is unknown or the body
+            does not fit the type.
+    """
+    raw = unpack(data)
+    if not isinstance(raw, dict) or "t" not in raw or "b" not in raw:
+        raise MessageDecodeError("not an Infinitic message envelope")
+    version = raw.get("v")
+    if version != ENVELOPE_VERSION:
+        raise MessageDecodeError(f"unsupported envelope version {version!r}")
+    cls = _TYPES.get(raw["t"]) if isinstance(raw["t"], str) else None
+    if cls is None:
+        raise MessageDecodeError(f"unknown message type {raw['t']!r}")
+    try:
+        return cls.model_validate(raw["b"])
+    except ValidationError as e:
+        raise MessageDecodeError(f"invalid {cls.TYPE} message: {e}") from e

@@ -1,0 +1,159 @@
+"""Typed stubs used inside workflow code: ``new_service`` and ``new_workflow``.
+
+Calling a stub method creates a command at once (at its position in the method run) and returns
+its Deferred; ``await`` it to wait, or keep it to wait later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, ParamSpec, TypeVar, cast
+
+from infinitic.common._converter import MethodSignature, method_signature, public_methods
+from infinitic.common._declarations import entity_name
+from infinitic.common._errors import UnknownMethodError
+from infinitic.common._workflow_api import Deferred, current_runtime
+
+T = TypeVar("T")
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _tags(tags: Iterable[str] | None) -> frozenset[str]:
+    if tags is None:
+        return frozenset()
+    if isinstance(tags, str):
+        raise TypeError("tags must be a collection of strings, not a single string")
+    out = frozenset(tags)
+    for tag in out:
+        if not isinstance(tag, str) or not tag:
+            raise TypeError(f"tags must be non-empty strings, got {tag!r}")
+    return out
+
+
+def _meta(meta: Mapping[str, bytes] | None) -> dict[str, bytes]:
+    out = dict(meta or {})
+    for key, value in out.items():
+        if not isinstance(key, str) or not isinstance(value, bytes):
+            raise TypeError(f"meta must map str to bytes, got {key!r}: {value!r}")
+    return out
+
+
+class _StubMethod:
+    __slots__ = ("_signature", "_stub")
+
+    def __init__(self, stub: _Stub, signature: MethodSignature) -> None:
+        self._stub = stub
+        self._signature = signature
+
+    @property
+    def signature(self) -> MethodSignature:
+        return self._signature
+
+    @property
+    def stub(self) -> _Stub:
+        return self._stub
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Deferred[Any]:
+        return self._stub._call(self._signature, args, kwargs)
+
+    def __repr__(self) -> str:
+        s = self._signature
+        return f"<stub method {s.entity_name}.{s.method_name}>"
+
+
+class _Stub:
+    _kind = ""
+
+    def __init__(
+        self, interface: type, tags: Iterable[str] | None, meta: Mapping[str, bytes] | None
+    ) -> None:
+        if not isinstance(interface, type):
+            raise TypeError(f"expected a class, got {interface!r}")
+        self._interface = interface
+        self._name = entity_name(interface)
+        self._tags = _tags(tags)
+        self._meta = _meta(meta)
+        self._methods: dict[str, _StubMethod] = {}
+
+    @property
+    def interface(self) -> type:
+        return self._interface
+
+    @property
+    def entity_name(self) -> str:
+        return self._name
+
+    def __getattr__(self, method: str) -> _StubMethod:
+        if method.startswith("_"):
+            raise AttributeError(method)
+        found = self._methods.get(method)
+        if found is None:
+            if method not in public_methods(self._interface):
+                raise UnknownMethodError(
+                    f"{self._kind} {self._name} has no method {method!r} (its methods: "
+                    f"{', '.join(public_methods(self._interface)) or 'none'})"
+                )
+            sig = method_signature(self._interface, method, self._kind, self._name)
+            found = self._methods[method] = _StubMethod(self, sig)
+        return found
+
+    def _call(self, sig: MethodSignature, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+
+class ServiceStub(_Stub):
+    """A stub of a service inside workflow code: each method call is a task."""
+
+    _kind = "service"
+
+    def _call(
+        self, sig: MethodSignature, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Deferred[Any]:
+        rt = current_runtime(f"calling {self._name}.{sig.method_name}")
+        dumped = sig.dump_args(args, kwargs)
+        return rt.new_task(self._name, sig.method_name, dumped, self._tags, self._meta,
+                           sig.load_result)
+
+
+class ChildWorkflowStub(_Stub):
+    """A stub of a new workflow inside workflow code: each method call starts a child."""
+
+    _kind = "workflow"
+
+    def _call(
+        self, sig: MethodSignature, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Deferred[Any]:
+        rt = current_runtime(f"calling {self._name}.{sig.method_name}")
+        dumped = sig.dump_args(args, kwargs)
+        return rt.new_child_workflow(self._name, sig.method_name, dumped, self._tags, self._meta,
+                                     sig.load_result)
+
+
+def new_service(
+    interface: type[T], *, tags: Iterable[str] | None = None, meta: Mapping[str, bytes] | None = None
+) -> T:
+    """Return a stub of a service, to declare as a class attribute of a Workflow.
+
+    Args:
+        interface: the service's contract (a Protocol or a class with the methods).
+        tags: tags given to every task created through this stub.
+        meta: metadata given to every task created through this stub.
+    """
+    return cast(T, ServiceStub(interface, tags, meta))
+
+
+def new_workflow(
+    workflow: type[T], *, tags: Iterable[str] | None = None, meta: Mapping[str, bytes] | None = None
+) -> T:
+    """Return a stub that starts a new child workflow at each method call."""
+    return cast(T, ChildWorkflowStub(workflow, tags, meta))
+
+
+def dispatch(method: Callable[P, Awaitable[R]], *args: P.args, **kwargs: P.kwargs) -> Deferred[R]:
+    """Start a task or a child workflow method without waiting; returns its Deferred."""
+    if not isinstance(method, _StubMethod):
+        raise TypeError(
+            f"dispatch() expects a stub method (like self.bank.withdraw), got {method!r}"
+        )
+    return cast(Deferred[R], method(*args, **kwargs))

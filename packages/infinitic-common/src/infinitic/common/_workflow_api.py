@@ -1,0 +1,202 @@
+"""The user API of workflow code, talking to the runtime through :class:`WorkflowRuntimeApi`.
+
+The deterministic runtime lives in infinitic-workflow-engine; workflow code only sees stubs,
+Deferreds and the functions of :mod:`infinitic.workflows`, which find the runtime of the method
+run they execute in through a context variable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
+from datetime import datetime, timedelta
+from typing import Any, Generic, Protocol, TypeVar
+
+from infinitic.common._errors import (
+    CommandOutsideWorkflowError,
+    DeferredError,
+    TaskCanceledError,
+    TaskTimedOutError,
+    WorkflowCanceledError,
+    WorkflowTimedOutError,
+    WorkflowUnknownError,
+)
+
+T = TypeVar("T")
+
+
+class Deferred(asyncio.Future[T], Generic[T]):
+    """The eventual result of a command of workflow code (a task, a child workflow, a timer).
+
+    A Deferred is an asyncio future of the workflow's deterministic loop: await it, pass it to
+    ``asyncio.gather``, ``all_of`` or ``any_of``. The command exists from the moment it was
+    created, whether or not the Deferred is ever awaited.
+    """
+
+    def __init__(self, *, loop: asyncio.AbstractEventLoop, id: str, description: str) -> None:
+        super().__init__(loop=loop)
+        self._id = id
+        self._description = description
+
+    @property
+    def id(self) -> str:
+        """The command id (for a child workflow: its workflow id)."""
+        return self._id
+
+    @property
+    def status(self) -> str:
+        """``ongoing``, ``completed``, ``failed``, ``canceled``, ``timed_out`` or ``unknown``,
+        as seen at this point of the workflow's history."""
+        if not self.done():
+            return "ongoing"
+        if self.cancelled():
+            return "canceled"
+        exc = self.exception()
+        if exc is None:
+            return "completed"
+        if isinstance(exc, TaskCanceledError | WorkflowCanceledError):
+            return "canceled"
+        if isinstance(exc, TaskTimedOutError | WorkflowTimedOutError):
+            return "timed_out"
+        if isinstance(exc, WorkflowUnknownError):
+            return "unknown"
+        if isinstance(exc, DeferredError):
+            return "failed"
+        return "failed"
+
+    def __repr__(self) -> str:
+        return f"<Deferred {self._description} {self.status}>"
+
+
+class WorkflowRuntimeApi(Protocol):
+    """What workflow code needs from the runtime (implemented by infinitic-workflow-engine)."""
+
+    workflow_name: str
+    workflow_id: str
+    tags: frozenset[str]
+    meta: Mapping[str, bytes]
+
+    def current_method_name(self) -> str: ...
+
+    def now(self) -> float: ...
+
+    def new_task(
+        self,
+        service_name: str,
+        method_name: str,
+        args: list[Any],
+        tags: frozenset[str],
+        meta: Mapping[str, bytes],
+        load_result: Callable[[Any], Any],
+    ) -> Deferred[Any]: ...
+
+    def new_child_workflow(
+        self,
+        workflow_name: str,
+        method_name: str,
+        args: list[Any],
+        tags: frozenset[str],
+        meta: Mapping[str, bytes],
+        load_result: Callable[[Any], Any],
+    ) -> Deferred[Any]: ...
+
+    def new_timer(self, due_at: float) -> Deferred[datetime]: ...
+
+    def inline(self, fn: Callable[[], Any]) -> Deferred[Any]: ...
+
+
+_runtime: ContextVar[WorkflowRuntimeApi | None] = ContextVar("infinitic_workflow", default=None)
+
+
+def current_runtime(what: str = "this") -> WorkflowRuntimeApi:
+    """Return the runtime of the workflow code being executed.
+
+    Raises:
+        CommandOutsideWorkflowError: not called from workflow code.
+    """
+    rt = _runtime.get()
+    if rt is None:
+        raise CommandOutsideWorkflowError(
+            f"{what} can only be used inside workflow code (a method of a Workflow run by a "
+            "worker); from application code use InfiniticClient"
+        )
+    return rt
+
+
+def set_runtime(rt: WorkflowRuntimeApi | None) -> object:
+    """Bind workflow code of the current context to ``rt`` (used by the runtime)."""
+    return _runtime.set(rt)
+
+
+def timer(when: timedelta | float | datetime) -> Deferred[datetime]:
+    """Start a durable timer for a duration (timedelta or seconds) or until an instant.
+
+    Returns a Deferred completed with the due instant; it survives crashes and redeploys.
+    """
+    rt = current_runtime("timer()")
+    if isinstance(when, datetime):
+        if when.tzinfo is None:
+            raise ValueError("timer(datetime) needs a timezone-aware datetime")
+        due = when.timestamp()
+    elif isinstance(when, timedelta):
+        due = rt.now() + when.total_seconds()
+    elif isinstance(when, int | float):
+        due = rt.now() + float(when)
+    else:
+        raise TypeError(f"timer() expects a timedelta, seconds or a datetime, got {when!r}")
+    return rt.new_timer(due)
+
+
+def inline(fn: Callable[[], T]) -> Deferred[T]:
+    """Run a side effect once and record its result; replays return the recorded value.
+
+    The value must be JSON-compatible. Workflow commands (stub calls, timers) are refused inside.
+    """
+    return current_runtime("inline()").inline(fn)
+
+
+def _flatten(items: tuple[Any, ...]) -> list[Awaitable[Any]]:
+    out: list[Awaitable[Any]] = []
+    for item in items:
+        if isinstance(item, list | tuple):
+            out.extend(_flatten(tuple(item)))
+        else:
+            out.append(item)
+    return out
+
+
+def all_of(*items: Awaitable[Any] | list[Awaitable[Any]]) -> asyncio.Future[list[Any]]:
+    """Wait for every item (Deferreds, coroutines, nested lists); result: their results in order.
+
+    Fails with the first failure, like ``asyncio.gather``.
+    """
+    current_runtime("all_of()")
+    return asyncio.gather(*_flatten(items))
+
+
+def any_of(*items: Awaitable[Any] | list[Awaitable[Any]]) -> asyncio.Future[Any]:
+    """Wait for the first item to complete; result: its result (or its failure).
+
+    Deterministic: when several are already complete, the first in argument order wins.
+    """
+    current_runtime("any_of()")
+    futures = [asyncio.ensure_future(f) for f in _flatten(items)]
+    if not futures:
+        raise ValueError("any_of() needs at least one item")
+    loop = futures[0].get_loop()
+    out: asyncio.Future[Any] = loop.create_future()
+
+    def on_done(f: asyncio.Future[Any]) -> None:
+        if out.done():
+            return
+        if f.cancelled():
+            out.cancel()
+        elif (exc := f.exception()) is not None:
+            out.set_exception(exc)
+        else:
+            out.set_result(f.result())
+
+    for f in futures:
+        f.add_done_callback(on_done)
+    return out
