@@ -1,0 +1,332 @@
+"""Redis storage (redis.asyncio), installed with the ``redis`` extra.
+
+Layout: a key-value entry is a hash ``<prefix>kv:<key>`` with fields ``v`` (the value) and ``n``
+(the version); compare-and-set runs as a Lua script, so the check and the write are one atomic
+step on the server. A key set is a sorted set ``<prefix>ks:<key>`` whose scores are all 0, so
+members are ordered by their bytes and paged with ZRANGEBYLEX.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Self
+
+from infinitic.common._errors import VersionConflictError
+from infinitic.storage._backend import SharedClient, describe_keys, missing_driver
+from infinitic.storage._interfaces import (
+    KeySetPage,
+    KeySetStorage,
+    KeyValueStorage,
+    Storage,
+    VersionedValue,
+)
+
+try:
+    import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+    from redis.exceptions import RedisError
+except ImportError as _e:  # pragma: no cover - exercised by the install-hint test
+    raise missing_driver("Redis", "redis", "redis") from _e
+
+_PUT = """
+local actual = tonumber(redis.call('HGET', KEYS[1], 'n') or '0')
+if ARGV[2] ~= '' and tonumber(ARGV[2]) ~= actual then
+  return {0, actual}
+end
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 'n', actual + 1)
+return {1, actual + 1}
+"""
+
+_PUT_MANY = """
+for i, key in ipairs(KEYS) do
+  local actual = tonumber(redis.call('HGET', key, 'n') or '0')
+  redis.call('HSET', key, 'v', ARGV[i], 'n', actual + 1)
+end
+return #KEYS
+"""
+
+_DELETE = """
+local actual = tonumber(redis.call('HGET', KEYS[1], 'n') or '0')
+if ARGV[1] ~= '' and tonumber(ARGV[1]) ~= actual then
+  return {0, actual}
+end
+redis.call('DEL', KEYS[1])
+return {1, actual}
+"""
+
+# Scripts run atomically and block the server, so big batches are cut into chunks.
+_BATCH = 500
+
+
+def _bytes(data: bytes | str) -> bytes:
+    return data.encode() if isinstance(data, str) else bytes(data)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RedisSettings:
+    """How to reach Redis.
+
+    Attributes:
+        url: a ``redis://`` or ``rediss://`` (TLS) URL; when given it replaces host, port, db,
+            username, password and ssl.
+        key_prefix: prepended to every Redis key, so several applications can share a database.
+        max_connections: size of the connection pool.
+        connect_timeout: seconds to wait for a connection.
+        operation_timeout: seconds to wait for one operation (socket timeout included).
+        retries: how many times the driver retries a command after a connection error, on a new
+            connection; a write retried after a lost reply may then report a
+            VersionConflictError for its own write, which callers handle as any conflict.
+        client_name: the name shown by ``CLIENT LIST``.
+    """
+
+    url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 6379
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    ssl: bool = False
+    ssl_ca_certs: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_check_hostname: bool = True
+    key_prefix: str = "infinitic:"
+    max_connections: int = 50
+    connect_timeout: float = 5.0
+    operation_timeout: float = 10.0
+    retries: int = 1
+    client_name: str | None = "infinitic"
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> RedisSettings:
+        """Settings for ``url``; ``options`` set the other attributes."""
+        return cls(url=url, **options)
+
+
+class _RedisClient(SharedClient["aioredis.Redis"]):
+    backend = "Redis"
+
+    def __init__(self, settings: RedisSettings) -> None:
+        super().__init__(settings.operation_timeout)
+        self.settings = settings
+        self.scripts: dict[str, Any] = {}
+
+    def driver_errors(self) -> tuple[type[BaseException], ...]:
+        return (RedisError,)
+
+    async def _open(self) -> aioredis.Redis:
+        s = self.settings
+        options: dict[str, Any] = {
+            "max_connections": s.max_connections,
+            "socket_connect_timeout": s.connect_timeout,
+            "socket_timeout": s.operation_timeout,
+            "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), s.retries),
+            "client_name": s.client_name,
+        }
+        if s.url is not None:
+            if s.password is not None:
+                options["password"] = s.password
+            client = aioredis.Redis.from_url(s.url, **options)
+        else:
+            client = self._from_parts(options)
+        self.scripts = {
+            "put": client.register_script(_PUT),
+            "put_many": client.register_script(_PUT_MANY),
+            "delete": client.register_script(_DELETE),
+        }
+        return client
+
+    def _from_parts(self, options: dict[str, Any]) -> aioredis.Redis:
+        s = self.settings
+        tls: dict[str, Any] = {}
+        if s.ssl:
+            tls = {
+                "ssl": True,
+                "ssl_ca_certs": s.ssl_ca_certs,
+                "ssl_certfile": s.ssl_certfile,
+                "ssl_keyfile": s.ssl_keyfile,
+                "ssl_check_hostname": s.ssl_check_hostname,
+            }
+        return aioredis.Redis(
+            host=s.host,
+            port=s.port,
+            db=s.db,
+            username=s.username,
+            password=s.password,
+            **tls,
+            **options,
+        )
+
+    async def _close(self, client: aioredis.Redis) -> None:
+        await client.aclose()
+
+
+class _RedisStorageBase:
+    _space = b""
+
+    def __init__(self, settings: RedisSettings | None, shared: _RedisClient | None) -> None:
+        self.settings = settings or (shared.settings if shared else RedisSettings())
+        self._shared = shared or _RedisClient(self.settings)
+        self._shared.retain()
+        self._released = False
+        self._prefix = self.settings.key_prefix.encode() + self._space
+
+    def _key(self, key: str) -> bytes:
+        return self._prefix + key.encode()
+
+    async def close(self) -> None:
+        """Release the connection pool (closed with its last user); idempotent."""
+        if not self._released:
+            self._released = True
+            await self._shared.release()
+
+
+class RedisKeyValueStorage(_RedisStorageBase, KeyValueStorage):
+    """Key-value storage in Redis, with atomic compare-and-set by a Lua script.
+
+    The pool opens on the first call. Every operation raises StorageError when Redis fails
+    (naming the key); the next call reconnects.
+
+    Example:
+        >>> kv = RedisKeyValueStorage.from_url("redis://127.0.0.1:6379/0")  # doctest: +SKIP
+    """
+
+    _space = b"kv:"
+
+    def __init__(
+        self, settings: RedisSettings | None = None, *, _shared: _RedisClient | None = None
+    ) -> None:
+        super().__init__(settings, _shared)
+        self._put_sha: Any = None
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """Storage at ``url``; ``options`` are other :class:`RedisSettings` attributes."""
+        return cls(RedisSettings.from_url(url, **options))
+
+    async def get(self, key: str) -> VersionedValue | None:
+        client = await self._shared.client()
+        async with self._shared.translating("get", describe_keys([key])):
+            value, version = await client.hmget(self._key(key), [b"v", b"n"])
+        if value is None or version is None:
+            return None
+        return VersionedValue(_bytes(value), int(version))
+
+    async def get_many(self, keys: Sequence[str]) -> dict[str, VersionedValue]:
+        keys = list(dict.fromkeys(keys))
+        out: dict[str, VersionedValue] = {}
+        if not keys:
+            return out
+        client = await self._shared.client()
+        async with (
+            self._shared.translating("get_many", describe_keys(keys)),
+            client.pipeline(transaction=False) as pipe,
+        ):
+            for key in keys:
+                pipe.hmget(self._key(key), [b"v", b"n"])
+            rows = await pipe.execute()
+        for key, (value, version) in zip(keys, rows, strict=True):
+            if value is not None and version is not None:
+                out[key] = VersionedValue(_bytes(value), int(version))
+        return out
+
+    async def put(self, key: str, value: bytes, *, expected_version: int | None = None) -> int:
+        await self._shared.client()
+        expected = b"" if expected_version is None else str(expected_version).encode()
+        async with self._shared.translating("put", describe_keys([key])):
+            script = self._shared.scripts["put"]
+            ok, version = await script(keys=[self._key(key)], args=[bytes(value), expected])
+        if not ok:
+            raise VersionConflictError(key, expected_version, int(version))
+        return int(version)
+
+    async def put_many(self, items: Mapping[str, bytes]) -> None:
+        pairs = list(items.items())
+        if not pairs:
+            return
+        await self._shared.client()
+        script = self._shared.scripts["put_many"]
+        for i in range(0, len(pairs), _BATCH):
+            chunk = pairs[i : i + _BATCH]
+            what = describe_keys([k for k, _ in chunk])
+            async with self._shared.translating("put_many", what):
+                await script(keys=[self._key(k) for k, _ in chunk], args=[v for _, v in chunk])
+
+    async def delete(self, key: str, *, expected_version: int | None = None) -> None:
+        await self._shared.client()
+        expected = b"" if expected_version is None else str(expected_version).encode()
+        async with self._shared.translating("delete", describe_keys([key])):
+            script = self._shared.scripts["delete"]
+            ok, actual = await script(keys=[self._key(key)], args=[expected])
+        if not ok:
+            raise VersionConflictError(key, expected_version, int(actual))
+
+
+class RedisKeySetStorage(_RedisStorageBase, KeySetStorage):
+    """Key-set storage in Redis: sorted sets with equal scores, paged by ZRANGEBYLEX.
+
+    Members are ordered by their UTF-8 bytes, which is the order of Python strings.
+    """
+
+    _space = b"ks:"
+
+    def __init__(
+        self, settings: RedisSettings | None = None, *, _shared: _RedisClient | None = None
+    ) -> None:
+        super().__init__(settings, _shared)
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """Storage at ``url``; ``options`` are other :class:`RedisSettings` attributes."""
+        return cls(RedisSettings.from_url(url, **options))
+
+    async def add(self, key: str, member: str) -> None:
+        client = await self._shared.client()
+        async with self._shared.translating("add", describe_keys([key])):
+            await client.zadd(self._key(key), {member.encode(): 0})
+
+    async def remove(self, key: str, member: str) -> None:
+        client = await self._shared.client()
+        async with self._shared.translating("remove", describe_keys([key])):
+            await client.zrem(self._key(key), member.encode())
+
+    async def page(self, key: str, *, after: str | None = None, limit: int = 1000) -> KeySetPage:
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        start = b"-" if after is None else b"(" + after.encode()
+        client = await self._shared.client()
+        async with self._shared.translating("page", describe_keys([key])):
+            raw = await client.zrangebylex(self._key(key), start, b"+", start=0, num=limit + 1)
+        members = [_bytes(m).decode() for m in raw[:limit]]
+        more = len(raw) > limit
+        return KeySetPage(members, members[-1] if more else None)
+
+    async def count(self, key: str) -> int:
+        client = await self._shared.client()
+        async with self._shared.translating("count", describe_keys([key])):
+            return int(await client.zcard(self._key(key)))
+
+
+class RedisStorage(Storage):
+    """Key-value and key-set storage in one Redis database, sharing one connection pool.
+
+    Example:
+        >>> storage = RedisStorage.from_url("redis://127.0.0.1:6379/0")  # doctest: +SKIP
+        >>> async with storage:  # doctest: +SKIP
+        ...     await storage.key_value.put("k", b"v", expected_version=0)
+    """
+
+    key_value: RedisKeyValueStorage
+    key_set: RedisKeySetStorage
+
+    def __init__(self, settings: RedisSettings | None = None) -> None:
+        self.settings = settings or RedisSettings()
+        shared = _RedisClient(self.settings)
+        super().__init__(RedisKeyValueStorage(_shared=shared), RedisKeySetStorage(_shared=shared))
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """Storage at ``url``; ``options`` are other :class:`RedisSettings` attributes."""
+        return cls(RedisSettings.from_url(url, **options))
