@@ -1,0 +1,374 @@
+"""A running subscription: receive loops, workers, delays, retries and dead letters.
+
+Each subscription reads two Pulsar topics: the topic itself and the subscription's retry topic
+(``<topic>-<subscription>-retry``), where failed messages wait for their next attempt and
+far-future messages are parked. A receive loop per topic takes a slot (bounded by
+``concurrency + max_buffered_messages``) before each receive, so memory is bounded and the rest
+waits in the broker. It never cancels a pending ``receive()``: a cancelled receive would swallow
+the next message (PULSAR-LITE.md, section 9).
+
+Due times are enforced here, whatever the broker does: a message due soon is held unacknowledged
+(at most ``max_held_messages``; the loop waits when that is reached), a message due later is
+republished to the retry topic and acknowledged, and looked at again every
+``park_recheck_seconds``. Real Pulsar delays messages natively, so there this is a no-op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any, Protocol
+
+import pulsar.asyncio as pa
+
+from infinitic.transport import (
+    DLQ_DELIVERIES_PROPERTY,
+    DLQ_ERROR_PROPERTY,
+    DLQ_ORIGINAL_TOPIC_PROPERTY,
+    Consumer,
+    ConsumerSettings,
+    MessageHandler,
+    SubscriptionType,
+    dead_letter_topic,
+)
+from infinitic.transport_pulsar._envelope import (
+    ATTEMPTS,
+    DELIVER_AT,
+    PARKED_AT,
+    Envelope,
+)
+from infinitic.transport_pulsar._ready import ReadyQueue
+from infinitic.transport_pulsar._settings import PulsarConsumerSettings
+
+logger = logging.getLogger("infinitic.transport_pulsar")
+
+
+class _Broker(Protocol):
+    """What a consumer needs from its transport."""
+
+    def now(self) -> float: ...
+
+    async def _send(
+        self,
+        topic: str,
+        data: bytes,
+        *,
+        key: str | None,
+        properties: dict[str, str],
+        deliver_at_ms: int | None = None,
+    ) -> None: ...
+
+    async def _open_consumer(
+        self, topic: str, subscription: str, settings: ConsumerSettings
+    ) -> pa.Consumer: ...
+
+
+class _Source:
+    """One Pulsar consumer and its single pending receive."""
+
+    def __init__(self, consumer: pa.Consumer, topic: str, *, retry: bool) -> None:
+        self.consumer = consumer
+        self.topic = topic
+        self.retry = retry
+        self.pending: asyncio.Task[Any] | None = None
+
+
+class PulsarConsumer(Consumer):
+    """A subscription being consumed; built by :meth:`PulsarTransport.subscribe`."""
+
+    def __init__(
+        self,
+        broker: _Broker,
+        topic: str,
+        subscription: str,
+        retry_topic: str,
+        handler: MessageHandler,
+        settings: ConsumerSettings,
+        tuning: PulsarConsumerSettings,
+        *,
+        use_nack: bool,
+    ) -> None:
+        self._broker = broker
+        self._topic = topic
+        self._subscription = subscription
+        self._retry_topic = retry_topic
+        self._handler = handler
+        self._settings = settings
+        self._tuning = tuning
+        self._use_nack = use_nack and settings.type is not SubscriptionType.KEY_SHARED
+        self._ready = ReadyQueue(keyed=settings.type is SubscriptionType.KEY_SHARED)
+        self._slots = asyncio.Semaphore(settings.concurrency + tuning.max_buffered_messages)
+        self._held = asyncio.Semaphore(tuning.max_held_messages)
+        self._sources: list[_Source] = []
+        self._pumps: list[asyncio.Task[None]] = []
+        self._workers: list[asyncio.Task[None]] = []
+        self._holders: set[asyncio.Task[None]] = set()
+        self._closing = False
+        self._closed = asyncio.Event()
+        self.held_count = 0
+
+    # -- life cycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Subscribe to the topic and its retry topic, then start receiving."""
+        try:
+            for topic, retry in ((self._topic, False), (self._retry_topic, True)):
+                consumer = await self._broker._open_consumer(
+                    topic, self._subscription, self._settings
+                )
+                self._sources.append(_Source(consumer, topic, retry=retry))
+        except BaseException:
+            await self._close_sources()
+            raise
+        name = f"{self._topic}:{self._subscription}"
+        for source in self._sources:
+            self._pumps.append(asyncio.create_task(self._pump(source), name=f"pump:{name}"))
+        for i in range(self._settings.concurrency):
+            self._workers.append(asyncio.create_task(self._work(), name=f"worker:{name}:{i}"))
+
+    async def close(self) -> None:
+        """Stop receiving, wait for the handlers running now, then close the subscription.
+
+        Messages received but not handled yet are left unacknowledged: the broker delivers
+        them again. Idempotent.
+        """
+        if self._closing:
+            await self._closed.wait()
+            return
+        self._closing = True
+        try:
+            for task in (*self._pumps, *self._holders):
+                task.cancel()
+            await asyncio.gather(*self._pumps, *self._holders, return_exceptions=True)
+            await self._ready.close()
+            await asyncio.gather(*self._workers, return_exceptions=True)
+        finally:
+            await self._close_sources()
+            self._closed.set()
+
+    async def _close_sources(self) -> None:
+        for source in self._sources:
+            try:
+                await source.consumer.close()
+            except Exception as e:
+                logger.warning("error while closing a consumer of %s: %s", source.topic, e)
+            if source.pending is not None:
+                # Completes with AlreadyClosed (or a message the broker redelivers).
+                source.pending.add_done_callback(_swallow)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait({source.pending}, timeout=1.0)
+
+    # -- receiving ------------------------------------------------------------------------
+
+    async def _receive(self, source: _Source) -> Any:
+        """Return the next message, or None once the consumer is closed."""
+        while True:
+            if source.pending is None:
+                source.pending = asyncio.ensure_future(source.consumer.receive())
+            # Waiting, unlike awaiting the task, never cancels the receive itself.
+            await asyncio.wait({source.pending})
+            task, source.pending = source.pending, None
+            try:
+                return task.result()
+            except pa.PulsarException as e:
+                if self._closing or "AlreadyClosed" in str(e):
+                    return None
+                logger.warning("receive failed on %s: %s; retrying", source.topic, e)
+                await asyncio.sleep(0.5)
+
+    async def _pump(self, source: _Source) -> None:
+        while not self._closing:
+            await self._slots.acquire()
+            try:
+                raw = await self._receive(source)
+            except BaseException:
+                self._slots.release()
+                raise
+            if raw is None:
+                self._slots.release()
+                return
+            envelope = Envelope.wrap(
+                raw, source.consumer, topic=self._topic, from_retry_topic=source.retry
+            )
+            try:
+                await self._route(envelope)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("cannot route a message of %s", self._topic)
+                await self._nack(envelope)
+
+    def _release_slot(self, envelope: Envelope) -> None:
+        if envelope.holds_slot:
+            envelope.holds_slot = False
+            self._slots.release()
+
+    async def _route(self, envelope: Envelope) -> None:
+        """Dead-letter, delay or queue a received message."""
+        limit = self._settings.max_redeliveries + self._tuning.unacked_redelivery_allowance
+        if envelope.redelivery_count > limit:
+            reason = (
+                f"delivered {envelope.redelivery_count + 1} times without being acknowledged "
+                "(the consumer crashed or closed while handling it)"
+            )
+            await self._dead_letter(envelope, reason)
+            return
+        now_ms = int(self._broker.now() * 1000)
+        if envelope.due_ms is not None and envelope.due_ms > now_ms:
+            await self._delay(envelope, now_ms)
+            return
+        await self._ready.put(envelope)
+
+    # -- delays ---------------------------------------------------------------------------
+
+    async def _delay(self, envelope: Envelope, now_ms: int) -> None:
+        assert envelope.due_ms is not None
+        hold_ms = int(self._tuning.delay_hold_seconds * 1000)
+        recheck_ms = int(self._tuning.park_recheck_seconds * 1000)
+        if envelope.due_ms - now_ms <= hold_ms:
+            wake_ms = envelope.due_ms
+        else:
+            parked_at = int(envelope.properties.get(PARKED_AT, "0") or 0)
+            if not envelope.from_retry_topic or now_ms - parked_at >= recheck_ms:
+                await self._park(envelope, now_ms)
+                return
+            # Parked a moment ago and back already (no native delays): wait before looking again.
+            wake_ms = min(parked_at + recheck_ms, envelope.due_ms - hold_ms)
+        await self._held.acquire()
+        self.held_count += 1
+        self._release_slot(envelope)
+        task = asyncio.create_task(self._hold(envelope, wake_ms))
+        self._holders.add(task)
+        task.add_done_callback(self._holders.discard)
+
+    async def _hold(self, envelope: Envelope, wake_ms: int) -> None:
+        try:
+            await asyncio.sleep(max(0.0, wake_ms / 1000 - self._broker.now()))
+            now_ms = int(self._broker.now() * 1000)
+            assert envelope.due_ms is not None
+            if envelope.due_ms <= now_ms:
+                await self._ready.put(envelope)
+            elif envelope.due_ms - now_ms <= int(self._tuning.delay_hold_seconds * 1000):
+                await asyncio.sleep(max(0.0, envelope.due_ms / 1000 - self._broker.now()))
+                await self._ready.put(envelope)
+            else:
+                await self._park(envelope, now_ms)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("cannot reschedule a delayed message of %s", self._topic)
+        finally:
+            self.held_count -= 1
+            self._held.release()
+
+    async def _park(self, envelope: Envelope, now_ms: int) -> None:
+        """Move a far-future message to the retry topic (republish, then acknowledge)."""
+        assert envelope.due_ms is not None
+        await self._broker._send(
+            self._retry_topic,
+            bytes(envelope.raw.data()),
+            key=envelope.key,
+            properties=envelope.republish_properties(**{PARKED_AT: str(now_ms)}),
+            deliver_at_ms=envelope.due_ms,
+        )
+        await self._ack(envelope)
+
+    # -- handling -------------------------------------------------------------------------
+
+    async def _work(self) -> None:
+        while True:
+            envelope = await self._ready.get()
+            if envelope is None:
+                return
+            try:
+                await self._handle(envelope)
+            finally:
+                await self._ready.done(envelope)
+
+    async def _handle(self, envelope: Envelope) -> None:
+        message = envelope.to_transport_message()
+        try:
+            await self._handler(message)
+        except asyncio.CancelledError:
+            self._release_slot(envelope)
+            raise
+        except Exception as error:
+            try:
+                await self._failed(envelope, error)
+            except Exception as e:
+                logger.error("cannot retry or dead-letter a message of %s: %s", self._topic, e)
+                await self._nack(envelope)
+        else:
+            await self._ack(envelope)
+
+    async def _failed(self, envelope: Envelope, error: Exception) -> None:
+        count = envelope.redelivery_count
+        if count >= self._settings.max_redeliveries:
+            await self._dead_letter(envelope, f"{type(error).__name__}: {error}")
+            return
+        logger.info(
+            "message %s of %s failed (delivery %d), retrying in %ss: %s: %s",
+            envelope.origin_id,
+            self._topic,
+            count + 1,
+            self._settings.redelivery_delay,
+            type(error).__name__,
+            error,
+        )
+        if self._use_nack:
+            await self._nack(envelope)
+            return
+        now_ms = int(self._broker.now() * 1000)
+        due_ms = now_ms + int(self._settings.redelivery_delay * 1000)
+        # The attempt count carries the broker's redeliveries too: the copy starts at 0 there.
+        changes = {ATTEMPTS: str(count + 1), DELIVER_AT: str(due_ms), PARKED_AT: str(now_ms)}
+        await self._broker._send(
+            self._retry_topic,
+            bytes(envelope.raw.data()),
+            key=envelope.key,
+            properties=envelope.republish_properties(**changes),
+            deliver_at_ms=due_ms,
+        )
+        await self._ack(envelope)
+
+    async def _dead_letter(self, envelope: Envelope, reason: str) -> None:
+        logger.error(
+            "message %s of %s dead-lettered after %d deliveries: %s",
+            envelope.origin_id,
+            self._topic,
+            envelope.redelivery_count + 1,
+            reason,
+        )
+        properties = envelope.user_properties()
+        properties[DLQ_ERROR_PROPERTY] = reason[:2000]
+        properties[DLQ_ORIGINAL_TOPIC_PROPERTY] = envelope.topic
+        properties[DLQ_DELIVERIES_PROPERTY] = str(envelope.redelivery_count + 1)
+        await self._broker._send(
+            dead_letter_topic(envelope.topic),
+            bytes(envelope.raw.data()),
+            key=envelope.key,
+            properties=properties,
+        )
+        await self._ack(envelope)
+
+    async def _ack(self, envelope: Envelope) -> None:
+        try:
+            await envelope.source.acknowledge(envelope.raw)
+        except Exception as e:  # at-least-once: the broker delivers it again
+            logger.warning("cannot acknowledge a message of %s: %s", self._topic, e)
+        finally:
+            self._release_slot(envelope)
+
+    async def _nack(self, envelope: Envelope) -> None:
+        try:
+            await envelope.source.negative_acknowledge(envelope.raw)
+        except Exception as e:
+            logger.warning("cannot negatively acknowledge a message of %s: %s", self._topic, e)
+        finally:
+            self._release_slot(envelope)
+
+
+def _swallow(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()

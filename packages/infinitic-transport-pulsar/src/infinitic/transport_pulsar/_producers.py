@@ -1,0 +1,132 @@
+"""One producer per topic, created on first use, with a bound on sends in flight.
+
+``pulsar.asyncio`` sends fail with ``ProducerQueueIsFull`` when too many are pending, and the
+client's ``block_if_queue_full`` would block the event loop inside C++; an asyncio semaphore
+bounds the sends in flight instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import pulsar
+import pulsar.asyncio as pa
+
+from infinitic.transport_pulsar._errors import PulsarTransportError
+from infinitic.transport_pulsar._settings import PulsarProducerSettings
+
+logger = logging.getLogger("infinitic.transport_pulsar")
+
+_COMPRESSION = {
+    "NONE": pulsar.CompressionType.NONE,
+    "LZ4": pulsar.CompressionType.LZ4,
+    "ZLib": pulsar.CompressionType.ZLib,
+    "ZSTD": pulsar.CompressionType.ZSTD,
+    "SNAPPY": pulsar.CompressionType.SNAPPY,
+}
+
+
+class ProducerPool:
+    """Producers of one client, by Pulsar topic.
+
+    Args:
+        client: the producing client (separate from the consuming one).
+        settings: producer tuning.
+        prepare_topic: awaited once per topic before its producer exists (admin set-up).
+    """
+
+    def __init__(
+        self,
+        client: pa.Client,
+        settings: PulsarProducerSettings,
+        prepare_topic: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
+        self._client = client
+        self._settings = settings
+        self._prepare = prepare_topic
+        self._producers: dict[str, pa.Producer] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._in_flight = asyncio.Semaphore(settings.max_pending_messages)
+        # Producer names must be unique per topic across the cluster.
+        self._name_prefix = f"infinitic-{uuid.uuid4().hex[:12]}"
+        self._counter = itertools.count()
+        self._closed = False
+
+    async def _producer(self, topic: str) -> pa.Producer:
+        producer = self._producers.get(topic)
+        if producer is not None:
+            return producer
+        lock = self._locks.setdefault(topic, asyncio.Lock())
+        async with lock:
+            producer = self._producers.get(topic)
+            if producer is not None:
+                return producer
+            if self._closed:
+                raise PulsarTransportError(f"cannot publish to {topic}: the transport is closed")
+            if self._prepare is not None:
+                await self._prepare(topic)
+            s = self._settings
+            batching = s.batching_enabled and not s.chunking_enabled
+            try:
+                producer = await self._client.create_producer(
+                    topic,
+                    producer_name=f"{self._name_prefix}-{next(self._counter)}",
+                    send_timeout_millis=int(s.send_timeout_seconds * 1000),
+                    compression_type=_COMPRESSION[s.compression_type],
+                    max_pending_messages=s.max_pending_messages,
+                    block_if_queue_full=False,
+                    batching_enabled=batching,
+                    batching_max_publish_delay_ms=s.batching_max_publish_delay_ms,
+                    # A batch never mixes keys, so Key_Shared keeps per-key routing.
+                    batching_type=pulsar.BatchingType.KeyBased,
+                    chunking_enabled=s.chunking_enabled,
+                )
+            except pa.PulsarException as e:
+                raise PulsarTransportError(f"cannot create a producer on {topic}: {e}") from e
+            self._producers[topic] = producer
+            return producer
+
+    async def send(
+        self,
+        topic: str,
+        data: bytes,
+        *,
+        key: str | None,
+        properties: Mapping[str, str],
+        deliver_at_ms: int | None = None,
+        event_timestamp_ms: int | None = None,
+    ) -> None:
+        """Send one message and wait for the broker's receipt.
+
+        Raises:
+            PulsarTransportError: the broker refused or the send timed out.
+        """
+        producer = await self._producer(topic)
+        kwargs: dict[str, Any] = {"properties": dict(properties)}
+        if key is not None:
+            kwargs["partition_key"] = key
+        if deliver_at_ms is not None:
+            kwargs["deliver_at"] = deliver_at_ms
+        if event_timestamp_ms is not None:
+            kwargs["event_timestamp"] = event_timestamp_ms
+        async with self._in_flight:
+            try:
+                await producer.send(data, **kwargs)
+            except pa.PulsarException as e:
+                raise PulsarTransportError(f"cannot publish to {topic}: {e}") from e
+
+    async def close(self) -> None:
+        """Flush and close every producer; idempotent, never raises."""
+        self._closed = True
+        producers, self._producers = list(self._producers.values()), {}
+        for producer in producers:
+            try:
+                await producer.flush()
+                await producer.close()
+            except Exception as e:  # closing must go on for the others
+                logger.warning("error while closing a Pulsar producer: %s", e)

@@ -1,0 +1,200 @@
+"""Settings of the Pulsar transport, shaped like Infinitic's ``transport.pulsar`` configuration.
+
+Every field has a snake_case name and a camelCase alias, so a YAML section such as::
+
+    pulsar:
+      brokerServiceUrl: pulsar://localhost:6650
+      webServiceUrl: http://localhost:8080
+      tenant: infinitic
+      namespace: dev
+      authentication: {token: "..."}
+      producer: {maxPendingMessages: 1000}
+      consumer: {receiverQueueSize: 100}
+      policies: {retentionTimeInMinutes: 10080}
+
+validates as :class:`PulsarSettings`, and so does the same data with snake_case keys.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic.alias_generators import to_camel
+
+BrokerFlavor = Literal["auto", "pulsar", "pulsar-lite"]
+RetryMode = Literal["republish", "nack"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+class PulsarAuthentication(_Section):
+    """Authentication against the broker and the admin REST API.
+
+    Attributes:
+        token: a JWT sent as ``Authorization: Bearer <token>`` (token authentication).
+        tls_certificate_file_path: client certificate for mutual TLS.
+        tls_private_key_file_path: the private key of that certificate.
+    """
+
+    token: SecretStr | None = None
+    tls_certificate_file_path: str | None = None
+    tls_private_key_file_path: str | None = None
+
+
+class PulsarProducerSettings(_Section):
+    """Producer tuning.
+
+    Attributes:
+        max_pending_messages: sends in flight per transport (an asyncio semaphore) and the
+            client's per-producer queue size.
+        send_timeout_seconds: a send not confirmed by the broker within this time fails.
+        batching_enabled: batch messages (``KeyBased`` batching so a batch never mixes keys);
+            off by default because ``publish`` waits for the broker's receipt of each message.
+        batching_max_publish_delay_ms: how long a batch may wait for more messages.
+        compression_type: one of NONE, LZ4, ZLib, ZSTD, SNAPPY.
+        chunking_enabled: split payloads above the broker's message size limit (forces
+            batching off).
+    """
+
+    max_pending_messages: int = Field(default=1000, ge=1)
+    send_timeout_seconds: float = Field(default=30.0, gt=0)
+    batching_enabled: bool = False
+    batching_max_publish_delay_ms: int = Field(default=10, ge=0)
+    compression_type: Literal["NONE", "LZ4", "ZLib", "ZSTD", "SNAPPY"] = "NONE"
+    chunking_enabled: bool = False
+
+
+class PulsarConsumerSettings(_Section):
+    """Consumer tuning (shared by every subscription of a transport).
+
+    Attributes:
+        receiver_queue_size: messages prefetched per consumer on SHARED subscriptions.
+        key_shared_receiver_queue_size: prefetch on real-Pulsar Key_Shared subscriptions
+            (kept small: large queues stall Key_Shared dispatch).
+        max_buffered_messages: messages received but not yet finished per consumer, beyond
+            ``concurrency`` (bounds memory; the rest waits in the broker).
+        retry_mode: ``republish`` acknowledges a failed message and republishes it with an
+            attempt counter to the subscription's retry topic (works everywhere, never relies
+            on broker nacks); ``nack`` negatively acknowledges it (real Pulsar, SHARED only;
+            KEY_SHARED subscriptions always republish).
+        delay_hold_seconds: a message due within this many seconds is held unacknowledged
+            in memory until due; a later one is parked on the retry topic.
+        max_held_messages: delayed messages held in memory per consumer (the receive loop
+            waits when it is reached, so memory stays bounded).
+        park_recheck_seconds: how often a parked (far-future) message is looked at again;
+            each look costs one republish on brokers without native delayed delivery.
+        unacked_redelivery_allowance: broker redeliveries (after a crash or a close while
+            the message was unacknowledged) tolerated beyond ``max_redeliveries`` before the
+            message is dead-lettered without being handled again.
+        subscribe_retries: attempts to subscribe when the broker answers with a timeout
+            (pulsar-lite's consumer-id collision between processes).
+        consumer_id_offset: pulsar-lite only: consumer ids burnt at start-up so that
+            several processes do not collide on a subscription (give each process a distinct
+            value, e.g. 0, 100, 200, ...).
+    """
+
+    receiver_queue_size: int = Field(default=100, ge=1)
+    key_shared_receiver_queue_size: int = Field(default=10, ge=1)
+    max_buffered_messages: int = Field(default=64, ge=1)
+    retry_mode: RetryMode = "republish"
+    delay_hold_seconds: float = Field(default=5.0, ge=0)
+    max_held_messages: int = Field(default=100, ge=1)
+    park_recheck_seconds: float = Field(default=10.0, gt=0)
+    unacked_redelivery_allowance: int = Field(default=3, ge=0)
+    subscribe_retries: int = Field(default=5, ge=1)
+    consumer_id_offset: int = Field(default=0, ge=0)
+
+
+class PulsarPolicies(_Section):
+    """Namespace policies applied when the transport creates the namespace (real Pulsar).
+
+    Attributes:
+        force_infinitic_policies: apply them to an existing namespace too.
+        message_ttl_in_seconds: unacknowledged messages older than this are dropped.
+        retention_time_in_minutes: acknowledged messages are kept this long...
+        retention_size_in_mb: ...within this size.
+        deduplication_enabled: broker-side producer deduplication.
+        delayed_delivery_enabled: native delayed delivery (``deliver_at``).
+        delayed_delivery_tick_time_millis: the broker's delay tracker granularity.
+        topic_partitions: partitions of each created topic (0: non-partitioned).
+    """
+
+    force_infinitic_policies: bool = False
+    message_ttl_in_seconds: int = Field(default=14 * 24 * 3600, ge=0)
+    retention_time_in_minutes: int = Field(default=7 * 24 * 60, ge=-1)
+    retention_size_in_mb: int = Field(default=1024, ge=-1)
+    deduplication_enabled: bool = True
+    delayed_delivery_enabled: bool = True
+    delayed_delivery_tick_time_millis: int = Field(default=1000, ge=1)
+    topic_partitions: int = Field(default=0, ge=0)
+
+
+class PulsarSettings(_Section):
+    """How to reach Pulsar and how to use it.
+
+    Attributes:
+        broker_service_url: ``pulsar://host:6650`` or ``pulsar+ssl://host:6651``.
+        web_service_url: ``http(s)://host:8080``; when set, the tenant, the namespace (with
+            ``policies``) and the topics are created through the admin REST API.
+        tenant: the Pulsar tenant.
+        namespace: the Pulsar namespace inside the tenant.
+        broker_flavor: ``pulsar`` (Apache Pulsar), ``pulsar-lite`` (the dev broker: its
+            workarounds are enabled) or ``auto`` (``pulsar-lite`` when no web service URL is
+            configured, else ``pulsar``).
+        allowed_clusters: clusters of a created tenant (default: every cluster).
+        admin_roles: admin roles of a created tenant.
+        operation_timeout_seconds: the client's operation timeout.
+        connection_timeout_seconds: the client's connection timeout.
+        io_threads: the client's I/O threads.
+        tls_allow_insecure_connection: accept any server certificate.
+        tls_enable_hostname_verification: check the server certificate's host name.
+        tls_trust_certs_file_path: CA bundle for the server certificate.
+        authentication: token or client-certificate authentication.
+        producer: producer tuning.
+        consumer: consumer tuning.
+        policies: namespace policies.
+    """
+
+    broker_service_url: str = "pulsar://localhost:6650"
+    web_service_url: str | None = None
+    tenant: str = "infinitic"
+    namespace: str = "dev"
+    broker_flavor: BrokerFlavor = "auto"
+    allowed_clusters: list[str] = Field(default_factory=list)
+    admin_roles: list[str] = Field(default_factory=list)
+    operation_timeout_seconds: int = Field(default=10, ge=1)
+    connection_timeout_seconds: float = Field(default=10.0, gt=0)
+    io_threads: int = Field(default=1, ge=1)
+    tls_allow_insecure_connection: bool = False
+    tls_enable_hostname_verification: bool = False
+    tls_trust_certs_file_path: str | None = None
+    authentication: PulsarAuthentication = Field(default_factory=PulsarAuthentication)
+    producer: PulsarProducerSettings = Field(default_factory=PulsarProducerSettings)
+    consumer: PulsarConsumerSettings = Field(default_factory=PulsarConsumerSettings)
+    policies: PulsarPolicies = Field(default_factory=PulsarPolicies)
+
+    @field_validator("broker_service_url")
+    @classmethod
+    def _check_broker_url(cls, value: str) -> str:
+        if not value.startswith(("pulsar://", "pulsar+ssl://")):
+            raise ValueError(f"brokerServiceUrl must start with pulsar(+ssl)://: {value}")
+        return value
+
+    @field_validator("web_service_url")
+    @classmethod
+    def _check_web_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"webServiceUrl must start with http:// or https://: {value}")
+        return value.rstrip("/") if value else None
+
+    @property
+    def is_pulsar_lite(self) -> bool:
+        """True when the pulsar-lite workarounds are on."""
+        if self.broker_flavor == "auto":
+            return self.web_service_url is None
+        return self.broker_flavor == "pulsar-lite"
