@@ -1,3 +1,5 @@
-"""Infinitic for Python: InfiniticClient."""
+"""Infinitic for Python: the client that starts workflows and waits for their results."""
 
-__all__: list[str] = []
+from infinitic.client._client import InfiniticClient, WorkflowDeferred
+
+__all__ = ["InfiniticClient", "WorkflowDeferred"]

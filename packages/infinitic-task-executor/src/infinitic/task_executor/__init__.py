@@ -1,3 +1,10 @@
-"""Infinitic for Python: runs service tasks: retries, timeouts, batches."""
+"""Infinitic for Python: runs service tasks with retries and execution timeouts."""
 
-__all__: list[str] = []
+from infinitic.task_executor._executor import (
+    ServiceExecutor,
+    TaskEventHandler,
+    TaskRetryHandler,
+    TaskTimeoutError,
+)
+
+__all__ = ["ServiceExecutor", "TaskEventHandler", "TaskRetryHandler", "TaskTimeoutError"]

@@ -14,6 +14,7 @@ from infinitic.transport._interfaces import (
     TransportMessage,
     dead_letter_topic,
 )
+from infinitic.transport._outbox import Outbox, Outgoing, send
 
 __all__ = [
     "DEAD_LETTER_SUFFIX",
@@ -25,8 +26,11 @@ __all__ = [
     "DeadLetter",
     "InMemoryTransport",
     "MessageHandler",
+    "Outbox",
+    "Outgoing",
     "SubscriptionType",
     "Transport",
     "TransportMessage",
     "dead_letter_topic",
+    "send",
 ]

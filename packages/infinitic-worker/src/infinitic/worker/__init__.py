@@ -1,3 +1,5 @@
-"""Infinitic for Python: InfiniticWorker, configuration and the infinitic command line."""
+"""Infinitic for Python: InfiniticWorker, which runs services and workflows."""
 
-__all__: list[str] = []
+from infinitic.worker._worker import InfiniticWorker
+
+__all__ = ["InfiniticWorker"]

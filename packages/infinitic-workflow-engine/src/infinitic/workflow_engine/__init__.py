@@ -1,3 +1,35 @@
-"""Infinitic for Python: workflow command handler, state engine, timers and the deterministic workflow runtime."""
+"""Infinitic for Python: the workflow command handler, state engine, timers and the
+deterministic workflow runtime."""
 
-__all__: list[str] = []
+from infinitic.workflow_engine._engine import WorkflowStateEngine
+from infinitic.workflow_engine._executor import WorkflowExecutor
+from infinitic.workflow_engine._handlers import (
+    WorkflowCommandHandler,
+    WorkflowDelayHandler,
+    WorkflowEventHandler,
+    WorkflowTaskEventHandler,
+)
+from infinitic.workflow_engine._loop import WorkflowEventLoop
+from infinitic.workflow_engine._runtime import CheckMode, WorkflowInstance
+from infinitic.workflow_engine._state import (
+    WorkflowState,
+    decode_state,
+    encode_state,
+    state_key,
+)
+
+__all__ = [
+    "CheckMode",
+    "WorkflowCommandHandler",
+    "WorkflowDelayHandler",
+    "WorkflowEventHandler",
+    "WorkflowEventLoop",
+    "WorkflowExecutor",
+    "WorkflowInstance",
+    "WorkflowState",
+    "WorkflowStateEngine",
+    "WorkflowTaskEventHandler",
+    "decode_state",
+    "encode_state",
+    "state_key",
+]

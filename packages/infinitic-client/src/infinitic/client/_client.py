@@ -1,0 +1,216 @@
+"""InfiniticClient: start workflows, wait for their results, from application code."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
+from types import TracebackType
+from typing import Any, Generic, ParamSpec, Self, TypeVar, cast
+
+from infinitic.common import (
+    MethodSignature,
+    TopicKind,
+    decode_message,
+    entity_name,
+    exception_from_failure,
+    new_id,
+    response_topic,
+    topic,
+)
+from infinitic.common._errors import InfiniticError
+from infinitic.common._messages import (
+    DispatchWorkflow,
+    MethodOutcome,
+    Requester,
+    method_outcome_failure,
+)
+from infinitic.common._stubs import _Stub, _StubMethod
+from infinitic.transport import (
+    Consumer,
+    ConsumerSettings,
+    Outbox,
+    SubscriptionType,
+    Transport,
+    TransportMessage,
+)
+
+logger = logging.getLogger("infinitic.client")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+
+
+class WorkflowDeferred(Generic[R]):
+    """A workflow method started by a client: its ids now, its result when awaited.
+
+    Awaiting it more than once gives the same result. Raises what the method's waiter sees:
+    WorkflowFailedError (with the failure chain), WorkflowCanceledError, WorkflowUnknownError.
+    """
+
+    def __init__(self, client: InfiniticClient, workflow_name: str, workflow_id: str,
+                 method_run_id: str, signature: MethodSignature) -> None:
+        self._client = client
+        self.workflow_name = workflow_name
+        self.id = workflow_id
+        self.method_run_id = method_run_id
+        self._signature = signature
+        self._future = client._future(workflow_id, method_run_id)
+
+    @property
+    def method_name(self) -> str:
+        return self._signature.method_name
+
+    async def result(self) -> R:
+        """Wait for the method's result."""
+        outcome = await asyncio.shield(self._future)
+        if outcome.status == "completed":
+            return cast(R, self._signature.load_result(outcome.value))
+        failure = method_outcome_failure(outcome)
+        assert failure is not None
+        raise exception_from_failure(failure)
+
+    def __await__(self) -> Generator[Any, None, R]:
+        return self.result().__await__()
+
+    def __repr__(self) -> str:
+        return f"<WorkflowDeferred {self.workflow_name}.{self.method_name} id={self.id}>"
+
+
+class _NewWorkflowStub(_Stub):
+    _kind = "workflow"
+
+    def __init__(self, client: InfiniticClient, workflow: type, tags: Iterable[str] | None,
+                 meta: Mapping[str, bytes] | None) -> None:
+        super().__init__(workflow, tags, meta)
+        self._client = client
+
+    def _call(self, sig: MethodSignature, args: tuple[Any, ...],
+              kwargs: dict[str, Any]) -> Awaitable[Any]:
+        dumped = sig.dump_args(args, kwargs)  # refuses bad payloads before anything is sent
+
+        async def run() -> Any:
+            deferred: WorkflowDeferred[Any] = await self._client._start(self, sig, dumped)
+            return await deferred
+
+        return run()
+
+
+class InfiniticClient:
+    """Starts workflows and waits for their results.
+
+    A long-lived object: use ``async with InfiniticClient(transport=...) as client`` or call
+    :meth:`start` and :meth:`close`. Each client has a private response topic.
+
+    Args:
+        transport: the transport shared with the workers.
+        name: a unique client name (default: generated).
+    """
+
+    def __init__(self, *, transport: Transport, name: str | None = None) -> None:
+        self._transport = transport
+        self.name = name or f"client-{new_id()}"
+        self._futures: dict[tuple[str, str], asyncio.Future[MethodOutcome]] = {}
+        self._consumer: Consumer | None = None
+        self._started = False
+        self._closed = False
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        """Subscribe to the response topic; idempotent."""
+        async with self._lock:
+            if self._started:
+                return
+            if self._closed:
+                raise InfiniticError(f"client {self.name} is closed")
+            await self._transport.start()
+            self._consumer = await self._transport.subscribe(
+                response_topic(self.name), "client", self._on_response,
+                ConsumerSettings(type=SubscriptionType.EXCLUSIVE, concurrency=4),
+            )
+            self._started = True
+
+    async def close(self) -> None:
+        """Stop listening; pending waits fail with InfiniticError; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._consumer is not None:
+            await self._consumer.close()
+        for future in self._futures.values():
+            if not future.done():
+                future.set_exception(InfiniticError(f"client {self.name} was closed"))
+        self._futures.clear()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    # -- stubs ----------------------------------------------------------------------------------
+
+    def new_workflow(self, workflow: type[T], *, tags: Iterable[str] | None = None,
+                     meta: Mapping[str, bytes] | None = None) -> T:
+        """Return a stub whose method calls each start a new instance of ``workflow``.
+
+        ``await stub.method(...)`` starts it and waits for the result; use :meth:`dispatch` to
+        start it without waiting. Arguments are checked against the method's type hints first.
+        """
+        return cast(T, _NewWorkflowStub(self, workflow, tags, meta))
+
+    async def dispatch(self, method: Callable[P, Awaitable[R]], *args: P.args,
+                       **kwargs: P.kwargs) -> WorkflowDeferred[R]:
+        """Start a workflow method and return at once (once the broker has the command).
+
+        Returns:
+            A WorkflowDeferred: ``.id`` is the workflow id; await it for the result.
+        """
+        if not isinstance(method, _StubMethod) or not isinstance(method.stub, _NewWorkflowStub):
+            raise TypeError(
+                f"dispatch() expects a method of a stub from client.new_workflow, got {method!r}"
+            )
+        sig = method.signature
+        dumped = sig.dump_args(args, kwargs)
+        return await self._start(method.stub, sig, dumped)
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _future(self, workflow_id: str, method_run_id: str) -> asyncio.Future[MethodOutcome]:
+        key = (workflow_id, method_run_id)
+        future = self._futures.get(key)
+        if future is None:
+            future = self._futures[key] = asyncio.get_running_loop().create_future()
+        return future
+
+    async def _start(self, stub: _Stub, sig: MethodSignature,
+                     args: list[Any]) -> WorkflowDeferred[Any]:
+        await self.start()
+        name = entity_name(stub.interface)
+        workflow_id = new_id()
+        deferred: WorkflowDeferred[Any] = WorkflowDeferred(self, name, workflow_id, workflow_id,
+                                                           sig)
+        out = Outbox()
+        out.add(
+            topic(TopicKind.WORKFLOW_CMD, name),
+            DispatchWorkflow(
+                workflow_name=name, workflow_id=workflow_id, method_name=sig.method_name,
+                method_args=args, tags=sorted(stub._tags), meta=stub._meta,
+                requester=Requester.client(self.name),
+            ),
+            key=workflow_id,
+        )
+        await out.send(self._transport)
+        return deferred
+
+    async def _on_response(self, message: TransportMessage) -> None:
+        decoded = decode_message(message.data)
+        if not isinstance(decoded, MethodOutcome):
+            logger.warning("client %s ignores a %s message", self.name, type(decoded).__name__)
+            return
+        future = self._futures.pop((decoded.workflow_id, decoded.method_run_id), None)
+        if future is not None and not future.done():
+            future.set_result(decoded)

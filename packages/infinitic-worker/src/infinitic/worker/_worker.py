@@ -1,0 +1,305 @@
+"""InfiniticWorker: runs the engines of registered services and workflows on a transport."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+from infinitic.client import InfiniticClient
+from infinitic.common import (
+    RetryPolicy,
+    TopicKind,
+    check_entity_name,
+    decode_message,
+    entity_name,
+    public_methods,
+    topic,
+)
+from infinitic.common._errors import ConfigurationError
+from infinitic.common._messages import ExecuteWorkflowTask, Message, WorkflowMessage
+from infinitic.common._workflow import Workflow
+from infinitic.storage import Storage
+from infinitic.task_executor import ServiceExecutor, TaskEventHandler, TaskRetryHandler
+from infinitic.transport import (
+    Consumer,
+    ConsumerSettings,
+    Outbox,
+    SubscriptionType,
+    Transport,
+    TransportMessage,
+)
+from infinitic.workflow_engine import (
+    CheckMode,
+    WorkflowCommandHandler,
+    WorkflowDelayHandler,
+    WorkflowEventHandler,
+    WorkflowExecutor,
+    WorkflowStateEngine,
+    WorkflowTaskEventHandler,
+)
+
+logger = logging.getLogger("infinitic.worker")
+
+SUBSCRIPTION = "infinitic"
+
+
+@dataclass
+class _ServiceRegistration:
+    name: str
+    implementation: object
+    interface: type
+    concurrency: int
+    retry: RetryPolicy | None
+    timeout: float | None
+
+
+@dataclass
+class _WorkflowRegistration:
+    name: str
+    cls: type
+    concurrency: int
+
+
+def _handler(fn: Callable[[Any], Awaitable[None]]) -> Callable[[TransportMessage], Awaitable[None]]:
+    async def handle(message: TransportMessage) -> None:
+        await fn(decode_message(message.data))
+
+    return handle
+
+
+class InfiniticWorker:
+    """Runs services and workflows: consumes their topics and drives their engines.
+
+    Args:
+        transport: the broker connection (shared with clients).
+        storage: where workflow states (and tags) live.
+        name: this worker's name (logs).
+        workflow_cache_size: live workflow instances kept in memory (0: replay every time).
+        check_mode: how replayed workflow code is compared with its history.
+        max_redeliveries: failed deliveries of a message before it is dead-lettered.
+        redelivery_delay: seconds before a failed message is delivered again.
+
+    ``await worker.start()`` returns once consuming; ``worker.run()`` blocks until SIGINT or
+    SIGTERM; ``async with worker`` starts and closes it. Closing finishes in-flight messages.
+    """
+
+    def __init__(
+        self,
+        *,
+        transport: Transport,
+        storage: Storage,
+        name: str | None = None,
+        workflow_cache_size: int = 1000,
+        check_mode: CheckMode | str = CheckMode.SIMPLE,
+        max_redeliveries: int = 3,
+        redelivery_delay: float = 1.0,
+    ) -> None:
+        self.transport = transport
+        self.storage = storage
+        self.name = name or "worker"
+        self._cache_size = workflow_cache_size
+        self._check_mode = CheckMode(check_mode)
+        self._max_redeliveries = max_redeliveries
+        self._redelivery_delay = redelivery_delay
+        self._services: dict[str, _ServiceRegistration] = {}
+        self._workflows: dict[str, _WorkflowRegistration] = {}
+        self._consumers: list[Consumer] = []
+        self._executors: list[ServiceExecutor] = []
+        self._client: InfiniticClient | None = None
+        self._started = False
+        self._closed = False
+        self._lock = asyncio.Lock()
+
+    # -- registration ---------------------------------------------------------------------------
+
+    def add_service(
+        self,
+        implementation: object,
+        *,
+        interface: type | None = None,
+        name: str | None = None,
+        concurrency: int = 1,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+    ) -> Self:
+        """Run the tasks of a service with ``implementation``.
+
+        Args:
+            interface: the contract the workflows call (its name and type hints are used);
+                defaults to the implementation's class.
+            name: overrides the service name (default: the interface's declared name).
+            concurrency: tasks run at once by this worker.
+            retry: retry policy when none is declared on the implementation.
+            timeout: execution timeout (seconds) when none is declared on the method.
+        """
+        if isinstance(implementation, type):
+            raise ConfigurationError(
+                f"add_service expects an instance, got the class {implementation.__name__}; "
+                f"use add_service({implementation.__name__}())"
+            )
+        contract = interface or type(implementation)
+        service = check_entity_name(name or entity_name(contract))
+        missing = [m for m in public_methods(contract) if not callable(
+            getattr(implementation, m, None))]
+        if missing:
+            raise ConfigurationError(
+                f"{type(implementation).__name__} does not implement {', '.join(missing)} of "
+                f"service {service}"
+            )
+        self._check_new(service)
+        self._services[service] = _ServiceRegistration(service, implementation, contract,
+                                                       concurrency, retry, timeout)
+        return self
+
+    def add_workflow(self, workflow: type, *, name: str | None = None,
+                     concurrency: int = 1) -> Self:
+        """Run instances of a Workflow subclass."""
+        if not (isinstance(workflow, type) and issubclass(workflow, Workflow)):
+            raise ConfigurationError(f"add_workflow expects a Workflow subclass, got {workflow!r}")
+        wf_name = check_entity_name(name or entity_name(workflow))
+        self._check_new(wf_name)
+        self._workflows[wf_name] = _WorkflowRegistration(wf_name, workflow, concurrency)
+        return self
+
+    def _check_new(self, name: str) -> None:
+        if self._started:
+            raise ConfigurationError("register services and workflows before starting the worker")
+        if name in self._services or name in self._workflows:
+            raise ConfigurationError(f"{name!r} is already registered on this worker")
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    @property
+    def client(self) -> InfiniticClient:
+        """A client sharing this worker's transport."""
+        if self._client is None:
+            self._client = InfiniticClient(transport=self.transport, name=None)
+        return self._client
+
+    def _settings(self, type_: SubscriptionType, concurrency: int) -> ConsumerSettings:
+        return ConsumerSettings(type=type_, concurrency=concurrency,
+                                max_redeliveries=self._max_redeliveries,
+                                redelivery_delay=self._redelivery_delay)
+
+    async def _subscribe(self, kind: TopicKind, entity: str,
+                         handle: Callable[[Any], Awaitable[None]], concurrency: int) -> None:
+        type_ = SubscriptionType.KEY_SHARED if kind.keyed else SubscriptionType.SHARED
+        consumer = await self.transport.subscribe(
+            topic(kind, entity), SUBSCRIPTION, _handler(handle),
+            self._settings(type_, concurrency),
+        )
+        self._consumers.append(consumer)
+
+    async def start(self) -> None:
+        """Start consuming every topic of the registered entities; idempotent."""
+        async with self._lock:
+            if self._started:
+                return
+            if self._closed:
+                raise ConfigurationError(f"worker {self.name} is closed")
+            if not self._services and not self._workflows:
+                raise ConfigurationError("register at least one service or workflow first")
+            await self.transport.start()
+            try:
+                for s in self._services.values():
+                    await self._start_service(s)
+                for w in self._workflows.values():
+                    await self._start_workflow(w)
+            except BaseException:
+                await self._close_consumers()
+                raise
+            self._started = True
+            logger.info("worker %s started: services %s, workflows %s", self.name,
+                        sorted(self._services), sorted(self._workflows))
+
+    async def _start_service(self, s: _ServiceRegistration) -> None:
+        executor = ServiceExecutor(s.name, s.implementation, transport=self.transport,
+                                   interface=s.interface, concurrency=s.concurrency,
+                                   retry=s.retry, timeout=s.timeout)
+        self._executors.append(executor)
+        await self._subscribe(TopicKind.TASK_EVENTS, s.name,
+                              TaskEventHandler(s.name, self.transport).handle, s.concurrency)
+        await self._subscribe(TopicKind.TASK_RETRY, s.name,
+                              TaskRetryHandler(s.name, self.transport).handle, s.concurrency)
+        await self._subscribe(TopicKind.TASK_EXECUTOR, s.name, executor.handle, s.concurrency)
+
+    async def _start_workflow(self, w: _WorkflowRegistration) -> None:
+        t = self.transport
+        n = w.name
+        c = w.concurrency
+        engine = WorkflowStateEngine(n, t, self.storage.key_value)
+        executor = WorkflowExecutor({n: w.cls}, cache_size=self._cache_size,
+                                    check_mode=self._check_mode)
+
+        async def execute(message: Message) -> None:
+            if not isinstance(message, ExecuteWorkflowTask):
+                raise ValueError(f"unexpected {type(message).__name__} on workflow-task-executor")
+            out = Outbox()
+            out.add(topic(TopicKind.WORKFLOW_TASK_EVENTS, n), executor.execute(message))
+            await out.send(t)
+
+        async def run_engine(message: Message) -> None:
+            if not isinstance(message, WorkflowMessage):
+                raise ValueError(f"unexpected {type(message).__name__} on workflow-engine")
+            await engine.handle(message)
+
+        await self._subscribe(TopicKind.WORKFLOW_EVENTS, n, WorkflowEventHandler(n, t).handle, c)
+        await self._subscribe(TopicKind.WORKFLOW_ENGINE, n, run_engine, c)
+        await self._subscribe(TopicKind.WORKFLOW_TASK_EVENTS, n,
+                              WorkflowTaskEventHandler(n, t).handle, c)
+        await self._subscribe(TopicKind.WORKFLOW_DELAY, n, WorkflowDelayHandler(n, t).handle, c)
+        await self._subscribe(TopicKind.WORKFLOW_TASK_EXECUTOR, n, execute, c)
+        await self._subscribe(TopicKind.WORKFLOW_CMD, n, WorkflowCommandHandler(n, t).handle, c)
+
+    async def _close_consumers(self) -> None:
+        consumers, self._consumers = self._consumers, []
+        await asyncio.gather(*(c.close() for c in consumers), return_exceptions=True)
+
+    async def close(self) -> None:
+        """Stop consuming, finish in-flight messages, close the worker's client; idempotent.
+
+        The injected transport and storage are not closed: they belong to the caller.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        if self._client is not None:
+            await self._client.close()
+        await self._close_consumers()
+        for executor in self._executors:
+            await executor.close()
+        logger.info("worker %s closed", self.name)
+
+    shutdown = close
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def serve(self) -> None:
+        """Start, then run until SIGINT or SIGTERM (or cancellation), then close."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (NotImplementedError, RuntimeError):  # not the main thread
+                pass
+        try:
+            await self.start()
+            await stop.wait()
+        finally:
+            await self.close()
+
+    def run(self) -> None:
+        """Block running the worker until SIGINT or SIGTERM (for scripts and the CLI)."""
+        asyncio.run(self.serve())

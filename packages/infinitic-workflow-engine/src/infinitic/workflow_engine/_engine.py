@@ -1,0 +1,265 @@
+"""The workflow state engine: the single writer of a workflow instance's state.
+
+For each message: load the state, compute the new state and the messages to send, send them
+(acknowledged by the broker), then store the state with a compare-and-set on its version. A
+conflict (another writer) restarts the whole cycle on the fresh state; every step is idempotent,
+so a message processed twice, or a cycle restarted after sending, has the effect of once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from infinitic.common import TopicKind, deterministic_id, topic
+from infinitic.common._errors import VersionConflictError
+from infinitic.common._failures import FailureInfo
+from infinitic.common._messages import (
+    TERMINAL,
+    CommandResult,
+    Delivery,
+    DispatchMethod,
+    DispatchWorkflow,
+    ExecuteWorkflowTask,
+    Message,
+    MethodOutcome,
+    MethodRun,
+    Requester,
+    Step,
+    WaitMethod,
+    WorkflowMessage,
+    WorkflowTaskCompleted,
+    WorkflowTaskFailed,
+)
+from infinitic.storage import KeyValueStorage
+from infinitic.transport import Outbox, Transport
+from infinitic.workflow_engine._state import (
+    EarlyResult,
+    WorkflowState,
+    decode_state,
+    encode_state,
+    state_key,
+)
+
+logger = logging.getLogger("infinitic.workflow_engine")
+
+MAX_CAS_ATTEMPTS = 20
+
+
+def _unknown(workflow_name: str, workflow_id: str, method_name: str | None,
+             method_run_id: str) -> FailureInfo:
+    return FailureInfo(kind="workflow_unknown", workflow_name=workflow_name, id=workflow_id,
+                       method_name=method_name, method_run_id=method_run_id)
+
+
+class WorkflowStateEngine:
+    """Applies messages of the ``workflow-engine`` topic of one workflow to its stored states."""
+
+    def __init__(
+        self,
+        workflow_name: str,
+        transport: Transport,
+        storage: KeyValueStorage,
+        *,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.workflow_name = workflow_name
+        self._transport = transport
+        self._storage = storage
+        self._clock = clock or transport.now
+
+    async def handle(self, message: WorkflowMessage) -> None:
+        """Process one message; idempotent; returns once the new state is stored."""
+        key = state_key(self.workflow_name, message.workflow_id)
+        for _ in range(MAX_CAS_ATTEMPTS):
+            stored = await self._storage.get(key)
+            state = decode_state(key, stored.value) if stored is not None else None
+            outbox = Outbox()
+            new_state, changed = self._process(state, message, outbox)
+            await outbox.send(self._transport)
+            if not changed:
+                return
+            expected = stored.version if stored is not None else 0
+            try:
+                if new_state is None:
+                    if stored is not None:
+                        await self._storage.delete(key, expected_version=expected)
+                else:
+                    await self._storage.put(key, encode_state(new_state), expected_version=expected)
+                return
+            except VersionConflictError:
+                logger.debug("state of %s changed concurrently, processing again", key)
+        raise VersionConflictError(key, None, None)
+
+    # -- the pure part ----------------------------------------------------------------------
+
+    def _process(
+        self, state: WorkflowState | None, m: Message, out: Outbox
+    ) -> tuple[WorkflowState | None, bool]:
+        if state is None:
+            if isinstance(m, DispatchWorkflow):
+                state = WorkflowState(
+                    workflow_name=m.workflow_name, workflow_id=m.workflow_id, tags=m.tags,
+                    meta=m.meta, parent=m.parent,
+                )
+                run = MethodRun(method_run_id=m.workflow_id, method_name=m.method_name,
+                                args=m.method_args,
+                                requesters=[m.requester] if m.requester else [])
+                state.method_runs[run.method_run_id] = run
+                state.pending.append(Delivery(kind="method", id=run.method_run_id))
+                self._dispatch_workflow_task(state, out)
+                return state, True
+            if isinstance(m, DispatchMethod | WaitMethod) and m.requester is not None:
+                failure = _unknown(m.workflow_name, m.workflow_id,
+                                   getattr(m, "method_name", None), m.method_run_id)
+                self._notify(m.workflow_name, m.workflow_id, m.method_run_id,
+                             getattr(m, "method_name", ""), "unknown", None, failure,
+                             [m.requester], out)
+            return None, False
+        changed = self._apply(state, m, out)
+        if state.terminated():
+            return None, True
+        if self._dispatch_workflow_task(state, out):
+            changed = True
+        return state, changed
+
+    def _apply(self, state: WorkflowState, m: Message, out: Outbox) -> bool:
+        if isinstance(m, DispatchWorkflow):
+            run = state.method_runs.get(m.workflow_id)
+            if m.requester is None or run is None:
+                return False
+            return self._wait(state, run, m.requester, out)
+        if isinstance(m, DispatchMethod):
+            existing = state.method_runs.get(m.method_run_id)
+            if existing is not None:
+                return self._wait(state, existing, m.requester, out) if m.requester else False
+            run = MethodRun(method_run_id=m.method_run_id, method_name=m.method_name,
+                            args=m.method_args, requesters=[m.requester] if m.requester else [])
+            state.method_runs[run.method_run_id] = run
+            state.pending.append(Delivery(kind="method", id=run.method_run_id))
+            return True
+        if isinstance(m, WaitMethod):
+            run = state.method_runs.get(m.method_run_id)
+            if run is None:
+                failure = _unknown(m.workflow_name, m.workflow_id, None, m.method_run_id)
+                self._notify(m.workflow_name, m.workflow_id, m.method_run_id, "", "unknown",
+                             None, failure, [m.requester], out)
+                return False
+            return self._wait(state, run, m.requester, out)
+        if isinstance(m, CommandResult):
+            return self._command_result(state, m.command_id, m.status, m.value, m.failure)
+        if isinstance(m, WorkflowTaskCompleted):
+            return self._task_completed(state, m, out)
+        if isinstance(m, WorkflowTaskFailed):
+            return self._task_failed(state, m, out)
+        logger.warning("workflow engine ignores a %s message", type(m).__name__)
+        return False
+
+    def _wait(self, state: WorkflowState, run: MethodRun, requester: Requester,
+              out: Outbox) -> bool:
+        if run.status in TERMINAL:
+            self._notify(state.workflow_name, state.workflow_id, run.method_run_id,
+                         run.method_name, run.status, run.value, run.failure, [requester], out)
+            return False
+        if requester in run.requesters:
+            return False
+        run.requesters.append(requester)
+        return True
+
+    def _command_result(self, state: WorkflowState, command_id: str, status: str,
+                        value: object, failure: FailureInfo | None) -> bool:
+        record = state.commands.get(command_id)
+        if record is None:
+            if command_id in state.early_results:
+                return False
+            state.early_results[command_id] = EarlyResult(status=status, value=value,
+                                                          failure=failure)
+            return True
+        if record.status != "ongoing":
+            return False  # a duplicate, or a result after a timeout: the first one wins
+        record.status = status  # type: ignore[assignment]
+        record.value = value
+        record.failure = failure
+        state.pending.append(Delivery(kind="result", id=command_id))
+        return True
+
+    def _task_completed(self, state: WorkflowState, m: WorkflowTaskCompleted, out: Outbox) -> bool:
+        if m.workflow_task_id != state.running_task_id:
+            return False
+        state.running_task_id = None
+        for command in m.new_commands:
+            if command.command_id in state.commands:
+                continue
+            state.commands[command.command_id] = command
+            if command.status in TERMINAL:  # inline: already has its value
+                continue
+            early = state.early_results.pop(command.command_id, None)
+            if early is not None:
+                self._command_result(state, command.command_id, early.status, early.value,
+                                     early.failure)
+        for outcome in m.method_outcomes:
+            run = state.method_runs.get(outcome.method_run_id)
+            if run is None or run.status in TERMINAL:
+                continue
+            run.status = outcome.status
+            run.value = outcome.value
+            run.failure = outcome.failure
+            self._notify(state.workflow_name, state.workflow_id, run.method_run_id,
+                         run.method_name, run.status, run.value, run.failure, run.requesters, out)
+            run.requesters = []
+        return True
+
+    def _task_failed(self, state: WorkflowState, m: WorkflowTaskFailed, out: Outbox) -> bool:
+        if m.workflow_task_id != state.running_task_id:
+            return False
+        state.running_task_id = None
+        failure = FailureInfo(kind="workflow_task_failed", workflow_name=state.workflow_name,
+                              id=state.workflow_id, cause=m.failure)
+        state.failed_task = failure
+        for run in state.method_runs.values():
+            if run.status == "ongoing" and run.requesters:
+                self._notify(state.workflow_name, state.workflow_id, run.method_run_id,
+                             run.method_name, "failed", None, failure, run.requesters, out)
+                run.requesters = []
+        return True
+
+    def _dispatch_workflow_task(self, state: WorkflowState, out: Outbox) -> bool:
+        if state.running_task_id is not None or state.failed_task is not None:
+            return False
+        if not state.pending:
+            return False
+        index = len(state.steps)
+        step = Step(index=index, instant=self._clock(), deliveries=state.pending)
+        for delivery in state.pending:
+            if delivery.kind == "result":
+                state.commands[delivery.id].delivered_step = index
+        state.pending = []
+        state.steps.append(step)
+        task_id = deterministic_id("workflow-task", state.workflow_id, index)
+        state.running_task_id = task_id
+        out.add(
+            topic(TopicKind.WORKFLOW_TASK_EXECUTOR, state.workflow_name),
+            ExecuteWorkflowTask(
+                workflow_name=state.workflow_name, workflow_id=state.workflow_id,
+                workflow_task_id=task_id, tags=state.tags, meta=state.meta,
+                method_runs=list(state.method_runs.values()), steps=state.steps,
+                commands=list(state.commands.values()),
+            ),
+            key=state.workflow_id,
+        )
+        return True
+
+    def _notify(self, workflow_name: str, workflow_id: str, method_run_id: str, method_name: str,
+                status: str, value: object, failure: FailureInfo | None,
+                waiters: list[Requester], out: Outbox) -> None:
+        if not waiters:
+            return
+        out.add(
+            topic(TopicKind.WORKFLOW_EVENTS, self.workflow_name),
+            MethodOutcome(
+                workflow_name=workflow_name, workflow_id=workflow_id,
+                method_run_id=method_run_id, method_name=method_name,
+                status=status,  # type: ignore[arg-type]
+                value=value, failure=failure, waiters=list(waiters),
+            ),
+        )

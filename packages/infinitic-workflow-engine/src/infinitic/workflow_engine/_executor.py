@@ -1,0 +1,110 @@
+"""The workflow executor: runs workflow code for a workflow task and reports new commands.
+
+Live instances are kept in a bounded LRU (workflow tasks are routed by workflow id), so a long
+workflow is not replayed from its start at every step. A cached instance is used only when it
+applied exactly the steps before the requested one and its inline values match the history;
+otherwise the history is replayed on a fresh instance, which gives the same result.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+
+from infinitic.common import deterministic_id, failure_from_exception
+from infinitic.common._errors import UnknownWorkflowError
+from infinitic.common._messages import (
+    ExecuteWorkflowTask,
+    WorkflowTaskCompleted,
+    WorkflowTaskFailed,
+)
+from infinitic.workflow_engine._runtime import CheckMode, WorkflowInstance
+
+logger = logging.getLogger("infinitic.workflow_engine")
+
+
+class WorkflowExecutor:
+    """Runs workflow tasks of the registered workflow classes.
+
+    Args:
+        workflows: workflow classes by workflow name.
+        cache_size: how many live instances to keep (0 disables the cache).
+        check_mode: how replayed code is compared with its history.
+    """
+
+    def __init__(
+        self,
+        workflows: dict[str, type],
+        *,
+        cache_size: int = 1000,
+        check_mode: CheckMode = CheckMode.SIMPLE,
+    ) -> None:
+        self._workflows = workflows
+        self._cache_size = cache_size
+        self._check_mode = check_mode
+        self._cache: OrderedDict[str, WorkflowInstance] = OrderedDict()
+        self.replayed_steps = 0
+
+    def _cached(self, task: ExecuteWorkflowTask) -> WorkflowInstance | None:
+        instance = self._cache.pop(task.workflow_id, None)
+        if instance is None or instance.last_step != len(task.steps) - 2:
+            if instance is not None:
+                instance.close()
+            return None
+        recorded = {c.command_id: c.value for c in task.commands if c.kind == "inline"}
+        for cid, value in instance.inline_values.items():
+            if cid in recorded and recorded[cid] != value:
+                instance.close()
+                return None
+        return instance
+
+    def execute(self, task: ExecuteWorkflowTask) -> WorkflowTaskCompleted | WorkflowTaskFailed:
+        """Run the last step of ``task`` (replaying the others if needed); never raises for
+        errors of workflow code or of history matching: they give a WorkflowTaskFailed."""
+        cls = self._workflows.get(task.workflow_name)
+        step = task.steps[-1]
+        if cls is None:
+            raise UnknownWorkflowError(f"this worker does not run workflow {task.workflow_name!r}")
+        method_runs = {r.method_run_id: r for r in task.method_runs}
+        commands = {c.command_id: c for c in task.commands}
+        instance = self._cached(task) if self._cache_size > 0 else None
+        try:
+            if instance is None:
+                instance = WorkflowInstance(cls, task.workflow_name, task.workflow_id,
+                                            frozenset(task.tags), task.meta, self._check_mode)
+                for past in task.steps[:-1]:
+                    instance.apply_step(past, method_runs, commands, replaying=True)
+                    self.replayed_steps += 1
+            result = instance.apply_step(step, method_runs, commands, replaying=False)
+        except Exception as e:  # workflow code and history mismatches fail the task, not the worker
+            if instance is not None:
+                instance.close()
+            logger.warning("workflow task of %s %s failed: %s", task.workflow_name,
+                           task.workflow_id, e)
+            return WorkflowTaskFailed(
+                workflow_name=task.workflow_name, workflow_id=task.workflow_id,
+                workflow_task_id=task.workflow_task_id, step=step.index,
+                failure=failure_from_exception(e),
+            )
+        if self._cache_size > 0:
+            self._cache[task.workflow_id] = instance
+            while len(self._cache) > self._cache_size:
+                _, evicted = self._cache.popitem(last=False)
+                evicted.close()
+        else:
+            instance.close()
+        return WorkflowTaskCompleted(
+            workflow_name=task.workflow_name, workflow_id=task.workflow_id,
+            workflow_task_id=task.workflow_task_id, step=step.index,
+            new_commands=result.new_commands, method_outcomes=result.method_outcomes,
+            message_id=deterministic_id("workflow-task-completed", task.workflow_task_id),
+        )
+
+    def forget(self, workflow_id: str) -> None:
+        """Drop the live instance of a workflow, if cached."""
+        instance = self._cache.pop(workflow_id, None)
+        if instance is not None:
+            instance.close()
+
+    def cached_count(self) -> int:
+        return len(self._cache)

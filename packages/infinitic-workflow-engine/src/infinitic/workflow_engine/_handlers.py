@@ -1,0 +1,167 @@
+"""The stateless workflow handlers around the state engine.
+
+- command handler (``workflow-cmd``): checks and forwards commands to the state engine;
+- workflow task event handler (``workflow-task-events``): sends the commands a workflow task
+  created (tasks, child workflows, timers), then forwards the outcome to the state engine, so
+  a result can never reach the engine before it knows the workflow task ended (it is buffered);
+- delay handler (``workflow-delay``): forwards due timers to the state engine;
+- event handler (``workflow-events``): tells waiting clients and parent workflows how a method
+  run ended.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from infinitic.common import TopicKind, deterministic_id, response_topic, topic
+from infinitic.common._messages import (
+    CommandRecord,
+    CommandResult,
+    DispatchWorkflow,
+    ExecuteTask,
+    Message,
+    MethodOutcome,
+    Requester,
+    WorkflowMessage,
+    WorkflowTaskCompleted,
+    WorkflowTaskFailed,
+    method_outcome_failure,
+)
+from infinitic.common._topics import check_entity_name
+from infinitic.transport import Outbox, Transport
+
+logger = logging.getLogger("infinitic.workflow_engine")
+
+
+class WorkflowCommandHandler:
+    """Forwards the commands of ``workflow-cmd:<name>`` to ``workflow-engine:<name>``."""
+
+    def __init__(self, workflow_name: str, transport: Transport) -> None:
+        self.workflow_name = workflow_name
+        self._transport = transport
+
+    async def handle(self, message: WorkflowMessage) -> None:
+        if message.workflow_name != self.workflow_name:
+            raise ValueError(
+                f"message for workflow {message.workflow_name!r} on the command topic of "
+                f"{self.workflow_name!r}"
+            )
+        out = Outbox()
+        out.add(topic(TopicKind.WORKFLOW_ENGINE, self.workflow_name), message,
+                key=message.workflow_id)
+        await out.send(self._transport)
+
+
+def dispatch_commands(parent: WorkflowTaskCompleted, out: Outbox) -> None:
+    """Add to ``out`` the messages that start the new commands of a workflow task."""
+    for command in parent.new_commands:
+        requester = Requester(workflow_name=parent.workflow_name,
+                              workflow_id=parent.workflow_id,
+                              method_run_id=command.method_run_id, command_id=command.command_id)
+        if command.kind == "task":
+            _dispatch_task(command, requester, out)
+        elif command.kind == "workflow":
+            _dispatch_child(command, requester, out)
+        elif command.kind == "timer":
+            assert command.due_at is not None
+            out.add(
+                topic(TopicKind.WORKFLOW_DELAY, parent.workflow_name),
+                CommandResult(
+                    workflow_name=parent.workflow_name, workflow_id=parent.workflow_id,
+                    command_id=command.command_id, status="completed", value=command.due_at,
+                    message_id=deterministic_id("timer", command.command_id),
+                ),
+                deliver_at=command.due_at,
+            )
+
+
+def _dispatch_task(command: CommandRecord, requester: Requester, out: Outbox) -> None:
+    service = check_entity_name(command.service_name or "")
+    out.add(
+        topic(TopicKind.TASK_EXECUTOR, service),
+        ExecuteTask(
+            task_id=command.command_id, service_name=service,
+            method_name=command.method_name or "", method_args=command.args,
+            tags=command.tags, meta=command.meta, requester=requester,
+            message_id=deterministic_id("execute-task", command.command_id),
+        ),
+    )
+
+
+def _dispatch_child(command: CommandRecord, requester: Requester, out: Outbox) -> None:
+    name = check_entity_name(command.workflow_name or "")
+    out.add(
+        topic(TopicKind.WORKFLOW_CMD, name),
+        DispatchWorkflow(
+            workflow_name=name, workflow_id=command.command_id,
+            method_name=command.method_name or "", method_args=command.args,
+            tags=command.tags, meta=command.meta, requester=requester, parent=requester,
+            message_id=deterministic_id("dispatch-child", command.command_id),
+        ),
+        key=command.command_id,
+    )
+
+
+class WorkflowTaskEventHandler:
+    """Handles ``workflow-task-events:<name>``: sends new commands, then informs the engine."""
+
+    def __init__(self, workflow_name: str, transport: Transport) -> None:
+        self.workflow_name = workflow_name
+        self._transport = transport
+
+    async def handle(self, message: Message) -> None:
+        if not isinstance(message, WorkflowTaskCompleted | WorkflowTaskFailed):
+            raise ValueError(f"unexpected {type(message).__name__} on workflow-task-events")
+        out = Outbox()
+        if isinstance(message, WorkflowTaskCompleted):
+            dispatch_commands(message, out)
+            await out.send(self._transport)
+        out.add(topic(TopicKind.WORKFLOW_ENGINE, self.workflow_name), message,
+                key=message.workflow_id)
+        await out.send(self._transport)
+
+
+class WorkflowDelayHandler:
+    """Handles ``workflow-delay:<name>``: due timers go to the state engine."""
+
+    def __init__(self, workflow_name: str, transport: Transport) -> None:
+        self.workflow_name = workflow_name
+        self._transport = transport
+
+    async def handle(self, message: Message) -> None:
+        if not isinstance(message, WorkflowMessage):
+            raise ValueError(f"unexpected {type(message).__name__} on workflow-delay")
+        out = Outbox()
+        out.add(topic(TopicKind.WORKFLOW_ENGINE, self.workflow_name), message,
+                key=message.workflow_id)
+        await out.send(self._transport)
+
+
+class WorkflowEventHandler:
+    """Handles ``workflow-events:<name>``: tells each waiter how a method run ended."""
+
+    def __init__(self, workflow_name: str, transport: Transport) -> None:
+        self.workflow_name = workflow_name
+        self._transport = transport
+
+    async def handle(self, message: Message) -> None:
+        if not isinstance(message, MethodOutcome):
+            raise ValueError(f"unexpected {type(message).__name__} on workflow-events")
+        out = Outbox()
+        for waiter in message.waiters:
+            if waiter.client_name is not None:
+                out.add(response_topic(waiter.client_name),
+                        message.model_copy(update={"waiters": []}))
+            elif waiter.workflow_name and waiter.workflow_id and waiter.command_id:
+                out.add(
+                    topic(TopicKind.WORKFLOW_ENGINE, waiter.workflow_name),
+                    CommandResult(
+                        workflow_name=waiter.workflow_name, workflow_id=waiter.workflow_id,
+                        command_id=waiter.command_id, status=message.status,
+                        value=message.value, failure=method_outcome_failure(message),
+                        message_id=deterministic_id("child-result", waiter.command_id,
+                                                    message.method_run_id),
+                    ),
+                    key=waiter.workflow_id,
+                )
+        await out.send(self._transport)

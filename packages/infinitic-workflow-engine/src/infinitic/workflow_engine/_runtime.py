@@ -1,0 +1,362 @@
+"""The runtime of one workflow instance: runs its methods step by step on a deterministic loop.
+
+A workflow's history is a list of steps (workflow tasks). Each step delivers things to the code,
+in order: a method run starting, or the result of a command. Replaying a history means applying
+its steps one by one; the commands the code creates during a replayed step must be the ones the
+history recorded at that step, at the same positions, or the workflow changed and the task fails
+with an error naming the position, what the history holds and what the code did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import enum
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from infinitic.common import (
+    Deferred,
+    command_id,
+    exception_from_failure,
+    failure_from_exception,
+    method_signature,
+    set_runtime,
+)
+from infinitic.common._errors import InfiniticError, WorkflowChangedError
+from infinitic.common._messages import CommandRecord, MethodOutcomeInfo, MethodRun, Step
+from infinitic.workflow_engine._loop import WorkflowEventLoop
+
+_ANY: TypeAdapter[Any] = TypeAdapter(Any)
+
+
+class CheckMode(enum.Enum):
+    """How strictly replayed code is compared with its history.
+
+    NONE: no check. SIMPLE: command kinds and names at each position. STRICT: also arguments.
+    """
+
+    NONE = "none"
+    SIMPLE = "simple"
+    STRICT = "strict"
+
+
+class _Changed(BaseException):
+    """Unwinds workflow code after a history mismatch (not catchable by ``except Exception``)."""
+
+    def __init__(self, instance: WorkflowInstance, error: WorkflowChangedError) -> None:
+        super().__init__(str(error))
+        self.error = error
+        if instance.fatal is None:
+            instance.fatal = error
+
+
+@dataclass
+class _MethodRunContext:
+    run: MethodRun
+    next_position: int = 0
+    task: asyncio.Task[None] | None = None
+
+
+@dataclass
+class _Pending:
+    record: CommandRecord
+    deferred: Deferred[Any] | None = None
+    timer: asyncio.TimerHandle | None = None
+    load_result: Callable[[Any], Any] = field(default=lambda v: v)
+
+
+_current_method: contextvars.ContextVar[_MethodRunContext | None] = contextvars.ContextVar(
+    "infinitic_method_run", default=None
+)
+
+
+@dataclass
+class StepResult:
+    """What a step produced: the new commands and the method runs that ended."""
+
+    new_commands: list[CommandRecord]
+    method_outcomes: list[MethodOutcomeInfo]
+
+
+class WorkflowInstance:
+    """A live workflow instance (implements :class:`infinitic.common.WorkflowRuntimeApi`)."""
+
+    def __init__(
+        self,
+        workflow_cls: type,
+        workflow_name: str,
+        workflow_id: str,
+        tags: frozenset[str],
+        meta: Mapping[str, bytes],
+        check_mode: CheckMode = CheckMode.SIMPLE,
+    ) -> None:
+        self.workflow_cls = workflow_cls
+        self.workflow_name = workflow_name
+        self.workflow_id = workflow_id
+        self.tags = tags
+        self.meta = dict(meta)
+        self.check_mode = check_mode
+        self.loop = WorkflowEventLoop(self)
+        self.last_step = -1
+        self.inline_values: dict[str, Any] = {}
+        self._methods: dict[str, _MethodRunContext] = {}
+        self._pending: dict[str, _Pending] = {}
+        self._step = -1
+        self._replaying = False
+        self._recorded: Mapping[str, CommandRecord] = {}
+        self._created: list[CommandRecord] = []
+        self._outcomes: list[MethodOutcomeInfo] = []
+        self._in_inline = False
+        self.fatal: WorkflowChangedError | None = None
+        context = contextvars.copy_context()
+        context.run(set_runtime, self)
+        self.instance = context.run(self._instantiate)
+
+    def _instantiate(self) -> Any:
+        obj = self.workflow_cls.__new__(self.workflow_cls)
+        obj._infinitic_runtime = self
+        obj.__init__()
+        return obj
+
+    # -- driving --------------------------------------------------------------------------------
+
+    def apply_step(
+        self,
+        step: Step,
+        method_runs: Mapping[str, MethodRun],
+        commands: Mapping[str, CommandRecord],
+        *,
+        replaying: bool,
+    ) -> StepResult:
+        """Apply one step of the history and return what it produced.
+
+        Raises:
+            WorkflowChangedError: replayed code does not match the history.
+        """
+        self._step = step.index
+        self._replaying = replaying
+        self._recorded = commands
+        self._created = []
+        self._outcomes = []
+        self.loop.set_time(step.instant)
+        for delivery in step.deliveries:
+            if delivery.kind == "method":
+                self._start_method(method_runs[delivery.id])
+            else:
+                self._deliver(commands[delivery.id])
+            self._run()
+        if replaying and self.check_mode is not CheckMode.NONE:
+            created = {c.command_id for c in self._created}
+            for record in commands.values():
+                if record.step == step.index and record.command_id not in created:
+                    raise WorkflowChangedError(
+                        self.workflow_name, self._where(record.method_run_id, record.position),
+                        record.describe(), "nothing",
+                    )
+        self.last_step = step.index
+        new = [c for c in self._created if c.command_id not in commands]
+        return StepResult(new, self._outcomes)
+
+    def _run(self) -> None:
+        self.loop.run_until_idle()
+        if self.fatal is not None:
+            raise self.fatal
+
+    def _where(self, method_run_id: str, position: int) -> str:
+        ctx = self._methods.get(method_run_id)
+        name = ctx.run.method_name if ctx else method_run_id
+        return f"{name}#{position}"
+
+    # -- method runs ----------------------------------------------------------------------------
+
+    def _start_method(self, run: MethodRun) -> None:
+        if run.method_run_id in self._methods:
+            return
+        ctx = _MethodRunContext(run)
+        self._methods[run.method_run_id] = ctx
+        context = contextvars.copy_context()
+        context.run(set_runtime, self)
+        context.run(_current_method.set, ctx)
+        ctx.task = self.loop.create_task(self._run_method(ctx), context=context)
+
+    async def _run_method(self, ctx: _MethodRunContext) -> None:
+        run = ctx.run
+        sig = method_signature(self.workflow_cls, run.method_name, "workflow", self.workflow_name)
+        try:
+            args = sig.load_args(run.args)
+            value = await getattr(self.instance, run.method_name)(*args)
+            outcome = MethodOutcomeInfo(
+                method_run_id=run.method_run_id, status="completed", value=sig.dump_result(value)
+            )
+        except Exception as e:
+            outcome = MethodOutcomeInfo(
+                method_run_id=run.method_run_id, status="failed", failure=failure_from_exception(e)
+            )
+        if not self._replaying and run.status == "ongoing":
+            self._outcomes.append(outcome)
+
+    def current_method_name(self) -> str:
+        return self._context().run.method_name
+
+    def _context(self) -> _MethodRunContext:
+        ctx = _current_method.get()
+        if ctx is None:
+            raise InfiniticError("no workflow method is running in this context")
+        return ctx
+
+    def now(self) -> float:
+        return self.loop.time()
+
+    # -- commands -------------------------------------------------------------------------------
+
+    def _new_command(self, **spec: Any) -> tuple[CommandRecord, CommandRecord | None]:
+        if self._in_inline:
+            raise InfiniticError(
+                f"workflow {self.workflow_name}: a command ({spec.get('kind')} "
+                f"{spec.get('name', '')}) cannot be created inside inline(); inline is for "
+                "local side effects only"
+            )
+        ctx = self._context()
+        position = ctx.next_position
+        ctx.next_position += 1
+        cid = command_id(self.workflow_id, ctx.run.method_run_id, position)
+        record = CommandRecord(command_id=cid, method_run_id=ctx.run.method_run_id,
+                               position=position, step=self._step, **spec)
+        recorded = self._recorded.get(cid)
+        if self.check_mode is not CheckMode.NONE:
+            where = self._where(ctx.run.method_run_id, position)
+            if recorded is None and self._replaying:
+                raise _Changed(self, WorkflowChangedError(self.workflow_name, where, "nothing",
+                                                          record.describe()))
+            if recorded is not None and (
+                recorded.kind != record.kind
+                or recorded.name != record.name
+                or recorded.step != record.step
+                or (self.check_mode is CheckMode.STRICT and recorded.args != record.args)
+            ):
+                found = record.describe()
+                held = recorded.describe()
+                if recorded.step != record.step and held == found:
+                    held, found = f"{held} at step {recorded.step}", f"{found} at step {record.step}"
+                elif self.check_mode is CheckMode.STRICT and recorded.args != record.args:
+                    held, found = f"{held}{recorded.args}", f"{found}{record.args}"
+                raise _Changed(self, WorkflowChangedError(self.workflow_name, where, held, found))
+        self._created.append(record)
+        return record, recorded
+
+    def _deferred(
+        self, record: CommandRecord, load_result: Callable[[Any], Any]
+    ) -> Deferred[Any]:
+        deferred: Deferred[Any] = Deferred(loop=self.loop, id=record.command_id,
+                                           description=record.describe())
+        self._pending[record.command_id] = _Pending(record, deferred, load_result=load_result)
+        return deferred
+
+    def new_task(
+        self,
+        service_name: str,
+        method_name: str,
+        args: list[Any],
+        tags: frozenset[str],
+        meta: Mapping[str, bytes],
+        load_result: Callable[[Any], Any],
+    ) -> Deferred[Any]:
+        record, _ = self._new_command(
+            kind="task", name=f"{service_name}.{method_name}", service_name=service_name,
+            method_name=method_name, args=args, tags=sorted(tags), meta=dict(meta),
+        )
+        return self._deferred(record, load_result)
+
+    def new_child_workflow(
+        self,
+        workflow_name: str,
+        method_name: str,
+        args: list[Any],
+        tags: frozenset[str],
+        meta: Mapping[str, bytes],
+        load_result: Callable[[Any], Any],
+    ) -> Deferred[Any]:
+        record, _ = self._new_command(
+            kind="workflow", name=f"{workflow_name}.{method_name}", workflow_name=workflow_name,
+            method_name=method_name, args=args, tags=sorted(tags), meta=dict(meta),
+        )
+        return self._deferred(record, load_result)
+
+    def new_timer(self, due_at: float) -> Deferred[datetime]:
+        record, _ = self._new_command(kind="timer", name="timer", due_at=due_at)
+        return self._deferred(record, lambda v: datetime.fromtimestamp(float(v), tz=UTC))
+
+    def new_timer_handle(
+        self,
+        when: float,
+        callback: Callable[..., object],
+        args: tuple[Any, ...],
+        context: contextvars.Context | None,
+    ) -> asyncio.TimerHandle:
+        record, _ = self._new_command(kind="timer", name="timer", due_at=when)
+        handle = asyncio.TimerHandle(when, callback, args, self.loop, context)
+        self._pending[record.command_id] = _Pending(record, timer=handle)
+        return handle
+
+    def inline(self, fn: Callable[[], Any]) -> Deferred[Any]:
+        record, recorded = self._new_command(kind="inline", name="inline")
+        deferred: Deferred[Any] = Deferred(loop=self.loop, id=record.command_id,
+                                           description="inline")
+        if recorded is None:
+            self._in_inline = True
+            try:
+                value = fn()
+                record.value = _ANY.dump_python(value, mode="json")
+                record.status = "completed"
+            except InfiniticError:
+                raise
+            except Exception as e:
+                record.status = "failed"
+                record.failure = failure_from_exception(e)
+            finally:
+                self._in_inline = False
+            recorded = record
+        self.inline_values[record.command_id] = recorded.value
+        if recorded.status == "completed":
+            deferred.set_result(recorded.value)
+        else:
+            assert recorded.failure is not None
+            deferred.set_exception(exception_from_failure(recorded.failure))
+        return deferred
+
+    def _deliver(self, record: CommandRecord) -> None:
+        pending = self._pending.pop(record.command_id, None)
+        if pending is None:
+            if self._replaying and self.check_mode is not CheckMode.NONE:
+                raise WorkflowChangedError(
+                    self.workflow_name, self._where(record.method_run_id, record.position),
+                    f"a result for {record.describe()}", "no such command waiting",
+                )
+            return
+        if pending.timer is not None:
+            if not pending.timer.cancelled():
+                self.loop.schedule(pending.timer)
+            return
+        deferred = pending.deferred
+        if deferred is None or deferred.done():
+            return
+        if record.status == "completed":
+            try:
+                deferred.set_result(pending.load_result(record.value))
+            except InfiniticError as e:
+                deferred.set_exception(e)
+        else:
+            failure = record.failure
+            if failure is None:
+                deferred.set_exception(InfiniticError(f"{record.describe()} ended {record.status}"))
+            else:
+                deferred.set_exception(exception_from_failure(failure))
+
+    def close(self) -> None:
+        """Drop the instance: cancel its method runs without running workflow code further."""
+        self.loop.close()

@@ -1,0 +1,75 @@
+"""The stored state of a workflow instance, and its versioned encoding."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from infinitic.common import pack, unpack
+from infinitic.common._errors import CorruptedValueError, MessageDecodeError
+from infinitic.common._failures import FailureInfo
+from infinitic.common._messages import CommandRecord, Delivery, MethodRun, Requester, Step
+
+STATE_FORMAT_VERSION = 1
+
+
+class EarlyResult(BaseModel):
+    """A command result that arrived before the workflow task that created the command ended."""
+
+    status: str
+    value: Any = None
+    failure: FailureInfo | None = None
+
+
+class WorkflowState(BaseModel):
+    """Everything the engine knows about a workflow instance."""
+
+    workflow_name: str
+    workflow_id: str
+    tags: list[str] = []
+    meta: dict[str, bytes] = {}
+    parent: Requester | None = None
+    method_runs: dict[str, MethodRun] = {}
+    steps: list[Step] = []
+    commands: dict[str, CommandRecord] = {}
+    early_results: dict[str, EarlyResult] = {}
+    pending: list[Delivery] = []
+    running_task_id: str | None = None
+    failed_task: FailureInfo | None = None
+
+    def terminated(self) -> bool:
+        """True when every method run completed (the instance can be forgotten)."""
+        return bool(self.method_runs) and all(
+            r.status == "completed" for r in self.method_runs.values()
+        )
+
+
+def state_key(workflow_name: str, workflow_id: str) -> str:
+    """The storage key of a workflow instance's state."""
+    return f"workflow-state:{workflow_name}:{workflow_id}"
+
+
+def encode_state(state: WorkflowState) -> bytes:
+    """Encode a state with its format version."""
+    return pack({"format": STATE_FORMAT_VERSION, "state": state.model_dump()})
+
+
+def decode_state(key: str, data: bytes) -> WorkflowState:
+    """Decode a stored state.
+
+    Raises:
+        CorruptedValueError: the value is not a state of a known format (names the key).
+    """
+    try:
+        raw = unpack(data)
+    except MessageDecodeError as e:
+        raise CorruptedValueError(key, str(e)) from e
+    if not isinstance(raw, dict) or "state" not in raw:
+        raise CorruptedValueError(key, "not a workflow state")
+    if raw.get("format") != STATE_FORMAT_VERSION:
+        raise CorruptedValueError(key, f"unknown state format {raw.get('format')!r}")
+    try:
+        return WorkflowState.model_validate(raw["state"])
+    except ValidationError as e:
+        raise CorruptedValueError(key, f"invalid workflow state: {e}") from e
