@@ -1,8 +1,9 @@
 """MySQL and MariaDB storage (aiomysql), installed with the ``mysql`` extra.
 
 The database and two tables are created on first use: ``<key_value_table>(k, v, version)`` and
-``<key_set_table>(k, m)``. Keys and members are stored as VARBINARY holding their UTF-8 bytes,
-so comparisons are exact (no collation padding or case folding) and members are ordered by code
+``<key_set_table>(k, m)``. Keys and members are stored as VARBINARY holding their UTF-8 bytes
+(sent as utf8mb4 strings; values are sent as hexadecimal and unhexed by the server, which works
+with every PyMySQL version), so comparisons are exact (no collation padding or case folding) and members are ordered by code
 point, like Python strings. Compare-and-set is one statement: ``UPDATE ... WHERE version = n``
 checked by its affected rows, or a plain INSERT relying on the primary key for an absent key.
 """
@@ -245,12 +246,12 @@ class MySQLKeyValueStorage(_MySQLStorageBase, KeyValueStorage):
         self._sql_get = f"SELECT v, version FROM {kv} WHERE k = %s"
         # LAST_INSERT_ID(expr) hands the new version back in the OK packet: one round trip.
         self._sql_upsert = (
-            f"INSERT INTO {kv} (k, v, version) VALUES (%s, %s, LAST_INSERT_ID(1)) "
+            f"INSERT INTO {kv} (k, v, version) VALUES (%s, UNHEX(%s), LAST_INSERT_ID(1)) "
             "ON DUPLICATE KEY UPDATE v = VALUES(v), version = LAST_INSERT_ID(version + 1)"
         )
-        self._sql_insert = f"INSERT INTO {kv} (k, v, version) VALUES (%s, %s, 1)"
+        self._sql_insert = f"INSERT INTO {kv} (k, v, version) VALUES (%s, UNHEX(%s), 1)"
         self._sql_update = (
-            f"UPDATE {kv} SET v = %s, version = version + 1 WHERE k = %s AND version = %s"
+            f"UPDATE {kv} SET v = UNHEX(%s), version = version + 1 WHERE k = %s AND version = %s"
         )
         self._sql_version = f"SELECT version FROM {kv} WHERE k = %s"
         self._sql_delete = f"DELETE FROM {kv} WHERE k = %s"
@@ -260,7 +261,7 @@ class MySQLKeyValueStorage(_MySQLStorageBase, KeyValueStorage):
         result = await self._shared.run(
             "get",
             describe_keys([key]),
-            lambda pool: execute(pool, self._sql_get, (key.encode(),), fetch=True),
+            lambda pool: execute(pool, self._sql_get, (key,), fetch=True),
         )
         if not result.rows:
             return None
@@ -271,7 +272,7 @@ class MySQLKeyValueStorage(_MySQLStorageBase, KeyValueStorage):
         keys = list(dict.fromkeys(keys))
         out: dict[str, VersionedValue] = {}
         for i in range(0, len(keys), _BATCH):
-            chunk = [k.encode() for k in keys[i : i + _BATCH]]
+            chunk = keys[i : i + _BATCH]
             sql = (
                 f"SELECT k, v, version FROM {self._shared.kv} "
                 f"WHERE k IN ({', '.join(['%s'] * len(chunk))})"
@@ -286,7 +287,7 @@ class MySQLKeyValueStorage(_MySQLStorageBase, KeyValueStorage):
         return out
 
     async def put(self, key: str, value: bytes, *, expected_version: int | None = None) -> int:
-        what, k, value = describe_keys([key]), key.encode(), bytes(value)
+        what, k, value = describe_keys([key]), key, bytes(value).hex()
         if expected_version is None:
             result = await self._shared.run(
                 "put", what, lambda pool: execute(pool, self._sql_upsert, (k, value))
@@ -312,23 +313,23 @@ class MySQLKeyValueStorage(_MySQLStorageBase, KeyValueStorage):
         return expected_version + 1
 
     async def put_many(self, items: Mapping[str, bytes]) -> None:
-        pairs = [(k.encode(), bytes(v)) for k, v in items.items()]
+        pairs = [(k, bytes(v).hex()) for k, v in items.items()]
         for i in range(0, len(pairs), _BATCH):
             chunk = pairs[i : i + _BATCH]
             sql = (
                 f"INSERT INTO {self._shared.kv} (k, v, version) VALUES "
-                f"{', '.join(['(%s, %s, 1)'] * len(chunk))} "
+                f"{', '.join(['(%s, UNHEX(%s), 1)'] * len(chunk))} "
                 "ON DUPLICATE KEY UPDATE v = VALUES(v), version = version + 1"
             )
             args = [x for pair in chunk for x in pair]
             await self._shared.run(
                 "put_many",
-                describe_keys([k.decode() for k, _ in chunk]),
+                describe_keys([k for k, _ in chunk]),
                 partial(execute, sql=sql, args=args),
             )
 
     async def delete(self, key: str, *, expected_version: int | None = None) -> None:
-        what, k = describe_keys([key]), key.encode()
+        what, k = describe_keys([key]), key
         if expected_version is None:
             await self._shared.run(
                 "delete", what, lambda pool: execute(pool, self._sql_delete, (k,))
@@ -352,7 +353,7 @@ class MySQLKeyValueStorage(_MySQLStorageBase, KeyValueStorage):
         result = await self._shared.run(
             "get",
             describe_keys([key]),
-            lambda pool: execute(pool, self._sql_version, (key.encode(),), fetch=True),
+            lambda pool: execute(pool, self._sql_version, (key,), fetch=True),
         )
         return int(result.rows[0][0]) if result.rows else 0
 
@@ -368,20 +369,21 @@ class MySQLKeySetStorage(_MySQLStorageBase, KeySetStorage):
     ) -> None:
         super().__init__(settings, _shared)
         ks = self._shared.ks
-        self._sql_add = f"INSERT IGNORE INTO {ks} (k, m) VALUES (%s, %s)"
+        # Not INSERT IGNORE: its "duplicate entry" warning would reach Python's warnings.
+        self._sql_add = f"INSERT INTO {ks} (k, m) VALUES (%s, %s) ON DUPLICATE KEY UPDATE m = m"
         self._sql_remove = f"DELETE FROM {ks} WHERE k = %s AND m = %s"
         self._sql_first = f"SELECT m FROM {ks} WHERE k = %s ORDER BY m LIMIT %s"
         self._sql_after = f"SELECT m FROM {ks} WHERE k = %s AND m > %s ORDER BY m LIMIT %s"
         self._sql_count = f"SELECT COUNT(*) FROM {ks} WHERE k = %s"
 
     async def add(self, key: str, member: str) -> None:
-        args = (key.encode(), member.encode())
+        args = (key, member)
         await self._shared.run(
             "add", describe_keys([key]), lambda pool: execute(pool, self._sql_add, args)
         )
 
     async def remove(self, key: str, member: str) -> None:
-        args = (key.encode(), member.encode())
+        args = (key, member)
         await self._shared.run(
             "remove", describe_keys([key]), lambda pool: execute(pool, self._sql_remove, args)
         )
@@ -391,9 +393,9 @@ class MySQLKeySetStorage(_MySQLStorageBase, KeySetStorage):
             raise ValueError(f"limit must be at least 1, got {limit}")
         args: tuple[Any, ...]
         if after is None:
-            sql, args = self._sql_first, (key.encode(), limit + 1)
+            sql, args = self._sql_first, (key, limit + 1)
         else:
-            sql, args = self._sql_after, (key.encode(), after.encode(), limit + 1)
+            sql, args = self._sql_after, (key, after, limit + 1)
         result = await self._shared.run(
             "page", describe_keys([key]), lambda pool: execute(pool, sql, args, fetch=True)
         )
@@ -404,7 +406,7 @@ class MySQLKeySetStorage(_MySQLStorageBase, KeySetStorage):
         result = await self._shared.run(
             "count",
             describe_keys([key]),
-            lambda pool: execute(pool, self._sql_count, (key.encode(),), fetch=True),
+            lambda pool: execute(pool, self._sql_count, (key,), fetch=True),
         )
         return int(result.rows[0][0])
 
