@@ -1,3 +1,21 @@
-"""Infinitic for Python: caches in front of storage."""
+"""Infinitic for Python: caches in front of storage.
 
-__all__: list[str] = []
+:class:`LRUCache` is a plain least-recently-used cache with a size bound and an optional expiry.
+:class:`CachedKeyValueStorage`, :class:`CachedKeySetStorage` and :class:`CachedStorage` put such
+caches in front of any :mod:`infinitic.storage` backend; writes always go through to the backend,
+so compare-and-set stays decided by the backend (see each class for what is safe with several
+workers).
+"""
+
+from infinitic.cache._cached_key_set import CachedKeySetStorage, CachedStorage, KeySetCacheEntry
+from infinitic.cache._cached_key_value import CachedKeyValueStorage
+from infinitic.cache._lru import CacheStats, LRUCache
+
+__all__ = [
+    "CacheStats",
+    "CachedKeySetStorage",
+    "CachedKeyValueStorage",
+    "CachedStorage",
+    "KeySetCacheEntry",
+    "LRUCache",
+]

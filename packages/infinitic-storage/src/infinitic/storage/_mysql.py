@@ -287,16 +287,16 @@ class MySQLKeyValueStorage(_MySQLStorageBase, KeyValueStorage):
         return out
 
     async def put(self, key: str, value: bytes, *, expected_version: int | None = None) -> int:
-        what, k, value = describe_keys([key]), key, bytes(value).hex()
+        what, k, hexed = describe_keys([key]), key, bytes(value).hex()
         if expected_version is None:
             result = await self._shared.run(
-                "put", what, lambda pool: execute(pool, self._sql_upsert, (k, value))
+                "put", what, lambda pool: execute(pool, self._sql_upsert, (k, hexed))
             )
             return result.lastrowid
         if expected_version == 0:
             try:
                 await self._shared.run(
-                    "put", what, lambda pool: execute(pool, self._sql_insert, (k, value))
+                    "put", what, lambda pool: execute(pool, self._sql_insert, (k, hexed))
                 )
             except Exception as e:
                 cause = e.__cause__
@@ -304,7 +304,7 @@ class MySQLKeyValueStorage(_MySQLStorageBase, KeyValueStorage):
                     raise VersionConflictError(key, 0, await self._version(key)) from None
                 raise
             return 1
-        args = (value, k, expected_version)
+        args = (hexed, k, expected_version)
         result = await self._shared.run(
             "put", what, lambda pool: execute(pool, self._sql_update, args)
         )
