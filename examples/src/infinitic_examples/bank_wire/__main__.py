@@ -1,6 +1,6 @@
 """Runs 100 bank wires on the in-memory transport and storage (``make demo``).
 
-    python -m infinitic_examples.bank_wire [--wires N] [--concurrency N]
+python -m infinitic_examples.bank_wire [--wires N] [--concurrency N]
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ def _progress(done: int, total: int, started: float) -> None:
     width = 40
     filled = width * done // total
     rate = done / max(time.perf_counter() - started, 1e-9)
-    sys.stdout.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} "
-                     f"({rate:,.0f} wires/s)")
+    sys.stdout.write(
+        f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} ({rate:,.0f} wires/s)"
+    )
     sys.stdout.flush()
 
 
@@ -60,8 +61,10 @@ async def main(wires: int, concurrency: int) -> None:
     if wires > 5:
         print(f"  ... and {wires - 5} more")
     total = sum(bank.balances.values())
-    print(f"{wires} wires in {elapsed:.2f}s ({wires / elapsed:,.0f} wires/s); "
-          f"{len(emails.sent)} emails; money conserved: {total == 1_000 * (wires + 1)}")
+    print(
+        f"{wires} wires in {elapsed:.2f}s ({wires / elapsed:,.0f} wires/s); "
+        f"{len(emails.sent)} emails; money conserved: {total == 1_000 * (wires + 1)}"
+    )
 
 
 def cli() -> None:

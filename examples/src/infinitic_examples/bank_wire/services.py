@@ -33,16 +33,16 @@ class InMemoryBank:
     async def withdraw(self, wire_id: str, account: str, amount: int) -> None:
         if (wire_id, "withdraw") in self._done:
             return
+        self._done.add((wire_id, "withdraw"))  # claimed before awaiting: a duplicate sees it
         await asyncio.sleep(0.001)  # stands for a call to the bank's API
         self.balances[account] = self.balances.get(account, 0) - amount
-        self._done.add((wire_id, "withdraw"))
 
     async def deposit(self, wire_id: str, account: str, amount: int) -> None:
         if (wire_id, "deposit") in self._done:
             return
+        self._done.add((wire_id, "deposit"))  # claimed before awaiting: a duplicate sees it
         await asyncio.sleep(0.001)
         self.balances[account] = self.balances.get(account, 0) + amount
-        self._done.add((wire_id, "deposit"))
 
 
 class PrintingEmails:

@@ -49,8 +49,14 @@ class WorkflowDeferred(Generic[R]):
     WorkflowFailedError (with the failure chain), WorkflowCanceledError, WorkflowUnknownError.
     """
 
-    def __init__(self, client: InfiniticClient, workflow_name: str, workflow_id: str,
-                 method_run_id: str, signature: MethodSignature) -> None:
+    def __init__(
+        self,
+        client: InfiniticClient,
+        workflow_name: str,
+        workflow_id: str,
+        method_run_id: str,
+        signature: MethodSignature,
+    ) -> None:
         self._client = client
         self.workflow_name = workflow_name
         self.id = workflow_id
@@ -81,13 +87,19 @@ class WorkflowDeferred(Generic[R]):
 class _NewWorkflowStub(_Stub):
     _kind = "workflow"
 
-    def __init__(self, client: InfiniticClient, workflow: type, tags: Iterable[str] | None,
-                 meta: Mapping[str, bytes] | None) -> None:
+    def __init__(
+        self,
+        client: InfiniticClient,
+        workflow: type,
+        tags: Iterable[str] | None,
+        meta: Mapping[str, bytes] | None,
+    ) -> None:
         super().__init__(workflow, tags, meta)
         self._client = client
 
-    def _call(self, sig: MethodSignature, args: tuple[Any, ...],
-              kwargs: dict[str, Any]) -> Awaitable[Any]:
+    def _call(
+        self, sig: MethodSignature, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Awaitable[Any]:
         dumped = sig.dump_args(args, kwargs)  # refuses bad payloads before anything is sent
 
         async def run() -> Any:
@@ -126,7 +138,9 @@ class InfiniticClient:
                 raise InfiniticError(f"client {self.name} is closed")
             await self._transport.start()
             self._consumer = await self._transport.subscribe(
-                response_topic(self.name), "client", self._on_response,
+                response_topic(self.name),
+                "client",
+                self._on_response,
                 ConsumerSettings(type=SubscriptionType.EXCLUSIVE, concurrency=4),
             )
             self._started = True
@@ -147,23 +161,30 @@ class InfiniticClient:
         await self.start()
         return self
 
-    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.close()
 
     # -- stubs ----------------------------------------------------------------------------------
 
-    def new_workflow(self, workflow: type[T], *, tags: Iterable[str] | None = None,
-                     meta: Mapping[str, bytes] | None = None) -> T:
+    def new_workflow(
+        self,
+        workflow: type[T],
+        *,
+        tags: Iterable[str] | None = None,
+        meta: Mapping[str, bytes] | None = None,
+    ) -> T:
         """Return a stub whose method calls each start a new instance of ``workflow``.
 
         ``await stub.method(...)`` starts it and waits for the result; use :meth:`dispatch` to
         start it without waiting. Arguments are checked against the method's type hints first.
         """
-        return cast(T, _NewWorkflowStub(self, workflow, tags, meta))
+        return cast(T, _NewWorkflowStub(self, cast(type, workflow), tags, meta))
 
-    async def dispatch(self, method: Callable[P, Awaitable[R]], *args: P.args,
-                       **kwargs: P.kwargs) -> WorkflowDeferred[R]:
+    async def dispatch(
+        self, method: Callable[P, Awaitable[R]], *args: P.args, **kwargs: P.kwargs
+    ) -> WorkflowDeferred[R]:
         """Start a workflow method and return at once (once the broker has the command).
 
         Returns:
@@ -186,19 +207,25 @@ class InfiniticClient:
             future = self._futures[key] = asyncio.get_running_loop().create_future()
         return future
 
-    async def _start(self, stub: _Stub, sig: MethodSignature,
-                     args: list[Any]) -> WorkflowDeferred[Any]:
+    async def _start(
+        self, stub: _Stub, sig: MethodSignature, args: list[Any]
+    ) -> WorkflowDeferred[Any]:
         await self.start()
         name = entity_name(stub.interface)
         workflow_id = new_id()
-        deferred: WorkflowDeferred[Any] = WorkflowDeferred(self, name, workflow_id, workflow_id,
-                                                           sig)
+        deferred: WorkflowDeferred[Any] = WorkflowDeferred(
+            self, name, workflow_id, workflow_id, sig
+        )
         out = Outbox()
         out.add(
             topic(TopicKind.WORKFLOW_CMD, name),
             DispatchWorkflow(
-                workflow_name=name, workflow_id=workflow_id, method_name=sig.method_name,
-                method_args=args, tags=sorted(stub._tags), meta=stub._meta,
+                workflow_name=name,
+                workflow_id=workflow_id,
+                method_name=sig.method_name,
+                method_args=args,
+                tags=sorted(stub._tags),
+                meta=stub._meta,
                 requester=Requester.client(self.name),
             ),
             key=workflow_id,

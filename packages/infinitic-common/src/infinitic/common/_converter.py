@@ -75,9 +75,9 @@ class MethodSignature:
                     raise InvalidPayloadError(
                         f"{self._where(param.name)}: {_describe(e)}"
                     ) from None
-                if isinstance(value, str | bytes | int | float | bool) and type(checked) is not type(
-                    value
-                ):
+                if isinstance(value, str | bytes | int | float | bool) and type(
+                    checked
+                ) is not type(value):
                     raise InvalidPayloadError(
                         f"{self._where(param.name)}: expected {_type_name(param.hint)}, "
                         f"got {type(value).__name__} {value!r}"
@@ -161,8 +161,12 @@ def method_signature(
         params.append(_Param(p.name, TypeAdapter(hint), hint, p.kind, p.default))
     ret = hints.get("return", Any)
     return MethodSignature(
-        entity_kind, entity_name, method_name, tuple(params),
-        TypeAdapter(Any if ret is None or ret is type(None) else ret), sig,
+        entity_kind,
+        entity_name,
+        method_name,
+        tuple(params),
+        TypeAdapter(Any if ret is None or ret is type(None) else ret),
+        sig,
     )
 
 

@@ -203,9 +203,7 @@ class WorkflowChangedError(InfiniticError):
     The message names the method run, the position, what the history holds and what the code did.
     """
 
-    def __init__(
-        self, workflow_name: str, position: str, recorded: str, found: str
-    ) -> None:
+    def __init__(self, workflow_name: str, position: str, recorded: str, found: str) -> None:
         super().__init__(
             f"workflow {workflow_name} changed: at position {position} the history holds "
             f"{recorded} but the code did {found}"

@@ -52,33 +52,69 @@ def failure_from_exception(exc: BaseException) -> FailureInfo:
     cause_exc = getattr(exc, "cause", None) or exc.__cause__
     cause = failure_from_exception(cause_exc) if isinstance(cause_exc, BaseException) else None
     if isinstance(exc, err.TaskFailedError):
-        return FailureInfo(kind="task_failed", service_name=exc.service_name,
-                           method_name=exc.method_name, id=exc.task_id, cause=cause)
+        return FailureInfo(
+            kind="task_failed",
+            service_name=exc.service_name,
+            method_name=exc.method_name,
+            id=exc.task_id,
+            cause=cause,
+        )
     if isinstance(exc, err.TaskTimedOutError):
-        return FailureInfo(kind="task_timed_out", service_name=exc.service_name,
-                           method_name=exc.method_name, id=exc.task_id)
+        return FailureInfo(
+            kind="task_timed_out",
+            service_name=exc.service_name,
+            method_name=exc.method_name,
+            id=exc.task_id,
+        )
     if isinstance(exc, err.TaskCanceledError):
-        return FailureInfo(kind="task_canceled", service_name=exc.service_name,
-                           method_name=exc.method_name, id=exc.task_id)
+        return FailureInfo(
+            kind="task_canceled",
+            service_name=exc.service_name,
+            method_name=exc.method_name,
+            id=exc.task_id,
+        )
     for kind, cls in _WORKFLOW_KINDS.items():
         if type(exc) is cls:
             assert isinstance(exc, err._WorkflowMethodError)
-            return FailureInfo(kind=kind, workflow_name=exc.workflow_name, id=exc.workflow_id,
-                               method_name=exc.method_name, method_run_id=exc.method_run_id,
-                               cause=cause)
+            return FailureInfo(
+                kind=kind,
+                workflow_name=exc.workflow_name,
+                id=exc.workflow_id,
+                method_name=exc.method_name,
+                method_run_id=exc.method_run_id,
+                cause=cause,
+            )
     if isinstance(exc, err.WorkflowTaskFailedError):
-        return FailureInfo(kind="workflow_task_failed", workflow_name=exc.workflow_name,
-                           id=exc.workflow_id, cause=cause)
+        return FailureInfo(
+            kind="workflow_task_failed",
+            workflow_name=exc.workflow_name,
+            id=exc.workflow_id,
+            cause=cause,
+        )
     if isinstance(exc, err.WorkflowChangedError):
-        return FailureInfo(kind="workflow_changed", workflow_name=exc.workflow_name,
-                           position=exc.position, recorded=exc.recorded, found=exc.found,
-                           message=str(exc))
+        return FailureInfo(
+            kind="workflow_changed",
+            workflow_name=exc.workflow_name,
+            position=exc.position,
+            recorded=exc.recorded,
+            found=exc.found,
+            message=str(exc),
+        )
     if isinstance(exc, err.RemoteError):
-        return FailureInfo(kind="remote", class_name=exc.class_name, message=exc.message,
-                           stack=exc.stack, attributes=exc.attributes, cause=cause)
+        return FailureInfo(
+            kind="remote",
+            class_name=exc.class_name,
+            message=exc.message,
+            stack=exc.stack,
+            attributes=exc.attributes,
+            cause=cause,
+        )
     cls_ = type(exc)
-    name = cls_.__qualname__ if cls_.__module__ == "builtins" else (
-        f"{cls_.__module__}.{cls_.__qualname__}")
+    name = (
+        cls_.__qualname__
+        if cls_.__module__ == "builtins"
+        else (f"{cls_.__module__}.{cls_.__qualname__}")
+    )
     return FailureInfo(
         kind="remote",
         class_name=name,
@@ -102,21 +138,27 @@ def exception_from_failure(info: FailureInfo) -> err.InfiniticError:
     cause = exception_from_failure(info.cause) if info.cause is not None else None
     k = info.kind
     if k == "task_failed":
-        return err.TaskFailedError(info.service_name or "?", info.method_name or "?",
-                                   info.id or "?", cause)
+        return err.TaskFailedError(
+            info.service_name or "?", info.method_name or "?", info.id or "?", cause
+        )
     if k == "task_timed_out":
-        return err.TaskTimedOutError(info.service_name or "?", info.method_name or "?",
-                                     info.id or "?")
+        return err.TaskTimedOutError(
+            info.service_name or "?", info.method_name or "?", info.id or "?"
+        )
     if k == "task_canceled":
-        return err.TaskCanceledError(info.service_name or "?", info.method_name or "?",
-                                     info.id or "?")
+        return err.TaskCanceledError(
+            info.service_name or "?", info.method_name or "?", info.id or "?"
+        )
     if k in _WORKFLOW_KINDS:
-        return _WORKFLOW_KINDS[k](info.workflow_name or "?", info.id or "?", info.method_name,
-                                  info.method_run_id, cause)
+        return _WORKFLOW_KINDS[k](
+            info.workflow_name or "?", info.id or "?", info.method_name, info.method_run_id, cause
+        )
     if k == "workflow_task_failed":
         return err.WorkflowTaskFailedError(info.workflow_name or "?", info.id or "?", cause)
     if k == "workflow_changed":
-        return err.WorkflowChangedError(info.workflow_name or "?", info.position or "?",
-                                        info.recorded or "?", info.found or "?")
-    return err.RemoteError(info.class_name or "Exception", info.message, info.stack,
-                           dict(info.attributes), cause)
+        return err.WorkflowChangedError(
+            info.workflow_name or "?", info.position or "?", info.recorded or "?", info.found or "?"
+        )
+    return err.RemoteError(
+        info.class_name or "Exception", info.message, info.stack, dict(info.attributes), cause
+    )

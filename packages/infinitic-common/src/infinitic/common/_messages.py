@@ -230,11 +230,43 @@ class TaskOutcome(Message):
     meta: dict[str, bytes] = {}
 
 
+def method_outcome_failure(m: MethodOutcome) -> FailureInfo | None:
+    """The failure a waiter of ``m`` sees: None if the method completed, else a workflow error
+    (failed, canceled, timed out or unknown) naming the workflow, with the cause chain."""
+    if m.status == "completed":
+        return None
+    kind = {
+        "failed": "workflow_failed",
+        "canceled": "workflow_canceled",
+        "timed_out": "workflow_timed_out",
+        "unknown": "workflow_unknown",
+    }.get(m.status, "workflow_failed")
+    cause = m.failure
+    if cause is not None and cause.kind == kind:
+        cause = cause.cause
+    return FailureInfo(
+        kind=kind,
+        workflow_name=m.workflow_name,
+        id=m.workflow_id,
+        method_name=m.method_name or None,
+        method_run_id=m.method_run_id,
+        cause=cause,
+    )
+
+
 _TYPES: dict[str, type[Message]] = {
     cls.TYPE: cls
     for cls in (
-        DispatchWorkflow, DispatchMethod, WaitMethod, CommandResult, WorkflowTaskCompleted,
-        WorkflowTaskFailed, ExecuteWorkflowTask, MethodOutcome, ExecuteTask, TaskOutcome,
+        DispatchWorkflow,
+        DispatchMethod,
+        WaitMethod,
+        CommandResult,
+        WorkflowTaskCompleted,
+        WorkflowTaskFailed,
+        ExecuteWorkflowTask,
+        MethodOutcome,
+        ExecuteTask,
+        TaskOutcome,
     )
 }
 

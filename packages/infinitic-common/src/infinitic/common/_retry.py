@@ -58,8 +58,11 @@ class ExponentialBackoff(RetryPolicy):
         for cls in type(error).__mro__:
             for ignored in self.ignored_exceptions:
                 if isinstance(ignored, str):
-                    if ignored in (cls.__name__, cls.__qualname__,
-                                   f"{cls.__module__}.{cls.__qualname__}"):
+                    if ignored in (
+                        cls.__name__,
+                        cls.__qualname__,
+                        f"{cls.__module__}.{cls.__qualname__}",
+                    ):
                         return True
                 elif cls is ignored:
                     return True

@@ -55,7 +55,7 @@ class _StubMethod:
         return self._stub
 
     def __call__(self, *args: Any, **kwargs: Any) -> Deferred[Any]:
-        return self._stub._call(self._signature, args, kwargs)
+        return cast(Deferred[Any], self._stub._call(self._signature, args, kwargs))
 
     def __repr__(self) -> str:
         s = self._signature
@@ -112,8 +112,9 @@ class ServiceStub(_Stub):
     ) -> Deferred[Any]:
         rt = current_runtime(f"calling {self._name}.{sig.method_name}")
         dumped = sig.dump_args(args, kwargs)
-        return rt.new_task(self._name, sig.method_name, dumped, self._tags, self._meta,
-                           sig.load_result)
+        return rt.new_task(
+            self._name, sig.method_name, dumped, self._tags, self._meta, sig.load_result
+        )
 
 
 class ChildWorkflowStub(_Stub):
@@ -126,12 +127,16 @@ class ChildWorkflowStub(_Stub):
     ) -> Deferred[Any]:
         rt = current_runtime(f"calling {self._name}.{sig.method_name}")
         dumped = sig.dump_args(args, kwargs)
-        return rt.new_child_workflow(self._name, sig.method_name, dumped, self._tags, self._meta,
-                                     sig.load_result)
+        return rt.new_child_workflow(
+            self._name, sig.method_name, dumped, self._tags, self._meta, sig.load_result
+        )
 
 
 def new_service(
-    interface: type[T], *, tags: Iterable[str] | None = None, meta: Mapping[str, bytes] | None = None
+    interface: Callable[..., T],
+    *,
+    tags: Iterable[str] | None = None,
+    meta: Mapping[str, bytes] | None = None,
 ) -> T:
     """Return a stub of a service, to declare as a class attribute of a Workflow.
 
@@ -140,14 +145,17 @@ def new_service(
         tags: tags given to every task created through this stub.
         meta: metadata given to every task created through this stub.
     """
-    return cast(T, ServiceStub(interface, tags, meta))
+    return cast(T, ServiceStub(cast(type, interface), tags, meta))
 
 
 def new_workflow(
-    workflow: type[T], *, tags: Iterable[str] | None = None, meta: Mapping[str, bytes] | None = None
+    workflow: Callable[..., T],
+    *,
+    tags: Iterable[str] | None = None,
+    meta: Mapping[str, bytes] | None = None,
 ) -> T:
     """Return a stub that starts a new child workflow at each method call."""
-    return cast(T, ChildWorkflowStub(workflow, tags, meta))
+    return cast(T, ChildWorkflowStub(cast(type, workflow), tags, meta))
 
 
 def dispatch(method: Callable[P, Awaitable[R]], *args: P.args, **kwargs: P.kwargs) -> Deferred[R]:

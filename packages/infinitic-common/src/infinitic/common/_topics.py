@@ -36,11 +36,19 @@ class TopicKind(enum.Enum):
     @property
     def delayed(self) -> bool:
         """True when messages on the topic carry a due time."""
-        return self in (TopicKind.TASK_RETRY, TopicKind.WORKFLOW_DELAY, TopicKind.WORKFLOW_TASK_RETRY)
+        return self in (
+            TopicKind.TASK_RETRY,
+            TopicKind.WORKFLOW_DELAY,
+            TopicKind.WORKFLOW_TASK_RETRY,
+        )
 
 
-SERVICE_TOPICS = (TopicKind.TASK_TAG, TopicKind.TASK_EXECUTOR, TopicKind.TASK_RETRY,
-                  TopicKind.TASK_EVENTS)
+SERVICE_TOPICS = (
+    TopicKind.TASK_TAG,
+    TopicKind.TASK_EXECUTOR,
+    TopicKind.TASK_RETRY,
+    TopicKind.TASK_EVENTS,
+)
 WORKFLOW_TOPICS = tuple(k for k in TopicKind if k not in SERVICE_TOPICS)
 
 

@@ -30,8 +30,8 @@ from infinitic.common import (
     set_task_context,
     topic,
 )
-from infinitic.common._failures import FailureInfo
 from infinitic.common._errors import InvalidPayloadError, UnknownMethodError
+from infinitic.common._failures import FailureInfo
 from infinitic.common._messages import CommandResult, ExecuteTask, Message, TaskOutcome
 from infinitic.transport import Outbox, Transport
 
@@ -73,8 +73,9 @@ class ServiceExecutor:
         self._transport = transport
         self._retry = retry
         self._timeout = timeout
-        self._threads = ThreadPoolExecutor(max_workers=concurrency,
-                                           thread_name_prefix=f"infinitic-{service_name}")
+        self._threads = ThreadPoolExecutor(
+            max_workers=concurrency, thread_name_prefix=f"infinitic-{service_name}"
+        )
 
     def _policy(self, method: str) -> RetryPolicy:
         return retry_policy(self._impl, method) or self._retry or NoRetry()
@@ -91,23 +92,33 @@ class ServiceExecutor:
         try:
             value = await self._attempt(m)
         except (InvalidPayloadError, UnknownMethodError) as e:
-            logger.warning("task %s.%s (%s) refused: %s", m.service_name, m.method_name,
-                           m.task_id, e)
+            logger.warning(
+                "task %s.%s (%s) refused: %s", m.service_name, m.method_name, m.task_id, e
+            )
             self._outcome(m, out, failure=e)
         except Exception as e:
             delay = self._policy(m.method_name).delay(m.retry_index, e)
             if delay is None:
                 self._outcome(m, out, failure=e)
             else:
-                logger.info("task %s.%s (%s) attempt %d failed (%s), retrying in %.3fs",
-                            m.service_name, m.method_name, m.task_id, m.retry_index + 1, e, delay)
+                logger.info(
+                    "task %s.%s (%s) attempt %d failed (%s), retrying in %.3fs",
+                    m.service_name,
+                    m.method_name,
+                    m.task_id,
+                    m.retry_index + 1,
+                    e,
+                    delay,
+                )
                 out.add(
                     topic(TopicKind.TASK_RETRY, self.service_name),
-                    m.model_copy(update={
-                        "retry_index": m.retry_index + 1,
-                        "last_failure": failure_from_exception(e),
-                        "message_id": deterministic_id(m.message_id, "retry"),
-                    }),
+                    m.model_copy(
+                        update={
+                            "retry_index": m.retry_index + 1,
+                            "last_failure": failure_from_exception(e),
+                            "message_id": deterministic_id(m.message_id, "retry"),
+                        }
+                    ),
                     deliver_at=self._transport.now() + delay,
                 )
         else:
@@ -124,10 +135,15 @@ class ServiceExecutor:
             )
         args = sig.load_args(m.method_args)
         ctx = TaskContext(
-            task_id=m.task_id, service_name=m.service_name, method_name=m.method_name,
-            retry_index=m.retry_index, retry_sequence=m.retry_sequence,
-            tags=frozenset(m.tags), meta=dict(m.meta),
-            workflow_id=m.requester.workflow_id, workflow_name=m.requester.workflow_name,
+            task_id=m.task_id,
+            service_name=m.service_name,
+            method_name=m.method_name,
+            retry_index=m.retry_index,
+            retry_sequence=m.retry_sequence,
+            tags=frozenset(m.tags),
+            meta=dict(m.meta),
+            workflow_id=m.requester.workflow_id,
+            workflow_name=m.requester.workflow_name,
         )
         timeout = self._execution_timeout(m.method_name)
         context = contextvars.copy_context()
@@ -136,7 +152,8 @@ class ServiceExecutor:
             run: Any = asyncio.get_running_loop().create_task(fn(*args), context=context)
         else:
             run = asyncio.get_running_loop().run_in_executor(
-                self._threads, functools.partial(context.run, fn, *args))
+                self._threads, functools.partial(context.run, fn, *args)
+            )
         try:
             async with asyncio.timeout(timeout):
                 result = await run
@@ -149,15 +166,26 @@ class ServiceExecutor:
             ) from None
         return sig.dump_result(result)
 
-    def _outcome(self, m: ExecuteTask, out: Outbox, *, value: Any = None,
-                 failure: BaseException | None = None) -> None:
+    def _outcome(
+        self,
+        m: ExecuteTask,
+        out: Outbox,
+        *,
+        value: Any = None,
+        failure: BaseException | None = None,
+    ) -> None:
         out.add(
             topic(TopicKind.TASK_EVENTS, self.service_name),
             TaskOutcome(
-                task_id=m.task_id, service_name=m.service_name, method_name=m.method_name,
-                status="completed" if failure is None else "failed", value=value,
+                task_id=m.task_id,
+                service_name=m.service_name,
+                method_name=m.method_name,
+                status="completed" if failure is None else "failed",
+                value=value,
                 failure=failure_from_exception(failure) if failure is not None else None,
-                requester=m.requester, tags=m.tags, meta=m.meta,
+                requester=m.requester,
+                tags=m.tags,
+                meta=m.meta,
                 message_id=deterministic_id(m.message_id, "outcome"),
             ),
         )
@@ -165,7 +193,8 @@ class ServiceExecutor:
     async def close(self) -> None:
         """Wait for running sync methods and release the thread pool."""
         await asyncio.get_running_loop().run_in_executor(
-            None, functools.partial(self._threads.shutdown, wait=True))
+            None, functools.partial(self._threads.shutdown, wait=True)
+        )
 
 
 class TaskRetryHandler:
@@ -201,8 +230,12 @@ class TaskEventHandler:
             out.add(
                 topic(TopicKind.WORKFLOW_ENGINE, r.workflow_name),
                 CommandResult(
-                    workflow_name=r.workflow_name, workflow_id=r.workflow_id,
-                    command_id=r.command_id, status=m.status, value=m.value, failure=failure,
+                    workflow_name=r.workflow_name,
+                    workflow_id=r.workflow_id,
+                    command_id=r.command_id,
+                    status=m.status,
+                    value=m.value,
+                    failure=failure,
                     message_id=deterministic_id(m.message_id, "forward"),
                 ),
                 key=r.workflow_id,
@@ -215,5 +248,10 @@ class TaskEventHandler:
 def _task_failure(m: TaskOutcome) -> FailureInfo:
     """The failure seen by the requester: a task failure naming service, method and task id,
     caused by what the task raised."""
-    return FailureInfo(kind="task_failed", service_name=m.service_name,
-                       method_name=m.method_name, id=m.task_id, cause=m.failure)
+    return FailureInfo(
+        kind="task_failed",
+        service_name=m.service_name,
+        method_name=m.method_name,
+        id=m.task_id,
+        cause=m.failure,
+    )

@@ -273,7 +273,10 @@ class InMemoryTransport(Transport):
         reason = f"{type(error).__name__}: {error}"
         logger.error(
             "message %s on %s dead-lettered after %d deliveries: %s",
-            message.message_id, message.topic, message.redelivery_count + 1, reason,
+            message.message_id,
+            message.topic,
+            message.redelivery_count + 1,
+            reason,
         )
         self._dead_letters.append(DeadLetter(message.topic, message, reason))
         await self.publish(
@@ -341,8 +344,12 @@ class InMemoryTransport(Transport):
     async def close(self) -> None:
         if self._closed:
             return
-        consumers = [c for subs in self._subscriptions.values() for s in subs.values()
-                     for c in list(s.consumers)]
+        consumers = [
+            c
+            for subs in self._subscriptions.values()
+            for s in subs.values()
+            for c in list(s.consumers)
+        ]
         await asyncio.gather(*(c.close() for c in consumers), return_exceptions=True)
         self._closed = True
         for handle in self._timers:

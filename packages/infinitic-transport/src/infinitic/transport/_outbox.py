@@ -28,7 +28,11 @@ class Outbox:
     items: list[Outgoing] = field(default_factory=list)
 
     def add(
-        self, topic: str, message: Message, *, key: str | None = None,
+        self,
+        topic: str,
+        message: Message,
+        *,
+        key: str | None = None,
         deliver_at: float | None = None,
     ) -> None:
         self.items.append(Outgoing(topic, message, key, deliver_at))
@@ -43,6 +47,8 @@ class Outbox:
 async def send(transport: Transport, outgoing: Outgoing) -> None:
     """Encode and publish one message."""
     await transport.publish(
-        outgoing.topic, encode_message(outgoing.message), key=outgoing.key,
+        outgoing.topic,
+        encode_message(outgoing.message),
+        key=outgoing.key,
         deliver_at=outgoing.deliver_at,
     )

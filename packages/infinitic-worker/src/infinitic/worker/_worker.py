@@ -144,20 +144,23 @@ class InfiniticWorker:
             )
         contract = interface or type(implementation)
         service = check_entity_name(name or entity_name(contract))
-        missing = [m for m in public_methods(contract) if not callable(
-            getattr(implementation, m, None))]
+        missing = [
+            m for m in public_methods(contract) if not callable(getattr(implementation, m, None))
+        ]
         if missing:
             raise ConfigurationError(
                 f"{type(implementation).__name__} does not implement {', '.join(missing)} of "
                 f"service {service}"
             )
         self._check_new(service)
-        self._services[service] = _ServiceRegistration(service, implementation, contract,
-                                                       concurrency, retry, timeout)
+        self._services[service] = _ServiceRegistration(
+            service, implementation, contract, concurrency, retry, timeout
+        )
         return self
 
-    def add_workflow(self, workflow: type, *, name: str | None = None,
-                     concurrency: int = 1) -> Self:
+    def add_workflow(
+        self, workflow: type, *, name: str | None = None, concurrency: int = 1
+    ) -> Self:
         """Run instances of a Workflow subclass."""
         if not (isinstance(workflow, type) and issubclass(workflow, Workflow)):
             raise ConfigurationError(f"add_workflow expects a Workflow subclass, got {workflow!r}")
@@ -182,15 +185,25 @@ class InfiniticWorker:
         return self._client
 
     def _settings(self, type_: SubscriptionType, concurrency: int) -> ConsumerSettings:
-        return ConsumerSettings(type=type_, concurrency=concurrency,
-                                max_redeliveries=self._max_redeliveries,
-                                redelivery_delay=self._redelivery_delay)
+        return ConsumerSettings(
+            type=type_,
+            concurrency=concurrency,
+            max_redeliveries=self._max_redeliveries,
+            redelivery_delay=self._redelivery_delay,
+        )
 
-    async def _subscribe(self, kind: TopicKind, entity: str,
-                         handle: Callable[[Any], Awaitable[None]], concurrency: int) -> None:
+    async def _subscribe(
+        self,
+        kind: TopicKind,
+        entity: str,
+        handle: Callable[[Any], Awaitable[None]],
+        concurrency: int,
+    ) -> None:
         type_ = SubscriptionType.KEY_SHARED if kind.keyed else SubscriptionType.SHARED
         consumer = await self.transport.subscribe(
-            topic(kind, entity), SUBSCRIPTION, _handler(handle),
+            topic(kind, entity),
+            SUBSCRIPTION,
+            _handler(handle),
             self._settings(type_, concurrency),
         )
         self._consumers.append(consumer)
@@ -214,18 +227,36 @@ class InfiniticWorker:
                 await self._close_consumers()
                 raise
             self._started = True
-            logger.info("worker %s started: services %s, workflows %s", self.name,
-                        sorted(self._services), sorted(self._workflows))
+            logger.info(
+                "worker %s started: services %s, workflows %s",
+                self.name,
+                sorted(self._services),
+                sorted(self._workflows),
+            )
 
     async def _start_service(self, s: _ServiceRegistration) -> None:
-        executor = ServiceExecutor(s.name, s.implementation, transport=self.transport,
-                                   interface=s.interface, concurrency=s.concurrency,
-                                   retry=s.retry, timeout=s.timeout)
+        executor = ServiceExecutor(
+            s.name,
+            s.implementation,
+            transport=self.transport,
+            interface=s.interface,
+            concurrency=s.concurrency,
+            retry=s.retry,
+            timeout=s.timeout,
+        )
         self._executors.append(executor)
-        await self._subscribe(TopicKind.TASK_EVENTS, s.name,
-                              TaskEventHandler(s.name, self.transport).handle, s.concurrency)
-        await self._subscribe(TopicKind.TASK_RETRY, s.name,
-                              TaskRetryHandler(s.name, self.transport).handle, s.concurrency)
+        await self._subscribe(
+            TopicKind.TASK_EVENTS,
+            s.name,
+            TaskEventHandler(s.name, self.transport).handle,
+            s.concurrency,
+        )
+        await self._subscribe(
+            TopicKind.TASK_RETRY,
+            s.name,
+            TaskRetryHandler(s.name, self.transport).handle,
+            s.concurrency,
+        )
         await self._subscribe(TopicKind.TASK_EXECUTOR, s.name, executor.handle, s.concurrency)
 
     async def _start_workflow(self, w: _WorkflowRegistration) -> None:
@@ -233,8 +264,9 @@ class InfiniticWorker:
         n = w.name
         c = w.concurrency
         engine = WorkflowStateEngine(n, t, self.storage.key_value)
-        executor = WorkflowExecutor({n: w.cls}, cache_size=self._cache_size,
-                                    check_mode=self._check_mode)
+        executor = WorkflowExecutor(
+            {n: w.cls}, cache_size=self._cache_size, check_mode=self._check_mode
+        )
 
         async def execute(message: Message) -> None:
             if not isinstance(message, ExecuteWorkflowTask):
@@ -250,8 +282,9 @@ class InfiniticWorker:
 
         await self._subscribe(TopicKind.WORKFLOW_EVENTS, n, WorkflowEventHandler(n, t).handle, c)
         await self._subscribe(TopicKind.WORKFLOW_ENGINE, n, run_engine, c)
-        await self._subscribe(TopicKind.WORKFLOW_TASK_EVENTS, n,
-                              WorkflowTaskEventHandler(n, t).handle, c)
+        await self._subscribe(
+            TopicKind.WORKFLOW_TASK_EVENTS, n, WorkflowTaskEventHandler(n, t).handle, c
+        )
         await self._subscribe(TopicKind.WORKFLOW_DELAY, n, WorkflowDelayHandler(n, t).handle, c)
         await self._subscribe(TopicKind.WORKFLOW_TASK_EXECUTOR, n, execute, c)
         await self._subscribe(TopicKind.WORKFLOW_CMD, n, WorkflowCommandHandler(n, t).handle, c)
@@ -281,8 +314,9 @@ class InfiniticWorker:
         await self.start()
         return self
 
-    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.close()
 
     async def serve(self) -> None:

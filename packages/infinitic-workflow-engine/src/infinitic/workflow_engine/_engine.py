@@ -46,10 +46,16 @@ logger = logging.getLogger("infinitic.workflow_engine")
 MAX_CAS_ATTEMPTS = 20
 
 
-def _unknown(workflow_name: str, workflow_id: str, method_name: str | None,
-             method_run_id: str) -> FailureInfo:
-    return FailureInfo(kind="workflow_unknown", workflow_name=workflow_name, id=workflow_id,
-                       method_name=method_name, method_run_id=method_run_id)
+def _unknown(
+    workflow_name: str, workflow_id: str, method_name: str | None, method_run_id: str
+) -> FailureInfo:
+    return FailureInfo(
+        kind="workflow_unknown",
+        workflow_name=workflow_name,
+        id=workflow_id,
+        method_name=method_name,
+        method_run_id=method_run_id,
+    )
 
 
 class WorkflowStateEngine:
@@ -99,22 +105,37 @@ class WorkflowStateEngine:
         if state is None:
             if isinstance(m, DispatchWorkflow):
                 state = WorkflowState(
-                    workflow_name=m.workflow_name, workflow_id=m.workflow_id, tags=m.tags,
-                    meta=m.meta, parent=m.parent,
+                    workflow_name=m.workflow_name,
+                    workflow_id=m.workflow_id,
+                    tags=m.tags,
+                    meta=m.meta,
+                    parent=m.parent,
                 )
-                run = MethodRun(method_run_id=m.workflow_id, method_name=m.method_name,
-                                args=m.method_args,
-                                requesters=[m.requester] if m.requester else [])
+                run = MethodRun(
+                    method_run_id=m.workflow_id,
+                    method_name=m.method_name,
+                    args=m.method_args,
+                    requesters=[m.requester] if m.requester else [],
+                )
                 state.method_runs[run.method_run_id] = run
                 state.pending.append(Delivery(kind="method", id=run.method_run_id))
                 self._dispatch_workflow_task(state, out)
                 return state, True
             if isinstance(m, DispatchMethod | WaitMethod) and m.requester is not None:
-                failure = _unknown(m.workflow_name, m.workflow_id,
-                                   getattr(m, "method_name", None), m.method_run_id)
-                self._notify(m.workflow_name, m.workflow_id, m.method_run_id,
-                             getattr(m, "method_name", ""), "unknown", None, failure,
-                             [m.requester], out)
+                failure = _unknown(
+                    m.workflow_name, m.workflow_id, getattr(m, "method_name", None), m.method_run_id
+                )
+                self._notify(
+                    m.workflow_name,
+                    m.workflow_id,
+                    m.method_run_id,
+                    getattr(m, "method_name", ""),
+                    "unknown",
+                    None,
+                    failure,
+                    [m.requester],
+                    out,
+                )
             return None, False
         changed = self._apply(state, m, out)
         if state.terminated():
@@ -133,8 +154,12 @@ class WorkflowStateEngine:
             existing = state.method_runs.get(m.method_run_id)
             if existing is not None:
                 return self._wait(state, existing, m.requester, out) if m.requester else False
-            run = MethodRun(method_run_id=m.method_run_id, method_name=m.method_name,
-                            args=m.method_args, requesters=[m.requester] if m.requester else [])
+            run = MethodRun(
+                method_run_id=m.method_run_id,
+                method_name=m.method_name,
+                args=m.method_args,
+                requesters=[m.requester] if m.requester else [],
+            )
             state.method_runs[run.method_run_id] = run
             state.pending.append(Delivery(kind="method", id=run.method_run_id))
             return True
@@ -142,8 +167,17 @@ class WorkflowStateEngine:
             run = state.method_runs.get(m.method_run_id)
             if run is None:
                 failure = _unknown(m.workflow_name, m.workflow_id, None, m.method_run_id)
-                self._notify(m.workflow_name, m.workflow_id, m.method_run_id, "", "unknown",
-                             None, failure, [m.requester], out)
+                self._notify(
+                    m.workflow_name,
+                    m.workflow_id,
+                    m.method_run_id,
+                    "",
+                    "unknown",
+                    None,
+                    failure,
+                    [m.requester],
+                    out,
+                )
                 return False
             return self._wait(state, run, m.requester, out)
         if isinstance(m, CommandResult):
@@ -155,25 +189,42 @@ class WorkflowStateEngine:
         logger.warning("workflow engine ignores a %s message", type(m).__name__)
         return False
 
-    def _wait(self, state: WorkflowState, run: MethodRun, requester: Requester,
-              out: Outbox) -> bool:
+    def _wait(
+        self, state: WorkflowState, run: MethodRun, requester: Requester, out: Outbox
+    ) -> bool:
         if run.status in TERMINAL:
-            self._notify(state.workflow_name, state.workflow_id, run.method_run_id,
-                         run.method_name, run.status, run.value, run.failure, [requester], out)
+            self._notify(
+                state.workflow_name,
+                state.workflow_id,
+                run.method_run_id,
+                run.method_name,
+                run.status,
+                run.value,
+                run.failure,
+                [requester],
+                out,
+            )
             return False
         if requester in run.requesters:
             return False
         run.requesters.append(requester)
         return True
 
-    def _command_result(self, state: WorkflowState, command_id: str, status: str,
-                        value: object, failure: FailureInfo | None) -> bool:
+    def _command_result(
+        self,
+        state: WorkflowState,
+        command_id: str,
+        status: str,
+        value: object,
+        failure: FailureInfo | None,
+    ) -> bool:
         record = state.commands.get(command_id)
         if record is None:
             if command_id in state.early_results:
                 return False
-            state.early_results[command_id] = EarlyResult(status=status, value=value,
-                                                          failure=failure)
+            state.early_results[command_id] = EarlyResult(
+                status=status, value=value, failure=failure
+            )
             return True
         if record.status != "ongoing":
             return False  # a duplicate, or a result after a timeout: the first one wins
@@ -195,8 +246,9 @@ class WorkflowStateEngine:
                 continue
             early = state.early_results.pop(command.command_id, None)
             if early is not None:
-                self._command_result(state, command.command_id, early.status, early.value,
-                                     early.failure)
+                self._command_result(
+                    state, command.command_id, early.status, early.value, early.failure
+                )
         for outcome in m.method_outcomes:
             run = state.method_runs.get(outcome.method_run_id)
             if run is None or run.status in TERMINAL:
@@ -204,8 +256,17 @@ class WorkflowStateEngine:
             run.status = outcome.status
             run.value = outcome.value
             run.failure = outcome.failure
-            self._notify(state.workflow_name, state.workflow_id, run.method_run_id,
-                         run.method_name, run.status, run.value, run.failure, run.requesters, out)
+            self._notify(
+                state.workflow_name,
+                state.workflow_id,
+                run.method_run_id,
+                run.method_name,
+                run.status,
+                run.value,
+                run.failure,
+                run.requesters,
+                out,
+            )
             run.requesters = []
         return True
 
@@ -213,13 +274,26 @@ class WorkflowStateEngine:
         if m.workflow_task_id != state.running_task_id:
             return False
         state.running_task_id = None
-        failure = FailureInfo(kind="workflow_task_failed", workflow_name=state.workflow_name,
-                              id=state.workflow_id, cause=m.failure)
+        failure = FailureInfo(
+            kind="workflow_task_failed",
+            workflow_name=state.workflow_name,
+            id=state.workflow_id,
+            cause=m.failure,
+        )
         state.failed_task = failure
         for run in state.method_runs.values():
             if run.status == "ongoing" and run.requesters:
-                self._notify(state.workflow_name, state.workflow_id, run.method_run_id,
-                             run.method_name, "failed", None, failure, run.requesters, out)
+                self._notify(
+                    state.workflow_name,
+                    state.workflow_id,
+                    run.method_run_id,
+                    run.method_name,
+                    "failed",
+                    None,
+                    failure,
+                    run.requesters,
+                    out,
+                )
                 run.requesters = []
         return True
 
@@ -240,26 +314,43 @@ class WorkflowStateEngine:
         out.add(
             topic(TopicKind.WORKFLOW_TASK_EXECUTOR, state.workflow_name),
             ExecuteWorkflowTask(
-                workflow_name=state.workflow_name, workflow_id=state.workflow_id,
-                workflow_task_id=task_id, tags=state.tags, meta=state.meta,
-                method_runs=list(state.method_runs.values()), steps=state.steps,
+                workflow_name=state.workflow_name,
+                workflow_id=state.workflow_id,
+                workflow_task_id=task_id,
+                tags=state.tags,
+                meta=state.meta,
+                method_runs=list(state.method_runs.values()),
+                steps=state.steps,
                 commands=list(state.commands.values()),
             ),
             key=state.workflow_id,
         )
         return True
 
-    def _notify(self, workflow_name: str, workflow_id: str, method_run_id: str, method_name: str,
-                status: str, value: object, failure: FailureInfo | None,
-                waiters: list[Requester], out: Outbox) -> None:
+    def _notify(
+        self,
+        workflow_name: str,
+        workflow_id: str,
+        method_run_id: str,
+        method_name: str,
+        status: str,
+        value: object,
+        failure: FailureInfo | None,
+        waiters: list[Requester],
+        out: Outbox,
+    ) -> None:
         if not waiters:
             return
         out.add(
             topic(TopicKind.WORKFLOW_EVENTS, self.workflow_name),
             MethodOutcome(
-                workflow_name=workflow_name, workflow_id=workflow_id,
-                method_run_id=method_run_id, method_name=method_name,
+                workflow_name=workflow_name,
+                workflow_id=workflow_id,
+                method_run_id=method_run_id,
+                method_name=method_name,
                 status=status,  # type: ignore[arg-type]
-                value=value, failure=failure, waiters=list(waiters),
+                value=value,
+                failure=failure,
+                waiters=list(waiters),
             ),
         )

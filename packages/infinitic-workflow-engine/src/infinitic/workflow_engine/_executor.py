@@ -70,8 +70,14 @@ class WorkflowExecutor:
         instance = self._cached(task) if self._cache_size > 0 else None
         try:
             if instance is None:
-                instance = WorkflowInstance(cls, task.workflow_name, task.workflow_id,
-                                            frozenset(task.tags), task.meta, self._check_mode)
+                instance = WorkflowInstance(
+                    cls,
+                    task.workflow_name,
+                    task.workflow_id,
+                    frozenset(task.tags),
+                    task.meta,
+                    self._check_mode,
+                )
                 for past in task.steps[:-1]:
                     instance.apply_step(past, method_runs, commands, replaying=True)
                     self.replayed_steps += 1
@@ -79,11 +85,14 @@ class WorkflowExecutor:
         except Exception as e:  # workflow code and history mismatches fail the task, not the worker
             if instance is not None:
                 instance.close()
-            logger.warning("workflow task of %s %s failed: %s", task.workflow_name,
-                           task.workflow_id, e)
+            logger.warning(
+                "workflow task of %s %s failed: %s", task.workflow_name, task.workflow_id, e
+            )
             return WorkflowTaskFailed(
-                workflow_name=task.workflow_name, workflow_id=task.workflow_id,
-                workflow_task_id=task.workflow_task_id, step=step.index,
+                workflow_name=task.workflow_name,
+                workflow_id=task.workflow_id,
+                workflow_task_id=task.workflow_task_id,
+                step=step.index,
                 failure=failure_from_exception(e),
             )
         if self._cache_size > 0:
@@ -94,9 +103,12 @@ class WorkflowExecutor:
         else:
             instance.close()
         return WorkflowTaskCompleted(
-            workflow_name=task.workflow_name, workflow_id=task.workflow_id,
-            workflow_task_id=task.workflow_task_id, step=step.index,
-            new_commands=result.new_commands, method_outcomes=result.method_outcomes,
+            workflow_name=task.workflow_name,
+            workflow_id=task.workflow_id,
+            workflow_task_id=task.workflow_task_id,
+            step=step.index,
+            new_commands=result.new_commands,
+            method_outcomes=result.method_outcomes,
             message_id=deterministic_id("workflow-task-completed", task.workflow_task_id),
         )
 

@@ -47,17 +47,21 @@ class WorkflowCommandHandler:
                 f"{self.workflow_name!r}"
             )
         out = Outbox()
-        out.add(topic(TopicKind.WORKFLOW_ENGINE, self.workflow_name), message,
-                key=message.workflow_id)
+        out.add(
+            topic(TopicKind.WORKFLOW_ENGINE, self.workflow_name), message, key=message.workflow_id
+        )
         await out.send(self._transport)
 
 
 def dispatch_commands(parent: WorkflowTaskCompleted, out: Outbox) -> None:
     """Add to ``out`` the messages that start the new commands of a workflow task."""
     for command in parent.new_commands:
-        requester = Requester(workflow_name=parent.workflow_name,
-                              workflow_id=parent.workflow_id,
-                              method_run_id=command.method_run_id, command_id=command.command_id)
+        requester = Requester(
+            workflow_name=parent.workflow_name,
+            workflow_id=parent.workflow_id,
+            method_run_id=command.method_run_id,
+            command_id=command.command_id,
+        )
         if command.kind == "task":
             _dispatch_task(command, requester, out)
         elif command.kind == "workflow":
@@ -67,8 +71,11 @@ def dispatch_commands(parent: WorkflowTaskCompleted, out: Outbox) -> None:
             out.add(
                 topic(TopicKind.WORKFLOW_DELAY, parent.workflow_name),
                 CommandResult(
-                    workflow_name=parent.workflow_name, workflow_id=parent.workflow_id,
-                    command_id=command.command_id, status="completed", value=command.due_at,
+                    workflow_name=parent.workflow_name,
+                    workflow_id=parent.workflow_id,
+                    command_id=command.command_id,
+                    status="completed",
+                    value=command.due_at,
                     message_id=deterministic_id("timer", command.command_id),
                 ),
                 deliver_at=command.due_at,
@@ -80,9 +87,13 @@ def _dispatch_task(command: CommandRecord, requester: Requester, out: Outbox) ->
     out.add(
         topic(TopicKind.TASK_EXECUTOR, service),
         ExecuteTask(
-            task_id=command.command_id, service_name=service,
-            method_name=command.method_name or "", method_args=command.args,
-            tags=command.tags, meta=command.meta, requester=requester,
+            task_id=command.command_id,
+            service_name=service,
+            method_name=command.method_name or "",
+            method_args=command.args,
+            tags=command.tags,
+            meta=command.meta,
+            requester=requester,
             message_id=deterministic_id("execute-task", command.command_id),
         ),
     )
@@ -93,9 +104,14 @@ def _dispatch_child(command: CommandRecord, requester: Requester, out: Outbox) -
     out.add(
         topic(TopicKind.WORKFLOW_CMD, name),
         DispatchWorkflow(
-            workflow_name=name, workflow_id=command.command_id,
-            method_name=command.method_name or "", method_args=command.args,
-            tags=command.tags, meta=command.meta, requester=requester, parent=requester,
+            workflow_name=name,
+            workflow_id=command.command_id,
+            method_name=command.method_name or "",
+            method_args=command.args,
+            tags=command.tags,
+            meta=command.meta,
+            requester=requester,
+            parent=requester,
             message_id=deterministic_id("dispatch-child", command.command_id),
         ),
         key=command.command_id,
@@ -116,8 +132,9 @@ class WorkflowTaskEventHandler:
         if isinstance(message, WorkflowTaskCompleted):
             dispatch_commands(message, out)
             await out.send(self._transport)
-        out.add(topic(TopicKind.WORKFLOW_ENGINE, self.workflow_name), message,
-                key=message.workflow_id)
+        out.add(
+            topic(TopicKind.WORKFLOW_ENGINE, self.workflow_name), message, key=message.workflow_id
+        )
         await out.send(self._transport)
 
 
@@ -132,8 +149,9 @@ class WorkflowDelayHandler:
         if not isinstance(message, WorkflowMessage):
             raise ValueError(f"unexpected {type(message).__name__} on workflow-delay")
         out = Outbox()
-        out.add(topic(TopicKind.WORKFLOW_ENGINE, self.workflow_name), message,
-                key=message.workflow_id)
+        out.add(
+            topic(TopicKind.WORKFLOW_ENGINE, self.workflow_name), message, key=message.workflow_id
+        )
         await out.send(self._transport)
 
 
@@ -150,17 +168,22 @@ class WorkflowEventHandler:
         out = Outbox()
         for waiter in message.waiters:
             if waiter.client_name is not None:
-                out.add(response_topic(waiter.client_name),
-                        message.model_copy(update={"waiters": []}))
+                out.add(
+                    response_topic(waiter.client_name), message.model_copy(update={"waiters": []})
+                )
             elif waiter.workflow_name and waiter.workflow_id and waiter.command_id:
                 out.add(
                     topic(TopicKind.WORKFLOW_ENGINE, waiter.workflow_name),
                     CommandResult(
-                        workflow_name=waiter.workflow_name, workflow_id=waiter.workflow_id,
-                        command_id=waiter.command_id, status=message.status,
-                        value=message.value, failure=method_outcome_failure(message),
-                        message_id=deterministic_id("child-result", waiter.command_id,
-                                                    message.method_run_id),
+                        workflow_name=waiter.workflow_name,
+                        workflow_id=waiter.workflow_id,
+                        command_id=waiter.command_id,
+                        status=message.status,
+                        value=message.value,
+                        failure=method_outcome_failure(message),
+                        message_id=deterministic_id(
+                            "child-result", waiter.command_id, message.method_run_id
+                        ),
                     ),
                     key=waiter.workflow_id,
                 )

@@ -99,9 +99,9 @@ class WorkflowInstance:
         self.workflow_name = workflow_name
         self.workflow_id = workflow_id
         self.tags = tags
-        self.meta = dict(meta)
+        self.meta: Mapping[str, bytes] = dict(meta)
         self.check_mode = check_mode
-        self.loop = WorkflowEventLoop(self)
+        self.loop = WorkflowEventLoop(self)  # type: ignore[abstract]
         self.last_step = -1
         self.inline_values: dict[str, Any] = {}
         self._methods: dict[str, _MethodRunContext] = {}
@@ -118,8 +118,9 @@ class WorkflowInstance:
         self.instance = context.run(self._instantiate)
 
     def _instantiate(self) -> Any:
-        obj = self.workflow_cls.__new__(self.workflow_cls)
-        obj._infinitic_runtime = self
+        cls: Any = self.workflow_cls
+        obj = cls.__new__(cls)
+        obj._infinitic_runtime = self  # set before __init__, so __init__ may read the context
         obj.__init__()
         return obj
 
@@ -155,8 +156,10 @@ class WorkflowInstance:
             for record in commands.values():
                 if record.step == step.index and record.command_id not in created:
                     raise WorkflowChangedError(
-                        self.workflow_name, self._where(record.method_run_id, record.position),
-                        record.describe(), "nothing",
+                        self.workflow_name,
+                        self._where(record.method_run_id, record.position),
+                        record.describe(),
+                        "nothing",
                     )
         self.last_step = step.index
         new = [c for c in self._created if c.command_id not in commands]
@@ -225,14 +228,21 @@ class WorkflowInstance:
         position = ctx.next_position
         ctx.next_position += 1
         cid = command_id(self.workflow_id, ctx.run.method_run_id, position)
-        record = CommandRecord(command_id=cid, method_run_id=ctx.run.method_run_id,
-                               position=position, step=self._step, **spec)
+        record = CommandRecord(
+            command_id=cid,
+            method_run_id=ctx.run.method_run_id,
+            position=position,
+            step=self._step,
+            **spec,
+        )
         recorded = self._recorded.get(cid)
         if self.check_mode is not CheckMode.NONE:
             where = self._where(ctx.run.method_run_id, position)
             if recorded is None and self._replaying:
-                raise _Changed(self, WorkflowChangedError(self.workflow_name, where, "nothing",
-                                                          record.describe()))
+                raise _Changed(
+                    self,
+                    WorkflowChangedError(self.workflow_name, where, "nothing", record.describe()),
+                )
             if recorded is not None and (
                 recorded.kind != record.kind
                 or recorded.name != record.name
@@ -242,18 +252,20 @@ class WorkflowInstance:
                 found = record.describe()
                 held = recorded.describe()
                 if recorded.step != record.step and held == found:
-                    held, found = f"{held} at step {recorded.step}", f"{found} at step {record.step}"
+                    held, found = (
+                        f"{held} at step {recorded.step}",
+                        f"{found} at step {record.step}",
+                    )
                 elif self.check_mode is CheckMode.STRICT and recorded.args != record.args:
                     held, found = f"{held}{recorded.args}", f"{found}{record.args}"
                 raise _Changed(self, WorkflowChangedError(self.workflow_name, where, held, found))
         self._created.append(record)
         return record, recorded
 
-    def _deferred(
-        self, record: CommandRecord, load_result: Callable[[Any], Any]
-    ) -> Deferred[Any]:
-        deferred: Deferred[Any] = Deferred(loop=self.loop, id=record.command_id,
-                                           description=record.describe())
+    def _deferred(self, record: CommandRecord, load_result: Callable[[Any], Any]) -> Deferred[Any]:
+        deferred: Deferred[Any] = Deferred(
+            loop=self.loop, id=record.command_id, description=record.describe()
+        )
         self._pending[record.command_id] = _Pending(record, deferred, load_result=load_result)
         return deferred
 
@@ -267,8 +279,13 @@ class WorkflowInstance:
         load_result: Callable[[Any], Any],
     ) -> Deferred[Any]:
         record, _ = self._new_command(
-            kind="task", name=f"{service_name}.{method_name}", service_name=service_name,
-            method_name=method_name, args=args, tags=sorted(tags), meta=dict(meta),
+            kind="task",
+            name=f"{service_name}.{method_name}",
+            service_name=service_name,
+            method_name=method_name,
+            args=args,
+            tags=sorted(tags),
+            meta=dict(meta),
         )
         return self._deferred(record, load_result)
 
@@ -282,8 +299,13 @@ class WorkflowInstance:
         load_result: Callable[[Any], Any],
     ) -> Deferred[Any]:
         record, _ = self._new_command(
-            kind="workflow", name=f"{workflow_name}.{method_name}", workflow_name=workflow_name,
-            method_name=method_name, args=args, tags=sorted(tags), meta=dict(meta),
+            kind="workflow",
+            name=f"{workflow_name}.{method_name}",
+            workflow_name=workflow_name,
+            method_name=method_name,
+            args=args,
+            tags=sorted(tags),
+            meta=dict(meta),
         )
         return self._deferred(record, load_result)
 
@@ -305,8 +327,9 @@ class WorkflowInstance:
 
     def inline(self, fn: Callable[[], Any]) -> Deferred[Any]:
         record, recorded = self._new_command(kind="inline", name="inline")
-        deferred: Deferred[Any] = Deferred(loop=self.loop, id=record.command_id,
-                                           description="inline")
+        deferred: Deferred[Any] = Deferred(
+            loop=self.loop, id=record.command_id, description="inline"
+        )
         if recorded is None:
             self._in_inline = True
             try:
@@ -334,8 +357,10 @@ class WorkflowInstance:
         if pending is None:
             if self._replaying and self.check_mode is not CheckMode.NONE:
                 raise WorkflowChangedError(
-                    self.workflow_name, self._where(record.method_run_id, record.position),
-                    f"a result for {record.describe()}", "no such command waiting",
+                    self.workflow_name,
+                    self._where(record.method_run_id, record.position),
+                    f"a result for {record.describe()}",
+                    "no such command waiting",
                 )
             return
         if pending.timer is not None:

@@ -1,0 +1,51 @@
+# Infinitic for Python: development tasks. `make help` lists them.
+# Only Python 3.11 and make are needed: uv is installed from PyPI when missing.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
+RUN := $(UV) run --frozen
+
+.DEFAULT_GOAL := help
+.PHONY: help uv install format lint typecheck test test-isolated demo bench build services
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+uv: ## Install uv from PyPI if it is missing
+	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 \
+		|| $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
+
+install: uv ## Create .venv with every package, extra and dev tool (from uv.lock)
+	$(UV) sync --frozen --all-packages --all-extras
+
+format: install ## Format the code
+	$(RUN) ruff format .
+	$(RUN) ruff check --fix .
+
+lint: install ## ruff, format check, lock check, layering check
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(UV) lock --check
+	$(RUN) python tools/check_layering.py
+
+typecheck: install ## mypy --strict on every package
+	$(RUN) mypy packages/*/src examples/src tools/check_layering.py
+
+services: ## Start Redis, PostgreSQL and MariaDB on loopback if one is down
+	@bash tools/ensure_services.sh
+
+test: install services ## The whole suite, real services included (as CI runs it)
+	$(RUN) pytest $(PYTEST_ARGS)
+
+test-isolated: uv ## Each package imports with only its own dependencies
+	$(RUN) python tools/check_isolated.py
+
+demo: install ## Run 100 bank wires on the in-memory transport and storage
+	$(RUN) python -m infinitic_examples.bank_wire
+
+bench: install services ## Benchmarks (never part of the test run)
+	@for b in tools/bench_*.py; do echo "== $$b"; $(RUN) python $$b || exit 1; done
+
+build: uv ## Build every distribution into dist/
+	$(UV) build --all-packages -o dist

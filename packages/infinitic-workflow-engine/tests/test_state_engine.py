@@ -1,0 +1,145 @@
+"""The state engine is idempotent: a message processed twice has the effect of once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from infinitic.common import command_id, decode_message, encode_message
+from infinitic.common._messages import (
+    CommandRecord,
+    CommandResult,
+    DispatchWorkflow,
+    ExecuteWorkflowTask,
+    MethodOutcome,
+    MethodOutcomeInfo,
+    Requester,
+    WorkflowTaskCompleted,
+)
+from infinitic.storage import InMemoryKeyValueStorage
+from infinitic.transport import InMemoryTransport
+from infinitic.workflow_engine import WorkflowStateEngine, decode_state, state_key
+
+
+class CapturingTransport(InMemoryTransport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[tuple[str, Any]] = []
+
+    async def publish(self, topic: str, data: bytes, **kwargs: Any) -> None:
+        self.sent.append((topic, decode_message(data)))
+
+
+async def _setup() -> tuple[WorkflowStateEngine, CapturingTransport, InMemoryKeyValueStorage]:
+    transport, kv = CapturingTransport(), InMemoryKeyValueStorage()
+    return WorkflowStateEngine("W", transport, kv, clock=lambda: 1000.0), transport, kv
+
+
+async def test_duplicate_messages_have_no_double_effect() -> None:
+    engine, transport, kv = await _setup()
+    start = DispatchWorkflow(
+        workflow_name="W",
+        workflow_id="wf",
+        method_name="run",
+        method_args=[],
+        requester=Requester.client("c"),
+    )
+    await engine.handle(start)
+    await engine.handle(start)
+    assert (await kv.get(state_key("W", "wf"))).version == 1  # type: ignore[union-attr]
+    tasks = [m for t, m in transport.sent if isinstance(m, ExecuteWorkflowTask)]
+    assert len(tasks) == 1
+
+    cid = command_id("wf", "wf", 0)
+    completed = WorkflowTaskCompleted(
+        workflow_name="W",
+        workflow_id="wf",
+        workflow_task_id=tasks[0].workflow_task_id,
+        step=0,
+        new_commands=[
+            CommandRecord(
+                command_id=cid,
+                method_run_id="wf",
+                position=0,
+                step=0,
+                kind="task",
+                name="S.m",
+                service_name="S",
+                method_name="m",
+            )
+        ],
+    )
+    await engine.handle(completed)
+    await engine.handle(completed)
+    assert (await kv.get(state_key("W", "wf"))).version == 2  # type: ignore[union-attr]
+
+    result = CommandResult(
+        workflow_name="W", workflow_id="wf", command_id=cid, status="completed", value=5
+    )
+    await engine.handle(result)
+    await engine.handle(result)
+    stored = await kv.get(state_key("W", "wf"))
+    assert stored is not None
+    assert stored.version == 3
+    state = decode_state("k", stored.value)
+    assert len(state.steps) == 2
+    assert [d.id for d in state.steps[1].deliveries] == [cid]
+    tasks = [m for t, m in transport.sent if isinstance(m, ExecuteWorkflowTask)]
+    assert len(tasks) == 2
+
+    done = WorkflowTaskCompleted(
+        workflow_name="W",
+        workflow_id="wf",
+        workflow_task_id=tasks[1].workflow_task_id,
+        step=1,
+        method_outcomes=[MethodOutcomeInfo(method_run_id="wf", status="completed", value=5)],
+    )
+    await engine.handle(done)
+    await engine.handle(done)
+    assert await kv.get(state_key("W", "wf")) is None
+    outcomes = [m for t, m in transport.sent if isinstance(m, MethodOutcome)]
+    assert len(outcomes) == 1
+    assert outcomes[0].value == 5
+
+
+async def test_result_arriving_before_its_workflow_task_completed_is_buffered() -> None:
+    engine, transport, kv = await _setup()
+    await engine.handle(
+        DispatchWorkflow(workflow_name="W", workflow_id="wf", method_name="run", method_args=[])
+    )
+    task = next(m for t, m in transport.sent if isinstance(m, ExecuteWorkflowTask))
+    cid = command_id("wf", "wf", 0)
+    await engine.handle(
+        CommandResult(
+            workflow_name="W", workflow_id="wf", command_id=cid, status="completed", value="early"
+        )
+    )
+    await engine.handle(
+        WorkflowTaskCompleted(
+            workflow_name="W",
+            workflow_id="wf",
+            workflow_task_id=task.workflow_task_id,
+            step=0,
+            new_commands=[
+                CommandRecord(
+                    command_id=cid, method_run_id="wf", position=0, step=0, kind="task", name="S.m"
+                )
+            ],
+        )
+    )
+    stored = await kv.get(state_key("W", "wf"))
+    assert stored is not None
+    state = decode_state("k", stored.value)
+    assert state.commands[cid].value == "early"
+    assert state.early_results == {}
+    assert state.commands[cid].delivered_step == 1
+
+
+def test_messages_round_trip_through_the_envelope() -> None:
+    m = DispatchWorkflow(
+        workflow_name="W",
+        workflow_id="1",
+        method_name="run",
+        method_args=[1, "a", None, [1.5], {"k": True}],
+        meta={"k": b"\x00"},
+    )
+    assert decode_message(encode_message(m)) == m
