@@ -23,7 +23,8 @@ async def test_put_then_get_counts_versions(kv: KeyValueStorage) -> None:
     assert await kv.put("k", b"two") == 2
     got = await kv.get("k")
     assert got == VersionedValue(b"two", 2)
-    assert got is not None and type(got.value) is bytes
+    assert got is not None
+    assert type(got.value) is bytes
 
 
 async def test_put_expecting_absent(kv: KeyValueStorage) -> None:
@@ -140,7 +141,8 @@ async def test_values_round_trip_byte_exact(kv: KeyValueStorage, size: int) -> N
 async def test_values_looking_compressed_round_trip(kv: KeyValueStorage, value: bytes) -> None:
     await kv.put("k", value)
     got = await kv.get("k")
-    assert got is not None and got.value == value
+    assert got is not None
+    assert got.value == value
 
 
 async def test_unicode_keys(kv: KeyValueStorage) -> None:

@@ -84,8 +84,10 @@ class SharedClient(ABC, Generic[ClientT]):
         """Whether the client was closed for good."""
         return self._closed
 
-    async def client(self) -> ClientT:
+    async def client(self, operation: str = "connect", what: str = "") -> ClientT:
         """Return the open client, opening it (and preparing tables) on first use.
+
+        ``operation`` and ``what`` (the keys concerned) name the call in error messages.
 
         Raises:
             StorageError: the storage was closed, or the server cannot be reached.
@@ -103,8 +105,9 @@ class SharedClient(ABC, Generic[ClientT]):
                     raise
                 except self._failures() as e:
                     raise StorageError(
-                        f"cannot connect to {self.backend}: {type(e).__name__}: {e}; "
-                        "check the server address and credentials, the next call retries"
+                        f"{self.backend} {operation}{' of ' + what if what else ''} failed: "
+                        f"cannot connect: {type(e).__name__}: {e}; check the server address "
+                        "and credentials (the next call tries to connect again)"
                     ) from e
             return self._client
 
@@ -163,7 +166,7 @@ class SharedClient(ABC, Generic[ClientT]):
         Raises:
             StorageError: the operation failed (after the retry) or timed out.
         """
-        client = await self.client()
+        client = await self.client(operation, what)
         try:
             async with self.translating(operation, what):
                 return await call(client)
@@ -172,6 +175,6 @@ class SharedClient(ABC, Generic[ClientT]):
             if cause is None or not self.is_connection_lost(cause):
                 raise
         await self.connection_lost(client)
-        client = await self.client()
+        client = await self.client(operation, what)
         async with self.translating(operation, what):
             return await call(client)
