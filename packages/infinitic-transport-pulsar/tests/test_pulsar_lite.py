@@ -1,0 +1,203 @@
+"""Pulsar-transport behaviour beyond the contract suite, on an embedded pulsar-lite broker."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from infinitic.exceptions import ConfigurationError
+from infinitic.transport import (
+    DLQ_ERROR_PROPERTY,
+    ConsumerSettings,
+    SubscriptionType,
+    TransportMessage,
+    dead_letter_topic,
+)
+from infinitic.transport_pulsar import EmbeddedPulsarLite, PulsarSettings, PulsarTransport
+from infinitic.transport_pulsar._consumer import PulsarConsumer
+
+pytestmark = pytest.mark.pulsar
+WAIT = 30.0
+
+
+async def until(predicate: Callable[[], bool]) -> None:
+    async with asyncio.timeout(WAIT):
+        while not predicate():  # noqa: ASYNC110 - conditions span several handlers
+            await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+def make_transport(lite_url: str, namespace: str) -> Callable[..., PulsarTransport]:
+    def make(**settings: Any) -> PulsarTransport:
+        return PulsarTransport.for_pulsar_lite(lite_url, namespace=namespace, **settings)
+
+    return make
+
+
+@pytest.fixture
+async def transport(
+    make_transport: Callable[..., PulsarTransport],
+) -> AsyncIterator[PulsarTransport]:
+    async with make_transport() as t:
+        yield t
+
+
+@pytest.fixture
+def topic() -> str:
+    return f"task-executor:Unit{uuid.uuid4().hex[:10]}"
+
+
+async def test_far_delays_are_parked_and_memory_stays_bounded(
+    make_transport: Callable[..., PulsarTransport], topic: str
+) -> None:
+    tuning = {"delayHoldSeconds": 0.3, "parkRecheckSeconds": 0.4, "maxHeldMessages": 5}
+    async with make_transport(consumer=tuning) as t:
+        received: list[tuple[bytes, float]] = []
+
+        async def handler(message: TransportMessage) -> None:
+            received.append((message.data, time.time()))
+
+        consumer = await t.subscribe(topic, "timers", handler, ConsumerSettings(concurrency=4))
+        assert isinstance(consumer, PulsarConsumer)
+        due = t.now() + 1.5
+        await asyncio.gather(*(t.publish(topic, b"%d" % i, deliver_at=due) for i in range(40)))
+        peak = 0
+        async with asyncio.timeout(WAIT):
+            while len(received) < 40:
+                peak = max(peak, consumer.held_count)
+                await asyncio.sleep(0.01)
+        assert sorted(d for d, _ in received) == sorted(b"%d" % i for i in range(40))
+        assert min(at for _, at in received) >= due
+        assert 0 < peak <= 5
+
+
+async def test_nack_retry_mode_uses_broker_redelivery(
+    make_transport: Callable[..., PulsarTransport], topic: str
+) -> None:
+    async with make_transport(consumer={"retryMode": "nack"}) as t:
+        counts: list[int] = []
+
+        async def handler(message: TransportMessage) -> None:
+            counts.append(message.redelivery_count)
+            raise RuntimeError("boom")
+
+        letters: list[TransportMessage] = []
+
+        async def dead(message: TransportMessage) -> None:
+            letters.append(message)
+
+        settings = ConsumerSettings(max_redeliveries=2, redelivery_delay=0.1)
+        await t.subscribe(topic, "s", handler, settings)
+        await t.subscribe(dead_letter_topic(topic), "dlq", dead)
+        await t.publish(topic, b"x")
+        await until(lambda: len(letters) == 1)
+        assert counts == [0, 1, 2]
+        assert "RuntimeError: boom" in letters[0].properties[DLQ_ERROR_PROPERTY]
+
+
+async def test_two_processes_on_one_subscription(
+    make_transport: Callable[..., PulsarTransport], topic: str
+) -> None:
+    # Separate clients number their consumers from 0: pulsar-lite refuses the second one with
+    # a timeout. The transport retries (next id) or shifts its ids at start-up.
+    a = make_transport()
+    b = make_transport(operationTimeoutSeconds=1)
+    c = make_transport(consumer={"consumerIdOffset": 50})
+    got: dict[str, list[bytes]] = {"a": [], "b": [], "c": []}
+
+    def recorder(name: str) -> Callable[[TransportMessage], Any]:
+        async def handler(message: TransportMessage) -> None:
+            got[name].append(message.data)
+            await asyncio.sleep(0.01)
+
+        return handler
+
+    try:
+        for name, t in (("a", a), ("b", b), ("c", c)):
+            await t.subscribe(topic, "shared", recorder(name))
+        for i in range(60):
+            await a.publish(topic, b"%d" % i)
+        await until(lambda: sum(len(v) for v in got.values()) >= 60)
+        everything = sorted(d for v in got.values() for d in v)
+        assert everything == sorted(b"%d" % i for i in range(60))
+    finally:
+        for t in (a, b, c):
+            await t.close()
+
+
+async def test_key_shared_is_emulated_on_a_shared_subscription(
+    transport: PulsarTransport, topic: str
+) -> None:
+    order: list[int] = []
+
+    async def handler(message: TransportMessage) -> None:
+        order.append(int(message.data))
+
+    settings = ConsumerSettings(type=SubscriptionType.KEY_SHARED, concurrency=4)
+    await transport.subscribe(topic, "k", handler, settings)
+    for i in range(30):
+        await transport.publish(topic, b"%d" % i, key="one-key")
+    await until(lambda: len(order) == 30)
+    assert order == list(range(30))
+
+
+async def test_publish_bounds_sends_in_flight(
+    make_transport: Callable[..., PulsarTransport], topic: str
+) -> None:
+    async with make_transport(producer={"maxPendingMessages": 50}) as t:
+        await asyncio.gather(*(t.publish(topic, b"x") for i in range(1500)))
+
+
+async def test_bad_names_and_properties_are_refused(transport: PulsarTransport) -> None:
+    with pytest.raises(ConfigurationError):
+        await transport.publish("x-partition-1", b"x")
+    with pytest.raises(ConfigurationError):
+        await transport.subscribe("", "s", lambda m: asyncio.sleep(0))
+    with pytest.raises(TypeError):
+        await transport.publish("t", b"x", properties={"n": 1})  # type: ignore[dict-item]
+    assert transport.physical_topic("a b") == "persistent://infinitic/" + (
+        transport.settings.namespace + "/a=20b"
+    )
+
+
+async def test_closed_transport_refuses_work(transport: PulsarTransport) -> None:
+    await transport.close()
+    await transport.close()
+    with pytest.raises(RuntimeError):
+        await transport.publish("t", b"x")
+
+
+async def test_embedded_broker_keeps_data_in_an_explicit_dir(tmp_path: Any, topic: str) -> None:
+    async with EmbeddedPulsarLite(data_dir=tmp_path / "broker") as broker:
+        async with PulsarTransport(PulsarSettings(broker_service_url=broker.service_url)) as t:
+            await t.publish(topic, b"durable")
+        port = broker.port
+    assert (tmp_path / "broker" / "db.rocksdb").is_dir()
+    got: list[bytes] = []
+
+    async def handler(message: TransportMessage) -> None:
+        got.append(message.data)
+
+    async with EmbeddedPulsarLite(data_dir=tmp_path / "broker", port=port) as restarted:
+        settings = PulsarSettings(broker_service_url=restarted.service_url)
+        async with PulsarTransport(settings) as t:
+            await t.subscribe(topic, "s", handler)
+            await until(lambda: got == [b"durable"])
+
+
+async def test_embedded_broker_cleans_its_temporary_dir() -> None:
+    broker = EmbeddedPulsarLite()
+    await broker.start()
+    data_dir = broker.data_dir
+    assert (data_dir / "broker.toml").read_text().count("enabled = false") == 1
+    assert broker.service_url.startswith("pulsar://127.0.0.1:")
+    await broker.stop()
+    await broker.stop()
+    assert not data_dir.exists()
+    with pytest.raises(RuntimeError):
+        _ = broker.service_url
