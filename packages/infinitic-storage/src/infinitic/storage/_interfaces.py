@@ -73,7 +73,7 @@ class KeyValueStorage(ABC):
             VersionConflictError: ``expected_version`` is given and does not match.
         """
 
-    async def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+    async def close(self) -> None:
         """Release connections; idempotent."""
 
     async def __aenter__(self) -> Self:
@@ -104,7 +104,7 @@ class KeySetStorage(ABC):
     async def count(self, key: str) -> int:
         """Return the number of members of the set ``key``."""
 
-    async def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+    async def close(self) -> None:
         """Release connections; idempotent."""
 
     async def __aenter__(self) -> Self:

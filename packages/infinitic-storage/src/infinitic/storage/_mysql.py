@@ -1,11 +1,12 @@
 """MySQL and MariaDB storage (aiomysql), installed with the ``mysql`` extra.
 
 The database and two tables are created on first use: ``<key_value_table>(k, v, version)`` and
-``<key_set_table>(k, m)``. Keys and members are stored as VARBINARY holding their UTF-8 bytes
-(sent as utf8mb4 strings; values are sent as hexadecimal and unhexed by the server, which works
-with every PyMySQL version), so comparisons are exact (no collation padding or case folding) and members are ordered by code
-point, like Python strings. Compare-and-set is one statement: ``UPDATE ... WHERE version = n``
-checked by its affected rows, or a plain INSERT relying on the primary key for an absent key.
+``<key_set_table>(k, m)``. Keys and members are stored as VARBINARY holding their UTF-8 bytes,
+so comparisons are exact (no collation padding or case folding) and members are ordered by code
+point, like Python strings. They are sent as utf8mb4 strings, and values as hexadecimal unhexed
+by the server, which works with every PyMySQL version. Compare-and-set is one statement:
+``UPDATE ... WHERE version = n`` checked by its affected rows, or a plain INSERT relying on the
+primary key for an absent key.
 """
 
 from __future__ import annotations
