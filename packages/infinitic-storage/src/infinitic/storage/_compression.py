@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import threading
 import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -27,6 +28,23 @@ GZIP_MAGIC = b"\x1f\x8b"
 
 # Above this size, (de)compression runs in a thread so the event loop keeps turning.
 _THREAD_THRESHOLD = 256 * 1024
+
+
+# zstd contexts are costly to create and not thread-safe: one per thread (and level) is reused.
+_contexts = threading.local()
+
+
+def _zstd_compressor(level: int) -> Any:
+    compressors: dict[int, Any] = _contexts.__dict__.setdefault("compressors", {})
+    if level not in compressors:
+        compressors[level] = _zstandard().ZstdCompressor(level=level, write_checksum=True)
+    return compressors[level]
+
+
+def _zstd_decompressor() -> Any:
+    if not hasattr(_contexts, "decompressor"):
+        _contexts.decompressor = _zstandard().ZstdDecompressor()
+    return _contexts.decompressor
 
 
 def _zstandard() -> Any:
@@ -48,10 +66,7 @@ def compress(value: bytes, compression: Compression | None, level: int | None = 
     if compression is None and not needs_escape:
         return value
     if compression == "zstd":
-        zstd = _zstandard()
-        packed: bytes = zstd.ZstdCompressor(
-            level=3 if level is None else level, write_checksum=True
-        ).compress(value)
+        packed: bytes = _zstd_compressor(3 if level is None else level).compress(value)
     elif compression in ("gzip", None):
         packed = gzip.compress(value, compresslevel=6 if level is None else level, mtime=0)
     else:
@@ -69,7 +84,7 @@ def decompress(key: str, stored: bytes) -> bytes:
     if stored.startswith(ZSTD_MAGIC):
         zstd = _zstandard()
         try:
-            return bytes(zstd.ZstdDecompressor().decompress(stored))
+            return bytes(_zstd_decompressor().decompress(stored))
         except zstd.ZstdError as e:
             raise CorruptedValueError(key, f"invalid zstd data: {e}") from e
     if stored.startswith(GZIP_MAGIC):
