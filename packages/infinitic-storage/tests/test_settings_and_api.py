@@ -106,3 +106,16 @@ async def test_postgres_workers_creating_tables_at_once(database: Storage) -> No
     finally:
         for s in others:
             await s.close()
+
+
+def test_mysql_upsert_uses_a_row_alias_on_mysql_8() -> None:
+    from infinitic.storage._mysql import _MySQLPool
+
+    pool = _MySQLPool(MySQLSettings(database="db", key_value_table="kv"))
+    assert "VALUES(v)" in pool.upsert("(%s, %s, 1)", "version + 1")  # MariaDB, older MySQL
+    pool.row_alias = True
+    sql = pool.upsert("(%s, %s, 1)", "version + 1")
+    assert sql == (
+        "INSERT INTO `db`.`kv` (k, v, version) VALUES (%s, %s, 1) AS new "
+        "ON DUPLICATE KEY UPDATE v = new.v, version = version + 1"
+    )

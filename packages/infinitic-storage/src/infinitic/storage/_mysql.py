@@ -123,6 +123,7 @@ class _MySQLPool(SharedClient["aiomysql.Pool"]):
         super().__init__(settings.operation_timeout)
         s = self.settings = settings
         self.kv = f"`{s.database}`.`{s.key_value_table}`"
+        self.row_alias = False
         self.ks = f"`{s.database}`.`{s.key_set_table}`"
 
     def driver_errors(self) -> tuple[type[BaseException], ...]:
@@ -169,8 +170,26 @@ class _MySQLPool(SharedClient["aiomysql.Pool"]):
             raise
         return pool
 
+    def upsert(self, rows: str, version: str) -> str:
+        """An INSERT of ``rows`` updating ``v`` and setting ``version`` on duplicate keys."""
+        if self.row_alias:
+            return (
+                f"INSERT INTO {self.kv} (k, v, version) VALUES {rows} AS new "
+                f"ON DUPLICATE KEY UPDATE v = new.v, version = {version}"
+            )
+        return (
+            f"INSERT INTO {self.kv} (k, v, version) VALUES {rows} "
+            f"ON DUPLICATE KEY UPDATE v = VALUES(v), version = {version}"
+        )
+
     async def _create_tables(self, pool: aiomysql.Pool) -> None:
         s = self.settings
+        # MySQL 8.0.20+ deprecates VALUES() in ON DUPLICATE KEY UPDATE (with a warning) in
+        # favor of a row alias, which MariaDB does not know.
+        server = (await execute(pool, "SELECT VERSION()", fetch=True)).rows[0][0]
+        server = server.decode() if isinstance(server, bytes) else str(server)
+        numbers = tuple(int(x) for x in server.split("-")[0].split(".")[:3] if x.isdigit())
+        self.row_alias = "mariadb" not in server.lower() and numbers >= (8, 0, 20)
         await execute(pool, f"CREATE DATABASE IF NOT EXISTS `{s.database}`")
         await execute(
             pool,
@@ -246,10 +265,6 @@ class MySQLKeyValueStorage(_MySQLStorageBase, KeyValueStorage):
         kv = self._shared.kv
         self._sql_get = f"SELECT v, version FROM {kv} WHERE k = %s"
         # LAST_INSERT_ID(expr) hands the new version back in the OK packet: one round trip.
-        self._sql_upsert = (
-            f"INSERT INTO {kv} (k, v, version) VALUES (%s, UNHEX(%s), LAST_INSERT_ID(1)) "
-            "ON DUPLICATE KEY UPDATE v = VALUES(v), version = LAST_INSERT_ID(version + 1)"
-        )
         self._sql_insert = f"INSERT INTO {kv} (k, v, version) VALUES (%s, UNHEX(%s), 1)"
         self._sql_update = (
             f"UPDATE {kv} SET v = UNHEX(%s), version = version + 1 WHERE k = %s AND version = %s"
@@ -290,8 +305,13 @@ class MySQLKeyValueStorage(_MySQLStorageBase, KeyValueStorage):
     async def put(self, key: str, value: bytes, *, expected_version: int | None = None) -> int:
         what, k, hexed = describe_keys([key]), key, bytes(value).hex()
         if expected_version is None:
+            # LAST_INSERT_ID(expr) hands the new version back in the OK packet: one round trip.
+            # (the statement is built once connected: it depends on the server's version)
+            rows, version = "(%s, UNHEX(%s), LAST_INSERT_ID(1))", "LAST_INSERT_ID(version + 1)"
             result = await self._shared.run(
-                "put", what, lambda pool: execute(pool, self._sql_upsert, (k, hexed))
+                "put",
+                what,
+                lambda pool: execute(pool, self._shared.upsert(rows, version), (k, hexed)),
             )
             return result.lastrowid
         if expected_version == 0:
@@ -317,17 +337,16 @@ class MySQLKeyValueStorage(_MySQLStorageBase, KeyValueStorage):
         pairs = [(k, bytes(v).hex()) for k, v in items.items()]
         for i in range(0, len(pairs), _BATCH):
             chunk = pairs[i : i + _BATCH]
-            sql = (
-                f"INSERT INTO {self._shared.kv} (k, v, version) VALUES "
-                f"{', '.join(['(%s, UNHEX(%s), 1)'] * len(chunk))} "
-                "ON DUPLICATE KEY UPDATE v = VALUES(v), version = version + 1"
-            )
+            rows = ", ".join(["(%s, UNHEX(%s), 1)"] * len(chunk))
             args = [x for pair in chunk for x in pair]
             await self._shared.run(
                 "put_many",
                 describe_keys([k for k, _ in chunk]),
-                partial(execute, sql=sql, args=args),
+                partial(self._upsert_rows, rows=rows, args=args),
             )
+
+    async def _upsert_rows(self, pool: aiomysql.Pool, rows: str, args: list[str]) -> _Result:
+        return await execute(pool, self._shared.upsert(rows, "version + 1"), args)
 
     async def delete(self, key: str, *, expected_version: int | None = None) -> None:
         what, k = describe_keys([key]), key
