@@ -226,7 +226,9 @@ class PulsarConsumer(Consumer):
         assert envelope.due_ms is not None
         hold_ms = int(self._tuning.delay_hold_seconds * 1000)
         recheck_ms = int(self._tuning.park_recheck_seconds * 1000)
-        if envelope.due_ms - now_ms <= hold_ms:
+        remaining = envelope.due_ms - now_ms
+        # Due before the next look at a parked message would happen: hold it if there is room.
+        if remaining <= hold_ms or (remaining <= hold_ms + recheck_ms and not self._held.locked()):
             wake_ms = envelope.due_ms
         else:
             parked_at = int(envelope.properties.get(PARKED_AT, "0") or 0)
@@ -243,17 +245,20 @@ class PulsarConsumer(Consumer):
         task.add_done_callback(self._holders.discard)
 
     async def _hold(self, envelope: Envelope, wake_ms: int) -> None:
+        assert envelope.due_ms is not None
+        keep_ms = int((self._tuning.delay_hold_seconds + self._tuning.park_recheck_seconds) * 1000)
         try:
             await asyncio.sleep(max(0.0, wake_ms / 1000 - self._broker.now()))
-            now_ms = int(self._broker.now() * 1000)
-            assert envelope.due_ms is not None
-            if envelope.due_ms <= now_ms:
-                await self._ready.put(envelope)
-            elif envelope.due_ms - now_ms <= int(self._tuning.delay_hold_seconds * 1000):
-                await asyncio.sleep(max(0.0, envelope.due_ms / 1000 - self._broker.now()))
-                await self._ready.put(envelope)
-            else:
-                await self._park(envelope, now_ms)
+            while True:
+                now_ms = int(self._broker.now() * 1000)
+                if envelope.due_ms <= now_ms:
+                    await self._ready.put(envelope)
+                    return
+                if envelope.due_ms - now_ms > keep_ms:
+                    await self._park(envelope, now_ms)
+                    return
+                # Timers may fire a little early: never hand the message over before it is due.
+                await asyncio.sleep(max(0.001, envelope.due_ms / 1000 - self._broker.now()))
         except asyncio.CancelledError:
             raise
         except Exception:
