@@ -1,0 +1,68 @@
+"""InMemoryTransport specifics beyond the transport contract suite (tests/contracts/transport)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from infinitic.exceptions import ConfigurationError
+from infinitic.transport import ConsumerSettings, InMemoryTransport, SubscriptionType
+from infinitic.transport import TransportMessage as Message
+
+
+async def test_dead_letters_are_kept_for_inspection() -> None:
+    async with InMemoryTransport() as transport:
+
+        async def failing(message: Message) -> None:
+            raise ValueError("bad")
+
+        settings = ConsumerSettings(max_redeliveries=1, redelivery_delay=0)
+        await transport.subscribe("t", "s", failing, settings)
+        await transport.publish("t", b"x", properties={"p": "1"})
+        async with asyncio.timeout(5):
+            while not transport.dead_letters():  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        (letter,) = transport.dead_letters("t")
+        assert letter.error == "ValueError: bad"
+        assert letter.message.data == b"x"
+        assert transport.dead_letters("other") == []
+
+
+async def test_pending_and_idle() -> None:
+    async with InMemoryTransport() as transport:
+        await transport.publish("t", b"1")
+        assert transport.pending("t", "s") == 1
+        got: list[bytes] = []
+
+        async def handler(message: Message) -> None:
+            got.append(message.data)
+
+        await transport.subscribe("t", "s", handler)
+        async with asyncio.timeout(5):
+            while not transport.idle():  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        assert got == [b"1"]
+        assert transport.pending("t", "s") == 0
+
+
+async def test_subscription_type_and_exclusivity_are_checked() -> None:
+    async with InMemoryTransport() as transport:
+
+        async def handler(message: Message) -> None:
+            pass
+
+        exclusive = ConsumerSettings(type=SubscriptionType.EXCLUSIVE)
+        await transport.subscribe("t", "x", handler, exclusive)
+        with pytest.raises(ConfigurationError):
+            await transport.subscribe("t", "x", handler, exclusive)
+        with pytest.raises(ConfigurationError):
+            await transport.subscribe("t", "x", handler, ConsumerSettings())
+
+
+async def test_closed_transport_refuses_work() -> None:
+    transport = InMemoryTransport()
+    await transport.close()
+    await transport.close()
+    with pytest.raises(RuntimeError):
+        await transport.publish("t", b"x")
