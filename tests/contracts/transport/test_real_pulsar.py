@@ -26,11 +26,11 @@ def _topic() -> str:
 async def test_admin_creates_tenant_namespace_policies_and_topics(
     real_pulsar: dict[str, Any],
 ) -> None:
-    from infinitic.transport_pulsar import PulsarSettings, PulsarTransport
+    from infinitic.transport_pulsar import PulsarPolicies, PulsarSettings, PulsarTransport
 
     if not os.environ.get("PULSAR_ADMIN_URL"):
         pytest.skip("set PULSAR_ADMIN_URL to test the admin set-up")
-    settings = PulsarSettings(**real_pulsar, policies={"topicPartitions": 2})
+    settings = PulsarSettings(**real_pulsar, policies=PulsarPolicies(topic_partitions=2))
     topic = _topic()
     async with PulsarTransport(settings) as transport:
         await transport.publish(topic, b"x")
