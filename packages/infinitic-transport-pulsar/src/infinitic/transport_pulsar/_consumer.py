@@ -231,7 +231,7 @@ class PulsarConsumer(Consumer):
         if remaining <= hold_ms or (remaining <= hold_ms + recheck_ms and not self._held.locked()):
             wake_ms = envelope.due_ms
         else:
-            parked_at = int(envelope.properties.get(PARKED_AT, "0") or 0)
+            parked_at = envelope.parked_at_ms
             if not envelope.from_retry_topic or now_ms - parked_at >= recheck_ms:
                 await self._park(envelope, now_ms)
                 return

@@ -92,6 +92,11 @@ class Envelope:
         return self.attempts + self.broker_redeliveries
 
     @property
+    def parked_at_ms(self) -> int:
+        """When it was last parked on the retry topic (epoch ms), 0 if never."""
+        return _int(self.properties.get(PARKED_AT))
+
+    @property
     def origin_id(self) -> str:
         """The id of the first publication (stable across retries)."""
         return self.properties.get(ORIGIN_ID) or str(self.raw.message_id())
