@@ -8,6 +8,7 @@ with an error naming the entity, the method and the parameter.
 
 from __future__ import annotations
 
+import enum
 import inspect
 import typing
 from collections.abc import Mapping, Sequence
@@ -75,9 +76,7 @@ class MethodSignature:
                     raise InvalidPayloadError(
                         f"{self._where(param.name)}: {_describe(e)}"
                     ) from None
-                if isinstance(value, str | bytes | int | float | bool) and type(
-                    checked
-                ) is not type(value):
+                if _coerced_primitive(value, checked):
                     raise InvalidPayloadError(
                         f"{self._where(param.name)}: expected {_type_name(param.hint)}, "
                         f"got {type(value).__name__} {value!r}"
@@ -117,6 +116,22 @@ class MethodSignature:
             return self.returns.validate_python(value)
         except ValidationError as e:
             raise InvalidPayloadError(f"{self._where()}, return value: {_describe(e)}") from None
+
+
+_PRIMITIVES = (str, bytes, int, float, bool)
+
+
+def _coerced_primitive(value: Any, checked: Any) -> bool:
+    """True when lax validation turned a primitive into another primitive (like "3" into 3):
+    callers get an error rather than a silent conversion. Enums, datetimes, UUIDs... built from
+    strings are accepted."""
+    return (
+        isinstance(value, _PRIMITIVES)
+        and isinstance(checked, _PRIMITIVES)
+        and not isinstance(checked, enum.Enum)
+        and type(checked) is not type(value)
+        and not (type(value) is int and type(checked) is float)
+    )
 
 
 def _type_name(hint: Any) -> str:

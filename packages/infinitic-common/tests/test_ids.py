@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+import uuid
+
+from infinitic.common import command_id, deterministic_id, new_id
+
+
+def test_new_ids_are_unique_uuids_sorted_by_creation() -> None:
+    ids = [new_id() for _ in range(10_000)]
+    assert len(set(ids)) == len(ids)
+    assert ids == sorted(ids)
+    assert all(uuid.UUID(i).version == 7 for i in ids[:100])
+
+
+def test_command_ids_are_deterministic() -> None:
+    assert command_id("wf", "run", 3) == command_id("wf", "run", 3)
+    assert len({command_id("wf", "run", p) for p in range(1000)}) == 1000
+    assert command_id("wf", "run", 0) != command_id("wf2", "run", 0)
+    assert command_id("wf", "a", 0) != command_id("wf", "b", 0)
+    uuid.UUID(deterministic_id("x", 1))
