@@ -9,7 +9,7 @@ a poison message is recognised and dead-lettered instead of crashing a worker.
 from __future__ import annotations
 
 import time
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -254,21 +254,38 @@ def method_outcome_failure(m: MethodOutcome) -> FailureInfo | None:
     )
 
 
-_TYPES: dict[str, type[Message]] = {
-    cls.TYPE: cls
-    for cls in (
-        DispatchWorkflow,
-        DispatchMethod,
-        WaitMethod,
-        CommandResult,
-        WorkflowTaskCompleted,
-        WorkflowTaskFailed,
-        ExecuteWorkflowTask,
-        MethodOutcome,
-        ExecuteTask,
-        TaskOutcome,
-    )
-}
+_TYPES: dict[str, type[Message]] = {}
+
+M = TypeVar("M", bound=type[Message])
+
+
+def register_message(cls: M) -> M:
+    """Register a message class under its ``TYPE`` so :func:`decode_message` knows it.
+
+    Message classes defined in other modules or packages register themselves with this.
+    """
+    if not cls.TYPE:
+        raise ValueError(f"{cls.__name__} has no TYPE")
+    existing = _TYPES.get(cls.TYPE)
+    if existing is not None and existing is not cls:
+        raise ValueError(f"message type {cls.TYPE!r} is already registered by {existing!r}")
+    _TYPES[cls.TYPE] = cls
+    return cls
+
+
+for _cls in (
+    DispatchWorkflow,
+    DispatchMethod,
+    WaitMethod,
+    CommandResult,
+    WorkflowTaskCompleted,
+    WorkflowTaskFailed,
+    ExecuteWorkflowTask,
+    MethodOutcome,
+    ExecuteTask,
+    TaskOutcome,
+):
+    register_message(_cls)
 
 
 def encode_message(message: Message) -> bytes:
