@@ -191,6 +191,8 @@ def public_methods(owner: type) -> list[str]:
     for klass in owner.__mro__:
         if klass is object or klass.__module__ in ("typing", "typing_extensions"):
             continue
+        if klass.__module__.startswith("infinitic.common."):  # the Workflow base class
+            continue
         for key, value in vars(klass).items():
             fn = getattr(value, "__func__", value)
             if not key.startswith("_") and inspect.isfunction(fn) and key not in names:

@@ -67,8 +67,17 @@ class CommandRecord(BaseModel):
     method_run_id: str
     position: int
     step: int
-    kind: Literal["task", "workflow", "timer", "inline"]
+    kind: Literal["task", "workflow", "timer", "inline", "receive", "signal", "method", "patch"]
     name: str = ""
+    target_workflow_id: str | None = None
+    channel_name: str | None = None
+    limit: int | None = None
+    type_name: str | None = None
+    filter: str | None = None
+    received: int = 0
+    type_names: list[str] = []
+    timeout_at: float | None = None
+    retry_sequence: int = 0
     service_name: str | None = None
     workflow_name: str | None = None
     method_name: str | None = None
@@ -98,10 +107,20 @@ class MethodRun(BaseModel):
 
 
 class Delivery(BaseModel):
-    """Something handed to the workflow code at a step: a method start or a command result."""
+    """Something handed to the workflow code at a step: a method start, a command result or a
+    signal (``id`` is then the signal id)."""
 
-    kind: Literal["method", "result"]
+    kind: Literal["method", "result", "signal"]
     id: str
+
+
+class SignalRecord(BaseModel):
+    """A signal accepted by a receive command of a workflow instance."""
+
+    signal_id: str
+    channel_name: str
+    data: Any = None
+    command_id: str
 
 
 class Step(BaseModel):
@@ -142,6 +161,45 @@ class DispatchMethod(WorkflowMessage):
     requester: Requester | None = None
 
 
+class SendSignal(WorkflowMessage):
+    """A value sent to a channel of an instance. Discarded when nothing receives it."""
+
+    TYPE = "SendSignal"
+    channel_name: str
+    signal_id: str
+    data: Any = None
+    type_names: list[str] = []
+
+
+class CancelWorkflow(WorkflowMessage):
+    """Cancel an instance (all its method runs, and its ongoing child workflows)."""
+
+    TYPE = "CancelWorkflow"
+    reason: str = ""
+
+
+class RetryWorkflowTask(WorkflowMessage):
+    """Run again the workflow task that failed (after the code was fixed)."""
+
+    TYPE = "RetryWorkflowTask"
+
+
+class RetryTasks(WorkflowMessage):
+    """Dispatch again the matching tasks of an instance (by id, status or service)."""
+
+    TYPE = "RetryTasks"
+    task_ids: list[str] | None = None
+    status: str | None = None
+    service_name: str | None = None
+
+
+class CompleteTimers(WorkflowMessage):
+    """Complete now the ongoing timers of an instance (of one method run, if given)."""
+
+    TYPE = "CompleteTimers"
+    method_run_id: str | None = None
+
+
 class WaitMethod(WorkflowMessage):
     TYPE = "WaitMethod"
     method_run_id: str
@@ -172,6 +230,7 @@ class WorkflowTaskFailed(WorkflowMessage):
     workflow_task_id: str
     step: int
     failure: FailureInfo
+    method_run_id: str | None = None
 
 
 # --- workflow executor -----------------------------------------------------------------------
@@ -185,6 +244,7 @@ class ExecuteWorkflowTask(WorkflowMessage):
     method_runs: list[MethodRun]
     steps: list[Step]
     commands: list[CommandRecord]
+    signals: list[SignalRecord] = []
 
 
 # --- workflow events (notify waiters) ---------------------------------------------------------
@@ -277,6 +337,11 @@ for _cls in (
     DispatchWorkflow,
     DispatchMethod,
     WaitMethod,
+    SendSignal,
+    CancelWorkflow,
+    RetryWorkflowTask,
+    RetryTasks,
+    CompleteTimers,
     CommandResult,
     WorkflowTaskCompleted,
     WorkflowTaskFailed,

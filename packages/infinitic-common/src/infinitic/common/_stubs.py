@@ -6,11 +6,13 @@ its Deferred; ``await`` it to wait, or keep it to wait later.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, ParamSpec, TypeVar, cast
 
+from infinitic.common._channels import Channel, type_names
 from infinitic.common._converter import MethodSignature, method_signature, public_methods
-from infinitic.common._declarations import entity_name
+from infinitic.common._declarations import entity_name, method_timeout
 from infinitic.common._errors import UnknownMethodError
 from infinitic.common._workflow_api import Deferred, current_runtime
 
@@ -84,9 +86,12 @@ class _Stub:
     def entity_name(self) -> str:
         return self._name
 
-    def __getattr__(self, method: str) -> _StubMethod:
+    def __getattr__(self, method: str) -> Any:
         if method.startswith("_"):
             raise AttributeError(method)
+        channel = inspect.getattr_static(self._interface, method, None)
+        if isinstance(channel, Channel):
+            return self._channel(channel)
         found = self._methods.get(method)
         if found is None:
             if method not in public_methods(self._interface):
@@ -101,6 +106,15 @@ class _Stub:
     def _call(self, sig: MethodSignature, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         raise NotImplementedError
 
+    def _channel(self, channel: Channel[Any]) -> Any:
+        raise UnknownMethodError(
+            f"channel {channel.name!r} of {self._name} cannot be used from a {self._kind} stub "
+            "that starts new instances; use get_workflow_by_id or get_workflow_by_tag"
+        )
+
+    def _timeout(self, sig: MethodSignature) -> float | None:
+        return method_timeout(self._interface, sig.method_name)
+
 
 class ServiceStub(_Stub):
     """A stub of a service inside workflow code: each method call is a task."""
@@ -113,7 +127,13 @@ class ServiceStub(_Stub):
         rt = current_runtime(f"calling {self._name}.{sig.method_name}")
         dumped = sig.dump_args(args, kwargs)
         return rt.new_task(
-            self._name, sig.method_name, dumped, self._tags, self._meta, sig.load_result
+            self._name,
+            sig.method_name,
+            dumped,
+            self._tags,
+            self._meta,
+            sig.load_result,
+            self._timeout(sig),
         )
 
 
@@ -128,8 +148,66 @@ class ChildWorkflowStub(_Stub):
         rt = current_runtime(f"calling {self._name}.{sig.method_name}")
         dumped = sig.dump_args(args, kwargs)
         return rt.new_child_workflow(
-            self._name, sig.method_name, dumped, self._tags, self._meta, sig.load_result
+            self._name,
+            sig.method_name,
+            dumped,
+            self._tags,
+            self._meta,
+            sig.load_result,
+            self._timeout(sig),
         )
+
+
+class _WorkflowChannelSender:
+    """A channel of another instance, seen from workflow code: ``send`` is a command."""
+
+    def __init__(self, stub: ExistingWorkflowStub, channel: Channel[Any]) -> None:
+        self._stub = stub
+        self._channel = channel
+
+    def send(self, value: Any) -> Deferred[None]:
+        """Send ``value`` to the channel (completed once sent; never waits for a receiver)."""
+        rt = current_runtime(f"sending to channel {self._channel.name!r}")
+        data = self._channel.dump(value, f"workflow {self._stub.entity_name}")
+        return rt.new_signal(
+            self._stub.entity_name, self._stub.workflow_id, self._channel, data, type_names(value)
+        )
+
+
+class ExistingWorkflowStub(_Stub):
+    """A stub of an existing instance inside workflow code: method calls run on that instance;
+    channels can be sent to."""
+
+    _kind = "workflow"
+
+    def __init__(self, workflow: type, workflow_id: str) -> None:
+        super().__init__(workflow, None, None)
+        self.workflow_id = workflow_id
+
+    def _call(
+        self, sig: MethodSignature, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Deferred[Any]:
+        rt = current_runtime(f"calling {self._name}.{sig.method_name}")
+        dumped = sig.dump_args(args, kwargs)
+        return rt.new_method_call(
+            self._name,
+            self.workflow_id,
+            sig.method_name,
+            dumped,
+            sig.load_result,
+            self._timeout(sig),
+        )
+
+    def _channel(self, channel: Channel[Any]) -> Any:
+        return _WorkflowChannelSender(self, channel)
+
+
+def get_workflow_by_id(workflow: Callable[..., T], workflow_id: str) -> T:
+    """Return a stub of an existing instance, for workflow code to call its methods (each call
+    starts a new method run on it) or send to its channels."""
+    if not isinstance(workflow_id, str) or not workflow_id:
+        raise TypeError(f"workflow_id must be a non-empty string, got {workflow_id!r}")
+    return cast(T, ExistingWorkflowStub(cast(type, workflow), workflow_id))
 
 
 def new_service(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import uuid
 from collections.abc import Mapping
+from typing import Any
 
 from infinitic.common._workflow_api import WorkflowRuntimeApi, current_runtime
 
@@ -49,3 +52,30 @@ class Workflow:
     def now(self) -> float:
         """The deterministic current time (epoch seconds) of this workflow task."""
         return self._rt().now()
+
+    def random(self) -> float:
+        """A deterministic random float in [0, 1): the same at every replay."""
+        return self._rt().random().random()
+
+    def uuid4(self) -> uuid.UUID:
+        """A deterministic random UUID (version 4): the same at every replay."""
+        return uuid.UUID(int=self._rt().random().getrandbits(128), version=4)
+
+    @property
+    def logger(self) -> logging.LoggerAdapter[logging.Logger]:
+        """A logger that stays silent while the workflow replays its history, so each line is
+        logged once. Records carry ``workflow_id`` and ``workflow_name``."""
+        return _ReplayAwareLogger(self._rt())
+
+
+class _ReplayAwareLogger(logging.LoggerAdapter[logging.Logger]):
+    def __init__(self, rt: WorkflowRuntimeApi) -> None:
+        super().__init__(
+            logging.getLogger(f"infinitic.workflows.{rt.workflow_name}"),
+            {"workflow_id": rt.workflow_id, "workflow_name": rt.workflow_name},
+        )
+        self._rt = rt
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if not self._rt.replaying:
+            super().log(level, msg, *args, **kwargs)

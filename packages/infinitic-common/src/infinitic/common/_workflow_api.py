@@ -8,6 +8,7 @@ run they execute in through a context variable.
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from datetime import datetime, timedelta
@@ -89,6 +90,7 @@ class WorkflowRuntimeApi(Protocol):
         tags: frozenset[str],
         meta: Mapping[str, bytes],
         load_result: Callable[[Any], Any],
+        timeout: float | None,
     ) -> Deferred[Any]: ...
 
     def new_child_workflow(
@@ -99,11 +101,37 @@ class WorkflowRuntimeApi(Protocol):
         tags: frozenset[str],
         meta: Mapping[str, bytes],
         load_result: Callable[[Any], Any],
+        timeout: float | None,
     ) -> Deferred[Any]: ...
 
     def new_timer(self, due_at: float) -> Deferred[datetime]: ...
 
     def inline(self, fn: Callable[[], Any]) -> Deferred[Any]: ...
+
+    def new_receive(
+        self, channel: Any, limit: int | None, type_name: str | None, filter: str | None
+    ) -> Any: ...
+
+    def new_signal(
+        self, workflow_name: str, workflow_id: str, channel: Any, data: Any, type_names: list[str]
+    ) -> Deferred[None]: ...
+
+    def new_method_call(
+        self,
+        workflow_name: str,
+        workflow_id: str,
+        method_name: str,
+        args: list[Any],
+        load_result: Callable[[Any], Any],
+        timeout: float | None,
+    ) -> Deferred[Any]: ...
+
+    def patched(self, patch_id: str) -> bool: ...
+
+    def random(self) -> random.Random: ...
+
+    @property
+    def replaying(self) -> bool: ...
 
 
 _runtime: ContextVar[WorkflowRuntimeApi | None] = ContextVar("infinitic_workflow", default=None)
@@ -154,6 +182,18 @@ def inline(fn: Callable[[], T]) -> Deferred[T]:
     The value must be JSON-compatible. Workflow commands (stub calls, timers) are refused inside.
     """
     return current_runtime("inline()").inline(fn)
+
+
+def patched(patch_id: str) -> bool:
+    """Mark an in-place change of workflow code: True for executions that reach this point with
+    the new code, False when replaying a history recorded before the change existed.
+
+    Example::
+
+        if patched("send-receipt"):
+            await self.emails.receipt(...)
+    """
+    return current_runtime("patched()").patched(patch_id)
 
 
 def _flatten(items: tuple[Any, ...]) -> list[Awaitable[Any]]:

@@ -10,18 +10,23 @@ Example:
     ...         return await self.service.hello(name)
 """
 
-from infinitic.common._stubs import dispatch, new_service, new_workflow
+from infinitic.common._channels import Channel, Receiving
+from infinitic.common._stubs import dispatch, get_workflow_by_id, new_service, new_workflow
 from infinitic.common._workflow import Workflow
-from infinitic.common._workflow_api import Deferred, all_of, any_of, inline, timer
+from infinitic.common._workflow_api import Deferred, all_of, any_of, inline, patched, timer
 
 __all__ = [
+    "Channel",
     "Deferred",
+    "Receiving",
     "Workflow",
     "all_of",
     "any_of",
     "dispatch",
+    "get_workflow_by_id",
     "inline",
     "new_service",
     "new_workflow",
+    "patched",
     "timer",
 ]

@@ -14,9 +14,12 @@ from collections.abc import Callable
 from infinitic.common import TopicKind, deterministic_id, topic
 from infinitic.common._errors import VersionConflictError
 from infinitic.common._failures import FailureInfo
+from infinitic.common._json_filter import compile_filter
 from infinitic.common._messages import (
     TERMINAL,
+    CancelWorkflow,
     CommandResult,
+    CompleteTimers,
     Delivery,
     DispatchMethod,
     DispatchWorkflow,
@@ -25,6 +28,10 @@ from infinitic.common._messages import (
     MethodOutcome,
     MethodRun,
     Requester,
+    RetryTasks,
+    RetryWorkflowTask,
+    SendSignal,
+    SignalRecord,
     Step,
     WaitMethod,
     WorkflowMessage,
@@ -33,6 +40,7 @@ from infinitic.common._messages import (
 )
 from infinitic.storage import KeyValueStorage
 from infinitic.transport import Outbox, Transport
+from infinitic.workflow_engine._handlers import task_message
 from infinitic.workflow_engine._state import (
     EarlyResult,
     WorkflowState,
@@ -44,6 +52,7 @@ from infinitic.workflow_engine._state import (
 logger = logging.getLogger("infinitic.workflow_engine")
 
 MAX_CAS_ATTEMPTS = 20
+RECENT_SIGNALS = 1000  # signal ids remembered per instance, to drop duplicates
 
 
 def _unknown(
@@ -103,46 +112,52 @@ class WorkflowStateEngine:
         self, state: WorkflowState | None, m: Message, out: Outbox
     ) -> tuple[WorkflowState | None, bool]:
         if state is None:
-            if isinstance(m, DispatchWorkflow):
-                state = WorkflowState(
-                    workflow_name=m.workflow_name,
-                    workflow_id=m.workflow_id,
-                    tags=m.tags,
-                    meta=m.meta,
-                    parent=m.parent,
-                )
-                run = MethodRun(
-                    method_run_id=m.workflow_id,
-                    method_name=m.method_name,
-                    args=m.method_args,
-                    requesters=[m.requester] if m.requester else [],
-                )
-                state.method_runs[run.method_run_id] = run
-                state.pending.append(Delivery(kind="method", id=run.method_run_id))
-                self._dispatch_workflow_task(state, out)
-                return state, True
-            if isinstance(m, DispatchMethod | WaitMethod) and m.requester is not None:
-                failure = _unknown(
-                    m.workflow_name, m.workflow_id, getattr(m, "method_name", None), m.method_run_id
-                )
-                self._notify(
-                    m.workflow_name,
-                    m.workflow_id,
-                    m.method_run_id,
-                    getattr(m, "method_name", ""),
-                    "unknown",
-                    None,
-                    failure,
-                    [m.requester],
-                    out,
-                )
-            return None, False
+            return self._process_absent(m, out)
         changed = self._apply(state, m, out)
         if state.terminated():
             return None, True
         if self._dispatch_workflow_task(state, out):
             changed = True
         return state, changed
+
+    def _process_absent(self, m: Message, out: Outbox) -> tuple[WorkflowState | None, bool]:
+        if isinstance(m, DispatchWorkflow):
+            state = WorkflowState(
+                workflow_name=m.workflow_name,
+                workflow_id=m.workflow_id,
+                tags=m.tags,
+                meta=m.meta,
+                parent=m.parent,
+            )
+            run = MethodRun(
+                method_run_id=m.workflow_id,
+                method_name=m.method_name,
+                args=m.method_args,
+                requesters=[m.requester] if m.requester else [],
+            )
+            state.method_runs[run.method_run_id] = run
+            state.pending.append(Delivery(kind="method", id=run.method_run_id))
+            self._dispatch_workflow_task(state, out)
+            return state, True
+        if isinstance(m, DispatchMethod | WaitMethod) and m.requester is not None:
+            method_name = m.method_name if isinstance(m, DispatchMethod) else None
+            failure = _unknown(m.workflow_name, m.workflow_id, method_name, m.method_run_id)
+            self._notify(
+                m.workflow_name,
+                m.workflow_id,
+                m.method_run_id,
+                method_name or "",
+                "unknown",
+                None,
+                failure,
+                [m.requester],
+                out,
+            )
+        elif isinstance(m, SendSignal | CancelWorkflow | RetryWorkflowTask | RetryTasks):
+            logger.info(
+                "%s for unknown workflow %s %s ignored", m.TYPE, m.workflow_name, m.workflow_id
+            )
+        return None, False
 
     def _apply(self, state: WorkflowState, m: Message, out: Outbox) -> bool:
         if isinstance(m, DispatchWorkflow):
@@ -182,10 +197,25 @@ class WorkflowStateEngine:
             return self._wait(state, run, m.requester, out)
         if isinstance(m, CommandResult):
             return self._command_result(state, m.command_id, m.status, m.value, m.failure)
+        if isinstance(m, SendSignal):
+            if state.running_task_id is not None:  # receives created meanwhile must see it
+                if any(b.signal_id == m.signal_id for b in state.buffered_signals):
+                    return False
+                state.buffered_signals.append(m)
+                return True
+            return self._signal(state, m)
         if isinstance(m, WorkflowTaskCompleted):
             return self._task_completed(state, m, out)
         if isinstance(m, WorkflowTaskFailed):
             return self._task_failed(state, m, out)
+        if isinstance(m, CancelWorkflow):
+            return self._cancel(state, out)
+        if isinstance(m, RetryWorkflowTask):
+            return self._retry_workflow_task(state, out)
+        if isinstance(m, RetryTasks):
+            return self._retry_tasks(state, m, out)
+        if isinstance(m, CompleteTimers):
+            return self._complete_timers(state, m)
         logger.warning("workflow engine ignores a %s message", type(m).__name__)
         return False
 
@@ -234,6 +264,38 @@ class WorkflowStateEngine:
         state.pending.append(Delivery(kind="result", id=command_id))
         return True
 
+    def _signal(self, state: WorkflowState, m: SendSignal) -> bool:
+        if m.signal_id in state.recent_signal_ids or m.signal_id in state.signals:
+            return False
+        state.recent_signal_ids = [*state.recent_signal_ids[-(RECENT_SIGNALS - 1) :], m.signal_id]
+        for record in state.commands.values():
+            if (
+                record.kind == "receive"
+                and record.status == "ongoing"
+                and record.channel_name == m.channel_name
+                and (record.type_name is None or record.type_name in m.type_names)
+                and (record.filter is None or compile_filter(record.filter)(m.data))
+            ):
+                record.received += 1
+                if record.limit is not None and record.received >= record.limit:
+                    record.status = "completed"
+                state.signals[m.signal_id] = SignalRecord(
+                    signal_id=m.signal_id,
+                    channel_name=m.channel_name,
+                    data=m.data,
+                    command_id=record.command_id,
+                )
+                state.pending.append(Delivery(kind="signal", id=m.signal_id))
+                return True
+        logger.info(
+            "signal %s to %s.%s of %s discarded: nothing receives it",
+            m.signal_id,
+            state.workflow_name,
+            m.channel_name,
+            state.workflow_id,
+        )
+        return True
+
     def _task_completed(self, state: WorkflowState, m: WorkflowTaskCompleted, out: Outbox) -> bool:
         if m.workflow_task_id != state.running_task_id:
             return False
@@ -242,7 +304,7 @@ class WorkflowStateEngine:
             if command.command_id in state.commands:
                 continue
             state.commands[command.command_id] = command
-            if command.status in TERMINAL:  # inline: already has its value
+            if command.status in TERMINAL:  # inline, signal, patch: already done
                 continue
             early = state.early_results.pop(command.command_id, None)
             if early is not None:
@@ -268,21 +330,19 @@ class WorkflowStateEngine:
                 out,
             )
             run.requesters = []
+        buffered, state.buffered_signals = state.buffered_signals, []
+        for signal in buffered:
+            self._signal(state, signal)
         return True
 
     def _task_failed(self, state: WorkflowState, m: WorkflowTaskFailed, out: Outbox) -> bool:
         if m.workflow_task_id != state.running_task_id:
             return False
         state.running_task_id = None
-        failure = FailureInfo(
-            kind="workflow_task_failed",
-            workflow_name=state.workflow_name,
-            id=state.workflow_id,
-            cause=m.failure,
-        )
-        state.failed_task = failure
+        state.failed_task = m.failure
         for run in state.method_runs.values():
-            if run.status == "ongoing" and run.requesters:
+            concerned = m.method_run_id is None or run.method_run_id == m.method_run_id
+            if run.status == "ongoing" and run.requesters and concerned:
                 self._notify(
                     state.workflow_name,
                     state.workflow_id,
@@ -290,12 +350,111 @@ class WorkflowStateEngine:
                     run.method_name,
                     "failed",
                     None,
-                    failure,
+                    m.failure,
                     run.requesters,
                     out,
                 )
                 run.requesters = []
+        buffered, state.buffered_signals = state.buffered_signals, []
+        for signal in buffered:
+            self._signal(state, signal)
         return True
+
+    def _cancel(self, state: WorkflowState, out: Outbox) -> bool:
+        for record in state.commands.values():
+            if record.kind == "workflow" and record.status == "ongoing" and record.workflow_name:
+                out.add(
+                    topic(TopicKind.WORKFLOW_CMD, record.workflow_name),
+                    CancelWorkflow(
+                        workflow_name=record.workflow_name,
+                        workflow_id=record.command_id,
+                        reason=f"parent {state.workflow_id} canceled",
+                    ),
+                    key=record.command_id,
+                )
+        for run in state.method_runs.values():
+            if run.status in TERMINAL:
+                continue
+            run.status = "canceled"
+            self._notify(
+                state.workflow_name,
+                state.workflow_id,
+                run.method_run_id,
+                run.method_name,
+                "canceled",
+                None,
+                None,
+                run.requesters,
+                out,
+            )
+            run.requesters = []
+        return True
+
+    def _retry_workflow_task(self, state: WorkflowState, out: Outbox) -> bool:
+        if state.failed_task is None or state.running_task_id is not None:
+            return False
+        state.failed_task = None
+        if state.steps:
+            state.task_attempt += 1
+            self._send_workflow_task(state, out)
+        return True
+
+    def _retry_tasks(self, state: WorkflowState, m: RetryTasks, out: Outbox) -> bool:
+        changed = False
+        last = state.steps[-1] if state.steps and state.failed_task is not None else None
+        for record in state.commands.values():
+            if record.kind != "task":
+                continue
+            if m.task_ids is not None and record.command_id not in m.task_ids:
+                continue
+            if m.service_name is not None and record.service_name != m.service_name:
+                continue
+            wanted = m.status or ("failed" if m.task_ids is None else None)
+            if wanted is not None and record.status != wanted:
+                continue
+            if record.status != "ongoing":
+                delivered_in_failed_step = last is not None and any(
+                    d.kind == "result" and d.id == record.command_id for d in last.deliveries
+                )
+                pending = any(d.id == record.command_id for d in state.pending)
+                if not (delivered_in_failed_step or pending):
+                    continue  # its outcome is part of the history: it cannot change any more
+                if last is not None and delivered_in_failed_step:
+                    last.deliveries = [d for d in last.deliveries if d.id != record.command_id]
+                state.pending = [d for d in state.pending if d.id != record.command_id]
+                record.status = "ongoing"
+                record.value = None
+                record.failure = None
+                record.delivered_step = None
+            record.retry_sequence += 1
+            requester = Requester(
+                workflow_name=state.workflow_name,
+                workflow_id=state.workflow_id,
+                method_run_id=record.method_run_id,
+                command_id=record.command_id,
+            )
+            out.add(
+                topic(TopicKind.TASK_EXECUTOR, record.service_name or ""),
+                task_message(record, requester),
+            )
+            changed = True
+        if last is not None and not last.deliveries:
+            state.steps.pop()  # the failed step had only the retried failures: forget it
+            state.failed_task = None
+        return changed
+
+    def _complete_timers(self, state: WorkflowState, m: CompleteTimers) -> bool:
+        changed = False
+        for record in list(state.commands.values()):
+            if (
+                record.kind == "timer"
+                and record.status == "ongoing"
+                and (m.method_run_id is None or record.method_run_id == m.method_run_id)
+            ):
+                changed |= self._command_result(
+                    state, record.command_id, "completed", record.due_at, None
+                )
+        return changed
 
     def _dispatch_workflow_task(self, state: WorkflowState, out: Outbox) -> bool:
         if state.running_task_id is not None or state.failed_task is not None:
@@ -309,7 +468,13 @@ class WorkflowStateEngine:
                 state.commands[delivery.id].delivered_step = index
         state.pending = []
         state.steps.append(step)
-        task_id = deterministic_id("workflow-task", state.workflow_id, index)
+        state.task_attempt = 0
+        self._send_workflow_task(state, out)
+        return True
+
+    def _send_workflow_task(self, state: WorkflowState, out: Outbox) -> None:
+        index = len(state.steps) - 1
+        task_id = deterministic_id("workflow-task", state.workflow_id, index, state.task_attempt)
         state.running_task_id = task_id
         out.add(
             topic(TopicKind.WORKFLOW_TASK_EXECUTOR, state.workflow_name),
@@ -322,10 +487,10 @@ class WorkflowStateEngine:
                 method_runs=list(state.method_runs.values()),
                 steps=state.steps,
                 commands=list(state.commands.values()),
+                signals=list(state.signals.values()),
             ),
             key=state.workflow_id,
         )
-        return True
 
     def _notify(
         self,

@@ -13,6 +13,7 @@ from collections import OrderedDict
 
 from infinitic.common import deterministic_id, failure_from_exception
 from infinitic.common._errors import UnknownWorkflowError
+from infinitic.common._failures import FailureInfo
 from infinitic.common._messages import (
     ExecuteWorkflowTask,
     WorkflowTaskCompleted,
@@ -67,6 +68,7 @@ class WorkflowExecutor:
             raise UnknownWorkflowError(f"this worker does not run workflow {task.workflow_name!r}")
         method_runs = {r.method_run_id: r for r in task.method_runs}
         commands = {c.command_id: c for c in task.commands}
+        signals = {s.signal_id: s for s in task.signals}
         instance = self._cached(task) if self._cache_size > 0 else None
         try:
             if instance is None:
@@ -79,22 +81,32 @@ class WorkflowExecutor:
                     self._check_mode,
                 )
                 for past in task.steps[:-1]:
-                    instance.apply_step(past, method_runs, commands, replaying=True)
+                    instance.apply_step(
+                        past, method_runs, commands, replaying=True, signals=signals
+                    )
                     self.replayed_steps += 1
-            result = instance.apply_step(step, method_runs, commands, replaying=False)
-        except Exception as e:  # workflow code and history mismatches fail the task, not the worker
+            result = instance.apply_step(
+                step, method_runs, commands, replaying=False, signals=signals
+            )
+        except Exception as e:  # history mismatches and runtime errors fail the task
             if instance is not None:
                 instance.close()
             logger.warning(
                 "workflow task of %s %s failed: %s", task.workflow_name, task.workflow_id, e
             )
-            return WorkflowTaskFailed(
+            failure = FailureInfo(
+                kind="workflow_task_failed",
                 workflow_name=task.workflow_name,
-                workflow_id=task.workflow_id,
-                workflow_task_id=task.workflow_task_id,
-                step=step.index,
-                failure=failure_from_exception(e),
+                id=task.workflow_id,
+                cause=failure_from_exception(e),
             )
+            return self._failed(task, failure, None)
+        failed = next((o for o in result.method_outcomes if o.status == "failed"), None)
+        if failed is not None and failed.failure is not None:
+            # An exception in workflow code fails the workflow task: the method run stays
+            # resumable with retry_workflow_task once the code is fixed.
+            instance.close()
+            return self._failed(task, failed.failure, failed.method_run_id)
         if self._cache_size > 0:
             self._cache[task.workflow_id] = instance
             while len(self._cache) > self._cache_size:
@@ -110,6 +122,19 @@ class WorkflowExecutor:
             new_commands=result.new_commands,
             method_outcomes=result.method_outcomes,
             message_id=deterministic_id("workflow-task-completed", task.workflow_task_id),
+        )
+
+    def _failed(
+        self, task: ExecuteWorkflowTask, failure: FailureInfo, method_run_id: str | None
+    ) -> WorkflowTaskFailed:
+        return WorkflowTaskFailed(
+            workflow_name=task.workflow_name,
+            workflow_id=task.workflow_id,
+            workflow_task_id=task.workflow_task_id,
+            step=task.steps[-1].index,
+            failure=failure,
+            method_run_id=method_run_id,
+            message_id=deterministic_id("workflow-task-failed", task.workflow_task_id),
         )
 
     def forget(self, workflow_id: str) -> None:

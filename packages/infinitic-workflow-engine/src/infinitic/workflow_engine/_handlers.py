@@ -12,16 +12,20 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from infinitic.common import TopicKind, deterministic_id, response_topic, topic
+from infinitic.common._failures import FailureInfo
 from infinitic.common._messages import (
     CommandRecord,
     CommandResult,
+    DispatchMethod,
     DispatchWorkflow,
     ExecuteTask,
     Message,
     MethodOutcome,
     Requester,
+    SendSignal,
     WorkflowMessage,
     WorkflowTaskCompleted,
     WorkflowTaskFailed,
@@ -63,39 +67,67 @@ def dispatch_commands(parent: WorkflowTaskCompleted, out: Outbox) -> None:
             command_id=command.command_id,
         )
         if command.kind == "task":
-            _dispatch_task(command, requester, out)
+            out.add(
+                topic(TopicKind.TASK_EXECUTOR, check_entity_name(command.service_name or "")),
+                task_message(command, requester),
+            )
         elif command.kind == "workflow":
             _dispatch_child(command, requester, out)
+        elif command.kind == "method":
+            _dispatch_method(command, requester, out)
+        elif command.kind == "signal":
+            _send_signal(command, out)
         elif command.kind == "timer":
             assert command.due_at is not None
-            out.add(
-                topic(TopicKind.WORKFLOW_DELAY, parent.workflow_name),
-                CommandResult(
-                    workflow_name=parent.workflow_name,
-                    workflow_id=parent.workflow_id,
-                    command_id=command.command_id,
-                    status="completed",
-                    value=command.due_at,
-                    message_id=deterministic_id("timer", command.command_id),
-                ),
-                deliver_at=command.due_at,
+            _delayed_result(parent, command, "completed", command.due_at, None, command.due_at, out)
+        if command.timeout_at is not None and command.status == "ongoing":
+            kind = "task_timed_out" if command.kind == "task" else "workflow_timed_out"
+            failure = FailureInfo(
+                kind=kind,
+                service_name=command.service_name,
+                workflow_name=command.workflow_name,
+                method_name=command.method_name,
+                id=command.target_workflow_id or command.command_id,
             )
+            _delayed_result(parent, command, "timed_out", None, failure, command.timeout_at, out)
 
 
-def _dispatch_task(command: CommandRecord, requester: Requester, out: Outbox) -> None:
-    service = check_entity_name(command.service_name or "")
+def _delayed_result(
+    parent: WorkflowTaskCompleted,
+    command: CommandRecord,
+    status: str,
+    value: Any,
+    failure: FailureInfo | None,
+    when: float,
+    out: Outbox,
+) -> None:
     out.add(
-        topic(TopicKind.TASK_EXECUTOR, service),
-        ExecuteTask(
-            task_id=command.command_id,
-            service_name=service,
-            method_name=command.method_name or "",
-            method_args=command.args,
-            tags=command.tags,
-            meta=command.meta,
-            requester=requester,
-            message_id=deterministic_id("execute-task", command.command_id),
+        topic(TopicKind.WORKFLOW_DELAY, parent.workflow_name),
+        CommandResult(
+            workflow_name=parent.workflow_name,
+            workflow_id=parent.workflow_id,
+            command_id=command.command_id,
+            status=status,  # type: ignore[arg-type]
+            value=value,
+            failure=failure,
+            message_id=deterministic_id("delayed", status, command.command_id),
         ),
+        deliver_at=when,
+    )
+
+
+def task_message(command: CommandRecord, requester: Requester) -> ExecuteTask:
+    """The message that runs the task of ``command`` (again, for a retry sequence > 0)."""
+    return ExecuteTask(
+        task_id=command.command_id,
+        service_name=command.service_name or "",
+        method_name=command.method_name or "",
+        method_args=command.args,
+        tags=command.tags,
+        meta=command.meta,
+        requester=requester,
+        retry_sequence=command.retry_sequence,
+        message_id=deterministic_id("execute-task", command.command_id, command.retry_sequence),
     )
 
 
@@ -115,6 +147,42 @@ def _dispatch_child(command: CommandRecord, requester: Requester, out: Outbox) -
             message_id=deterministic_id("dispatch-child", command.command_id),
         ),
         key=command.command_id,
+    )
+
+
+def _dispatch_method(command: CommandRecord, requester: Requester, out: Outbox) -> None:
+    name = check_entity_name(command.workflow_name or "")
+    target = command.target_workflow_id or ""
+    out.add(
+        topic(TopicKind.WORKFLOW_CMD, name),
+        DispatchMethod(
+            workflow_name=name,
+            workflow_id=target,
+            method_run_id=command.command_id,
+            method_name=command.method_name or "",
+            method_args=command.args,
+            requester=requester,
+            message_id=deterministic_id("dispatch-method", command.command_id),
+        ),
+        key=target,
+    )
+
+
+def _send_signal(command: CommandRecord, out: Outbox) -> None:
+    name = check_entity_name(command.workflow_name or "")
+    target = command.target_workflow_id or ""
+    out.add(
+        topic(TopicKind.WORKFLOW_CMD, name),
+        SendSignal(
+            workflow_name=name,
+            workflow_id=target,
+            channel_name=command.channel_name or "",
+            signal_id=command.command_id,
+            data=command.args[0] if command.args else None,
+            type_names=command.type_names,
+            message_id=deterministic_id("signal", command.command_id),
+        ),
+        key=target,
     )
 
 

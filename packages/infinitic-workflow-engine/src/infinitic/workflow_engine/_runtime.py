@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import enum
+import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,8 +28,15 @@ from infinitic.common import (
     method_signature,
     set_runtime,
 )
+from infinitic.common._channels import Receiving
 from infinitic.common._errors import InfiniticError, WorkflowChangedError
-from infinitic.common._messages import CommandRecord, MethodOutcomeInfo, MethodRun, Step
+from infinitic.common._messages import (
+    CommandRecord,
+    MethodOutcomeInfo,
+    MethodRun,
+    SignalRecord,
+    Step,
+)
 from infinitic.workflow_engine._loop import WorkflowEventLoop
 
 _ANY: TypeAdapter[Any] = TypeAdapter(Any)
@@ -112,6 +120,8 @@ class WorkflowInstance:
         self._created: list[CommandRecord] = []
         self._outcomes: list[MethodOutcomeInfo] = []
         self._in_inline = False
+        self._receivers: dict[str, Receiving[Any]] = {}
+        self._rng = random.Random(workflow_id)
         self.fatal: WorkflowChangedError | None = None
         context = contextvars.copy_context()
         context.run(set_runtime, self)
@@ -133,6 +143,7 @@ class WorkflowInstance:
         commands: Mapping[str, CommandRecord],
         *,
         replaying: bool,
+        signals: Mapping[str, SignalRecord] | None = None,
     ) -> StepResult:
         """Apply one step of the history and return what it produced.
 
@@ -148,6 +159,8 @@ class WorkflowInstance:
         for delivery in step.deliveries:
             if delivery.kind == "method":
                 self._start_method(method_runs[delivery.id])
+            elif delivery.kind == "signal":
+                self._deliver_signal((signals or {})[delivery.id])
             else:
                 self._deliver(commands[delivery.id])
             self._run()
@@ -277,8 +290,10 @@ class WorkflowInstance:
         tags: frozenset[str],
         meta: Mapping[str, bytes],
         load_result: Callable[[Any], Any],
+        timeout: float | None = None,
     ) -> Deferred[Any]:
         record, _ = self._new_command(
+            timeout_at=self._timeout_at(timeout),
             kind="task",
             name=f"{service_name}.{method_name}",
             service_name=service_name,
@@ -297,8 +312,10 @@ class WorkflowInstance:
         tags: frozenset[str],
         meta: Mapping[str, bytes],
         load_result: Callable[[Any], Any],
+        timeout: float | None = None,
     ) -> Deferred[Any]:
         record, _ = self._new_command(
+            timeout_at=self._timeout_at(timeout),
             kind="workflow",
             name=f"{workflow_name}.{method_name}",
             workflow_name=workflow_name,
@@ -308,6 +325,94 @@ class WorkflowInstance:
             meta=dict(meta),
         )
         return self._deferred(record, load_result)
+
+    def _timeout_at(self, timeout: float | None) -> float | None:
+        return None if timeout is None else self.loop.time() + timeout
+
+    def new_method_call(
+        self,
+        workflow_name: str,
+        workflow_id: str,
+        method_name: str,
+        args: list[Any],
+        load_result: Callable[[Any], Any],
+        timeout: float | None = None,
+    ) -> Deferred[Any]:
+        record, _ = self._new_command(
+            kind="method",
+            name=f"{workflow_name}.{method_name}",
+            workflow_name=workflow_name,
+            target_workflow_id=workflow_id,
+            method_name=method_name,
+            args=args,
+            timeout_at=self._timeout_at(timeout),
+        )
+        return self._deferred(record, load_result)
+
+    def new_signal(
+        self, workflow_name: str, workflow_id: str, channel: Any, data: Any, type_names: list[str]
+    ) -> Deferred[None]:
+        record, _ = self._new_command(
+            kind="signal",
+            name=f"{workflow_name}.{channel.name}",
+            workflow_name=workflow_name,
+            target_workflow_id=workflow_id,
+            channel_name=channel.name,
+            args=[data],
+            type_names=type_names,
+            status="completed",
+        )
+        deferred: Deferred[None] = Deferred(
+            loop=self.loop, id=record.command_id, description=record.describe()
+        )
+        deferred.set_result(None)
+        return deferred
+
+    def new_receive(
+        self, channel: Any, limit: int | None, type_name: str | None, filter: str | None
+    ) -> Receiving[Any]:
+        record, _ = self._new_command(
+            kind="receive",
+            name=channel.name,
+            channel_name=channel.name,
+            limit=limit,
+            type_name=type_name,
+            filter=filter,
+        )
+        receiving: Receiving[Any] = Receiving(self.loop, record.command_id, channel)
+        self._receivers[record.command_id] = receiving
+        return receiving
+
+    def _deliver_signal(self, signal: SignalRecord) -> None:
+        receiving = self._receivers.get(signal.command_id)
+        if receiving is None:
+            if self._replaying and self.check_mode is not CheckMode.NONE:
+                raise WorkflowChangedError(
+                    self.workflow_name,
+                    signal.command_id,
+                    f"a signal for receive {signal.channel_name}",
+                    "no such receive waiting",
+                )
+            return
+        receiving.push(signal.data)
+
+    def patched(self, patch_id: str) -> bool:
+        ctx = self._context()
+        cid = command_id(self.workflow_id, ctx.run.method_run_id, ctx.next_position)
+        recorded = self._recorded.get(cid)
+        if self._replaying and (
+            recorded is None or recorded.kind != "patch" or recorded.name != patch_id
+        ):
+            return False  # history from before the patch: the position is not consumed
+        self._new_command(kind="patch", name=patch_id, status="completed")
+        return True
+
+    def random(self) -> random.Random:
+        return self._rng
+
+    @property
+    def replaying(self) -> bool:
+        return self._replaying
 
     def new_timer(self, due_at: float) -> Deferred[datetime]:
         record, _ = self._new_command(kind="timer", name="timer", due_at=due_at)

@@ -9,7 +9,15 @@ from pydantic import BaseModel, ValidationError
 from infinitic.common import pack, unpack
 from infinitic.common._errors import CorruptedValueError, MessageDecodeError
 from infinitic.common._failures import FailureInfo
-from infinitic.common._messages import CommandRecord, Delivery, MethodRun, Requester, Step
+from infinitic.common._messages import (
+    CommandRecord,
+    Delivery,
+    MethodRun,
+    Requester,
+    SendSignal,
+    SignalRecord,
+    Step,
+)
 
 STATE_FORMAT_VERSION = 1
 
@@ -37,11 +45,16 @@ class WorkflowState(BaseModel):
     pending: list[Delivery] = []
     running_task_id: str | None = None
     failed_task: FailureInfo | None = None
+    task_attempt: int = 0
+    signals: dict[str, SignalRecord] = {}
+    buffered_signals: list[SendSignal] = []
+    recent_signal_ids: list[str] = []
 
     def terminated(self) -> bool:
-        """True when every method run completed (the instance can be forgotten)."""
+        """True when every method run completed or was canceled (the instance can be
+        forgotten). A failed workflow task keeps the instance, so it can be retried."""
         return bool(self.method_runs) and all(
-            r.status == "completed" for r in self.method_runs.values()
+            r.status in ("completed", "canceled") for r in self.method_runs.values()
         )
 
 
