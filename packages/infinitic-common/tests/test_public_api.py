@@ -9,10 +9,23 @@ import infinitic.workflows
 
 
 def test_workflows_api() -> None:
-    assert sorted(infinitic.workflows.__all__) == sorted([
-        "Channel", "Deferred", "Receiving", "Workflow", "all_of", "any_of", "dispatch",
-        "get_workflow_by_id", "inline", "new_service", "new_workflow", "patched", "timer",
-    ])
+    assert sorted(infinitic.workflows.__all__) == sorted(
+        [
+            "Channel",
+            "Deferred",
+            "Receiving",
+            "Workflow",
+            "all_of",
+            "any_of",
+            "dispatch",
+            "get_workflow_by_id",
+            "inline",
+            "new_service",
+            "new_workflow",
+            "patched",
+            "timer",
+        ]
+    )
 
 
 def test_services_api() -> None:

@@ -1,5 +1,6 @@
 """Infinitic for Python: the client that starts workflows and waits for their results."""
 
 from infinitic.client._client import InfiniticClient, WorkflowDeferred
+from infinitic.client._existing import ChannelSender, ExistingWorkflowStub
 
-__all__ = ["InfiniticClient", "WorkflowDeferred"]
+__all__ = ["ChannelSender", "ExistingWorkflowStub", "InfiniticClient", "WorkflowDeferred"]

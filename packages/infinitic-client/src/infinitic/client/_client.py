@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Generic, ParamSpec, Self, TypeVar, cast
 
+from infinitic.client._existing import ExistingWorkflowStub, dispatch_method
 from infinitic.common import (
     MethodSignature,
     TopicKind,
@@ -20,9 +21,14 @@ from infinitic.common import (
 )
 from infinitic.common._errors import InfiniticError
 from infinitic.common._messages import (
+    CancelWorkflow,
+    CompleteTimers,
     DispatchWorkflow,
     MethodOutcome,
     Requester,
+    RetryTasks,
+    RetryWorkflowTask,
+    WorkflowMessage,
     method_outcome_failure,
 )
 from infinitic.common._stubs import _Stub, _StubMethod
@@ -109,6 +115,12 @@ class _NewWorkflowStub(_Stub):
         return run()
 
 
+def _stub_of(stub: object) -> ExistingWorkflowStub:
+    if isinstance(stub, ExistingWorkflowStub):
+        return stub
+    raise TypeError(f"expected a stub from client.get_workflow_by_id, got {stub!r}")
+
+
 class InfiniticClient:
     """Starts workflows and waits for their results.
 
@@ -190,13 +202,76 @@ class InfiniticClient:
         Returns:
             A WorkflowDeferred: ``.id`` is the workflow id; await it for the result.
         """
-        if not isinstance(method, _StubMethod) or not isinstance(method.stub, _NewWorkflowStub):
+        if not isinstance(method, _StubMethod) or not isinstance(
+            method.stub, _NewWorkflowStub | ExistingWorkflowStub
+        ):
             raise TypeError(
-                f"dispatch() expects a method of a stub from client.new_workflow, got {method!r}"
+                "dispatch() expects a method of a stub from client.new_workflow or "
+                f"client.get_workflow_by_id, got {method!r}"
             )
         sig = method.signature
         dumped = sig.dump_args(args, kwargs)
+        if isinstance(method.stub, ExistingWorkflowStub):
+            return await self._dispatch_method(method.stub, sig, dumped)
         return await self._start(method.stub, sig, dumped)
+
+    def get_workflow_by_id(self, workflow: Callable[..., T], workflow_id: str) -> T:
+        """Return a stub of an existing instance: call its methods (each call is a new method
+        run on the instance), send to its channels, or pass it to cancel/retry operations.
+
+        Nothing is checked until used: an unknown id makes awaited calls raise
+        WorkflowUnknownError, and signals to it are dropped.
+        """
+        if not isinstance(workflow_id, str) or not workflow_id:
+            raise TypeError(f"workflow_id must be a non-empty string, got {workflow_id!r}")
+        return cast(T, ExistingWorkflowStub(self, cast(type, workflow), workflow_id))
+
+    async def cancel(self, stub: object) -> None:
+        """Cancel an instance (by id, or every instance of a by-tag stub): its method runs end
+        canceled (waiters get WorkflowCanceledError) and its ongoing child workflows are
+        canceled too. Returns once the command is sent; idempotent."""
+        await self._send_command(stub, _stub_of(stub).command(CancelWorkflow))
+
+    async def retry_workflow_task(self, stub: object) -> None:
+        """Run again the workflow task that failed (e.g. after deploying fixed workflow code)."""
+        await self._send_command(stub, _stub_of(stub).command(RetryWorkflowTask))
+
+    async def retry_tasks(
+        self,
+        stub: object,
+        *,
+        task_ids: list[str] | None = None,
+        status: str | None = None,
+        service: str | None = None,
+    ) -> None:
+        """Dispatch again tasks of an instance: by id, by status (default: the failed ones)
+        and/or by service name. A failed task whose failure made the workflow task fail is
+        retried and, once it completes, the workflow resumes."""
+        await self._send_command(
+            stub,
+            _stub_of(stub).command(
+                RetryTasks, task_ids=task_ids, status=status, service_name=service
+            ),
+        )
+
+    async def complete_timers(self, stub: object, *, method_run_id: str | None = None) -> None:
+        """Complete now the ongoing timers of an instance (of one method run, if given)."""
+        await self._send_command(
+            stub, _stub_of(stub).command(CompleteTimers, method_run_id=method_run_id)
+        )
+
+    async def _dispatch_method(
+        self, stub: ExistingWorkflowStub, sig: MethodSignature, args: list[Any]
+    ) -> WorkflowDeferred[Any]:
+        return await dispatch_method(self, stub, sig, args)
+
+    async def _send_command(self, stub: object, message: WorkflowMessage) -> None:
+        await self.start()
+        out = Outbox()
+        out.add(
+            topic(TopicKind.WORKFLOW_CMD, message.workflow_name), message, key=message.workflow_id
+        )
+        await out.send(self._transport)
 
     # -- internals ------------------------------------------------------------------------------
 

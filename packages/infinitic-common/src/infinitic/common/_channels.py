@@ -76,7 +76,10 @@ class Channel(Generic[T]):
         if filter is not None:
             compile_filter(filter)  # a syntax error is raised here, in the workflow code
         rt = current_runtime(f"receiving on channel {self.name!r}")
-        return rt.new_receive(self, limit, type.__qualname__ if type else None, filter)
+        receiving: Receiving[T] = rt.new_receive(
+            self, limit, type.__qualname__ if type else None, filter
+        )
+        return receiving
 
     def __repr__(self) -> str:
         return f"<Channel {self.name}>"

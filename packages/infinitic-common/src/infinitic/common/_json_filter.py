@@ -156,9 +156,11 @@ def _unquote(tok: str) -> str:
 
 def _walk(value: Any, steps: list[str | int]) -> Any:
     for step in steps:
-        if (
-            isinstance(step, int) and isinstance(value, list) and -len(value) <= step < len(value)
-        ) or (isinstance(step, str) and isinstance(value, dict) and step in value):
+        if isinstance(step, int):
+            if not (isinstance(value, list) and -len(value) <= step < len(value)):
+                return _MISSING
+            value = value[step]
+        elif isinstance(value, dict) and step in value:
             value = value[step]
         else:
             return _MISSING

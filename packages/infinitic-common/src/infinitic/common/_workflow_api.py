@@ -196,32 +196,37 @@ def patched(patch_id: str) -> bool:
     return current_runtime("patched()").patched(patch_id)
 
 
-def _flatten(items: tuple[Any, ...]) -> list[Awaitable[Any]]:
-    out: list[Awaitable[Any]] = []
-    for item in items:
-        if isinstance(item, list | tuple):
-            out.extend(_flatten(tuple(item)))
-        else:
-            out.append(item)
-    return out
+def _items(items: tuple[Any, ...]) -> list[Any]:
+    if len(items) == 1 and isinstance(items[0], list | tuple):
+        return list(items[0])
+    return list(items)
 
 
-def all_of(*items: Awaitable[Any] | list[Awaitable[Any]]) -> asyncio.Future[list[Any]]:
-    """Wait for every item (Deferreds, coroutines, nested lists); result: their results in order.
+def _awaitable(item: Any) -> Awaitable[Any]:
+    """A nested list is an all-of group whose result is the list of its results."""
+    if isinstance(item, list | tuple):
+        return asyncio.gather(*(_awaitable(i) for i in item))
+    return item  # type: ignore[no-any-return]
+
+
+def all_of(*items: Awaitable[Any] | list[Any]) -> asyncio.Future[list[Any]]:
+    """Wait for every item (Deferreds, coroutines, nested lists); result: their results in the
+    same shape (a nested list gives a nested list). ``all_of([a, b])`` is ``all_of(a, b)``.
 
     Fails with the first failure, like ``asyncio.gather``.
     """
     current_runtime("all_of()")
-    return asyncio.gather(*_flatten(items))
+    return asyncio.gather(*(_awaitable(i) for i in _items(items)))
 
 
-def any_of(*items: Awaitable[Any] | list[Awaitable[Any]]) -> asyncio.Future[Any]:
-    """Wait for the first item to complete; result: its result (or its failure).
+def any_of(*items: Awaitable[Any] | list[Any]) -> asyncio.Future[Any]:
+    """Wait for the first item to complete; result: its result (or its failure). A nested list
+    is an all-of group. ``any_of([a, b])`` is ``any_of(a, b)``.
 
     Deterministic: when several are already complete, the first in argument order wins.
     """
     current_runtime("any_of()")
-    futures = [asyncio.ensure_future(f) for f in _flatten(items)]
+    futures = [asyncio.ensure_future(_awaitable(f)) for f in _items(items)]
     if not futures:
         raise ValueError("any_of() needs at least one item")
     loop = futures[0].get_loop()
