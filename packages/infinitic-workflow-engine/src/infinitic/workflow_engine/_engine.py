@@ -48,6 +48,7 @@ from infinitic.workflow_engine._state import (
     encode_state,
     state_key,
 )
+from infinitic.workflow_engine._storage_retry import with_storage_retry
 
 logger = logging.getLogger("infinitic.workflow_engine")
 
@@ -87,7 +88,7 @@ class WorkflowStateEngine:
         """Process one message; idempotent; returns once the new state is stored."""
         key = state_key(self.workflow_name, message.workflow_id)
         for _ in range(MAX_CAS_ATTEMPTS):
-            stored = await self._storage.get(key)
+            stored = await with_storage_retry(self._storage.get, key)
             state = decode_state(key, stored.value) if stored is not None else None
             outbox = Outbox()
             new_state, changed = self._process(state, message, outbox)
@@ -98,9 +99,13 @@ class WorkflowStateEngine:
             try:
                 if new_state is None:
                     if stored is not None:
-                        await self._storage.delete(key, expected_version=expected)
+                        await with_storage_retry(
+                            self._storage.delete, key, expected_version=expected
+                        )
                 else:
-                    await self._storage.put(key, encode_state(new_state), expected_version=expected)
+                    await with_storage_retry(
+                        self._storage.put, key, encode_state(new_state), expected_version=expected
+                    )
                 return
             except VersionConflictError:
                 logger.debug("state of %s changed concurrently, processing again", key)
