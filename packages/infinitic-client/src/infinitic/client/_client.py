@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Generic, ParamSpec, Self, TypeVar, cast
 
+from infinitic.client._config import client_settings, load_yaml
 from infinitic.client._existing import ExistingWorkflowStub, dispatch_method
 from infinitic.common import (
     MethodSignature,
@@ -140,6 +142,27 @@ class InfiniticClient:
         self._started = False
         self._closed = False
         self._lock = asyncio.Lock()
+        self._owned_transport: Transport | None = None
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> InfiniticClient:
+        """A client built from a configuration mapping (the shape of the YAML file).
+
+        Only ``transport`` (and ``name``) are read. The client owns the transport it built and
+        closes it in :meth:`close`. ``INFINITIC__...`` environment variables override keys.
+
+        Raises:
+            ConfigurationError: the transport section is missing or invalid (naming the key).
+        """
+        transport, name = client_settings(config)
+        client = cls(transport=transport, name=name)
+        client._owned_transport = transport
+        return client
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str]) -> InfiniticClient:
+        """A client built from a YAML file (the workers' file works); see :meth:`from_config`."""
+        return cls.from_config(load_yaml(path))
 
     async def start(self) -> None:
         """Subscribe to the response topic; idempotent."""
@@ -164,6 +187,8 @@ class InfiniticClient:
         self._closed = True
         if self._consumer is not None:
             await self._consumer.close()
+        if self._owned_transport is not None:
+            await self._owned_transport.close()
         for future in self._futures.values():
             if not future.done():
                 future.set_exception(InfiniticError(f"client {self.name} was closed"))

@@ -1,5 +1,12 @@
 """Infinitic for Python: the broker-agnostic transport interface and the in-memory transport."""
 
+from infinitic.transport._config import (
+    TRANSPORT_ENTRY_POINTS,
+    TransportBuilder,
+    TransportContext,
+    apply_env_overrides,
+    transport_from_config,
+)
 from infinitic.transport._in_memory import DeadLetter, InMemoryTransport
 from infinitic.transport._interfaces import (
     DEAD_LETTER_SUFFIX,
@@ -21,6 +28,7 @@ __all__ = [
     "DLQ_DELIVERIES_PROPERTY",
     "DLQ_ERROR_PROPERTY",
     "DLQ_ORIGINAL_TOPIC_PROPERTY",
+    "TRANSPORT_ENTRY_POINTS",
     "Consumer",
     "ConsumerSettings",
     "DeadLetter",
@@ -30,7 +38,11 @@ __all__ = [
     "Outgoing",
     "SubscriptionType",
     "Transport",
+    "TransportBuilder",
+    "TransportContext",
     "TransportMessage",
+    "apply_env_overrides",
     "dead_letter_topic",
     "send",
+    "transport_from_config",
 ]

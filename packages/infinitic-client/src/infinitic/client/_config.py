@@ -1,0 +1,54 @@
+"""Reading a client's configuration: the ``transport:`` section (and an optional ``name:``) of
+the same YAML file workers read; the other sections are the workers' business and ignored."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from infinitic.common._errors import ConfigurationError
+from infinitic.transport import Transport, apply_env_overrides, transport_from_config
+
+
+def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a YAML configuration file into a mapping.
+
+    Raises:
+        ConfigurationError: the file cannot be read, is not YAML, or is not a mapping.
+    """
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigurationError(f"cannot read the configuration file {file}: {e}") from e
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigurationError(f"{file} is not valid YAML: {e}") from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"{file} must hold a mapping at its top level")
+    return data
+
+
+def client_settings(config: Mapping[str, Any]) -> tuple[Transport, str | None]:
+    """Return the transport (built for a client) and the client name of a configuration.
+
+    Environment variables ``INFINITIC__...`` override keys (see
+    :func:`infinitic.transport.apply_env_overrides`).
+
+    Raises:
+        ConfigurationError: the transport section is missing or invalid (naming the key).
+    """
+    data = apply_env_overrides(config)
+    section = next((v for k, v in data.items() if str(k).lower() == "transport"), None)
+    transport = transport_from_config(section, role="client")
+    name = data.get("name")
+    if name is not None and not isinstance(name, str):
+        raise ConfigurationError(f"name must be a string, got {name!r}")
+    return transport, name
