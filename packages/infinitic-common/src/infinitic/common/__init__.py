@@ -5,6 +5,7 @@ This package is the shared vocabulary of every other Infinitic package. Applicat
 """
 
 from infinitic.common import _messages as messages
+from infinitic.common import _tag_messages as tag_messages  # registers the tag messages
 from infinitic.common._converter import MethodSignature, method_signature, public_methods
 from infinitic.common._declarations import (
     BatchSettings,
@@ -13,6 +14,7 @@ from infinitic.common._declarations import (
     is_delegated,
     method_timeout,
     retry_policy,
+    workflow_version,
 )
 from infinitic.common._failures import FailureInfo, exception_from_failure, failure_from_exception
 from infinitic.common._ids import command_id, deterministic_id, new_id
@@ -27,6 +29,7 @@ from infinitic.common._topics import (
     check_entity_name,
     response_topic,
     topic,
+    workflow_state_key,
 )
 from infinitic.common._workflow_api import Deferred, WorkflowRuntimeApi, set_runtime
 
@@ -63,6 +66,9 @@ __all__ = [
     "retry_policy",
     "set_runtime",
     "set_task_context",
+    "tag_messages",
     "topic",
     "unpack",
+    "workflow_state_key",
+    "workflow_version",
 ]

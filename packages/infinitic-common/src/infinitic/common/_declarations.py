@@ -7,6 +7,7 @@ interface it implements.
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -104,7 +105,26 @@ def entity_name(cls: type) -> str:
         value = base.__dict__.get(_NAME)
         if isinstance(value, str):
             return value
+    if _is_workflow(cls):
+        return check_entity_name(_VERSION_SUFFIX.sub("", cls.__name__))
     return check_entity_name(cls.__name__)
+
+
+_VERSION_SUFFIX = re.compile(r"_(\d+)$")
+
+
+def _is_workflow(cls: type) -> bool:
+    return any(
+        b.__name__ == "Workflow" and b.__module__ == "infinitic.common._workflow"
+        for b in cls.__mro__
+    )
+
+
+def workflow_version(cls: type) -> int:
+    """Return the version of a workflow class: the number after a final ``_`` in its class name
+    (``BankWorkflow_2`` is version 2 of ``BankWorkflow``), else 0."""
+    match = _VERSION_SUFFIX.search(cls.__name__)
+    return int(match.group(1)) if match else 0
 
 
 def _lookup(owner: type | object, method: str, attr: str) -> Any:

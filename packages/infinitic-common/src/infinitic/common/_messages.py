@@ -223,6 +223,7 @@ class WorkflowTaskCompleted(WorkflowMessage):
     step: int
     new_commands: list[CommandRecord] = []
     method_outcomes: list[MethodOutcomeInfo] = []
+    workflow_version: int | None = None
 
 
 class WorkflowTaskFailed(WorkflowMessage):
@@ -241,6 +242,7 @@ class ExecuteWorkflowTask(WorkflowMessage):
     workflow_task_id: str
     tags: list[str] = []
     meta: dict[str, bytes] = {}
+    workflow_version: int | None = None
     method_runs: list[MethodRun]
     steps: list[Step]
     commands: list[CommandRecord]

@@ -69,3 +69,8 @@ def topic(kind: TopicKind, entity: str) -> str:
 def response_topic(client_name: str) -> str:
     """Return the private response topic of a client."""
     return f"response:{client_name}"
+
+
+def workflow_state_key(workflow_name: str, workflow_id: str) -> str:
+    """The storage key of a workflow instance's state."""
+    return f"workflow-state:{workflow_name}:{workflow_id}"

@@ -1,5 +1,6 @@
 """Infinitic for Python: the broker-agnostic transport interface and the in-memory transport."""
 
+from infinitic.transport._clock import ManualClock
 from infinitic.transport._config import (
     TRANSPORT_ENTRY_POINTS,
     TransportBuilder,
@@ -33,6 +34,7 @@ __all__ = [
     "ConsumerSettings",
     "DeadLetter",
     "InMemoryTransport",
+    "ManualClock",
     "MessageHandler",
     "Outbox",
     "Outgoing",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import itertools
 import logging
 import time
@@ -19,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 from infinitic.common._errors import ConfigurationError
+from infinitic.transport._clock import ManualClock
 from infinitic.transport._interfaces import (
     DLQ_DELIVERIES_PROPERTY,
     DLQ_ERROR_PROPERTY,
@@ -203,6 +205,10 @@ class InMemoryTransport(Transport):
 
     def __init__(self, *, clock: Callable[[], float] | None = None) -> None:
         self._clock = clock or time.time
+        self._manual = isinstance(clock, ManualClock)
+        self._held: list[tuple[float, int, TransportMessage]] = []  # (due, order, message)
+        if isinstance(clock, ManualClock):
+            clock.add_listener(self._release_due)
         self._subscriptions: dict[str, dict[str, _Subscription]] = {}
         self._backlog: dict[str, list[TransportMessage]] = {}
         self._dead_letters: list[DeadLetter] = []
@@ -238,7 +244,10 @@ class InMemoryTransport(Transport):
         )
         self.published_count += 1
         delay = 0.0 if deliver_at is None else deliver_at - self._clock()
-        if delay > 0:
+        if delay > 0 and self._manual:
+            assert deliver_at is not None
+            heapq.heappush(self._held, (deliver_at, next(self._ids), message))
+        elif delay > 0:
             self._call_later(delay, lambda: self._schedule(self._deliver(message)))
         else:
             await self._deliver(message)
@@ -251,6 +260,16 @@ class InMemoryTransport(Transport):
         for sub in subs.values():
             sub.put(message)
             await sub.notify()
+
+    def _release_due(self) -> None:
+        now = self._clock()
+        while self._held and self._held[0][0] <= now:
+            _, _, message = heapq.heappop(self._held)
+            self._schedule(self._deliver(message))
+
+    def next_due(self) -> float | None:
+        """With a ManualClock: when the earliest held delayed message is due (None if none)."""
+        return self._held[0][0] if self._held else None
 
     def _call_later(self, delay: float, callback: Callable[[], None]) -> None:
         loop = asyncio.get_running_loop()
@@ -333,7 +352,7 @@ class InMemoryTransport(Transport):
     def idle(self) -> bool:
         """True when no message waits or is being processed on any subscription, and no
         delayed message is pending."""
-        if self._timers:
+        if self._timers or self._background:
             return False
         return all(
             sub.pending() == 0 and sub.in_flight == 0

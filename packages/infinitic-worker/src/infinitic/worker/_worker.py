@@ -19,6 +19,7 @@ from infinitic.common import (
     entity_name,
     public_methods,
     topic,
+    workflow_version,
 )
 from infinitic.common._errors import ConfigurationError
 from infinitic.common._messages import ExecuteWorkflowTask, Message, WorkflowMessage
@@ -61,7 +62,7 @@ class _ServiceRegistration:
 @dataclass
 class _WorkflowRegistration:
     name: str
-    cls: type
+    classes: list[type]
     concurrency: int
 
 
@@ -161,12 +162,28 @@ class InfiniticWorker:
     def add_workflow(
         self, workflow: type, *, name: str | None = None, concurrency: int = 1
     ) -> Self:
-        """Run instances of a Workflow subclass."""
+        """Run instances of a Workflow subclass.
+
+        Register several versions of a workflow by adding each class (``BankWorkflow``,
+        ``BankWorkflow_2``, ...): new instances run the newest version, running instances stay on
+        the version they started with.
+        """
         if not (isinstance(workflow, type) and issubclass(workflow, Workflow)):
             raise ConfigurationError(f"add_workflow expects a Workflow subclass, got {workflow!r}")
         wf_name = check_entity_name(name or entity_name(workflow))
+        existing = self._workflows.get(wf_name)
+        if existing is not None and not self._started:
+            versions = {workflow_version(c) for c in existing.classes}
+            if workflow_version(workflow) in versions:
+                raise ConfigurationError(
+                    f"workflow {wf_name} version {workflow_version(workflow)} is already "
+                    "registered on this worker"
+                )
+            existing.classes.append(workflow)
+            existing.concurrency = max(existing.concurrency, concurrency)
+            return self
         self._check_new(wf_name)
-        self._workflows[wf_name] = _WorkflowRegistration(wf_name, workflow, concurrency)
+        self._workflows[wf_name] = _WorkflowRegistration(wf_name, [workflow], concurrency)
         return self
 
     def _check_new(self, name: str) -> None:
@@ -265,7 +282,7 @@ class InfiniticWorker:
         c = w.concurrency
         engine = WorkflowStateEngine(n, t, self.storage.key_value)
         executor = WorkflowExecutor(
-            {n: w.cls}, cache_size=self._cache_size, check_mode=self._check_mode
+            {n: w.classes}, cache_size=self._cache_size, check_mode=self._check_mode
         )
 
         async def execute(message: Message) -> None:

@@ -10,6 +10,7 @@ from infinitic.workflow_engine._handlers import (
     WorkflowTaskEventHandler,
 )
 from infinitic.workflow_engine._loop import WorkflowEventLoop
+from infinitic.workflow_engine._replayer import replay_history
 from infinitic.workflow_engine._runtime import CheckMode, WorkflowInstance
 from infinitic.workflow_engine._state import (
     WorkflowState,
@@ -31,5 +32,6 @@ __all__ = [
     "WorkflowTaskEventHandler",
     "decode_state",
     "encode_state",
+    "replay_history",
     "state_key",
 ]

@@ -305,6 +305,8 @@ class WorkflowStateEngine:
         if m.workflow_task_id != state.running_task_id:
             return False
         state.running_task_id = None
+        if state.workflow_version is None:
+            state.workflow_version = m.workflow_version
         for command in m.new_commands:
             if command.command_id in state.commands:
                 continue
@@ -489,6 +491,7 @@ class WorkflowStateEngine:
                 workflow_task_id=task_id,
                 tags=state.tags,
                 meta=state.meta,
+                workflow_version=state.workflow_version,
                 method_runs=list(state.method_runs.values()),
                 steps=state.steps,
                 commands=list(state.commands.values()),

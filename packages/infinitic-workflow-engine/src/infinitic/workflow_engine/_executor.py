@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 
-from infinitic.common import deterministic_id, failure_from_exception
-from infinitic.common._errors import UnknownWorkflowError
+from infinitic.common import deterministic_id, failure_from_exception, workflow_version
+from infinitic.common._errors import ConfigurationError, UnknownWorkflowError
 from infinitic.common._failures import FailureInfo
 from infinitic.common._messages import (
     ExecuteWorkflowTask,
@@ -28,19 +29,31 @@ class WorkflowExecutor:
     """Runs workflow tasks of the registered workflow classes.
 
     Args:
-        workflows: workflow classes by workflow name.
+        workflows: workflow classes by workflow name: a class, or several versions of it
+            (see :func:`infinitic.common.workflow_version`). New instances run the newest
+            version; running instances stay on the version they started with.
         cache_size: how many live instances to keep (0 disables the cache).
         check_mode: how replayed code is compared with its history.
     """
 
     def __init__(
         self,
-        workflows: dict[str, type],
+        workflows: Mapping[str, type | Sequence[type]],
         *,
         cache_size: int = 1000,
         check_mode: CheckMode = CheckMode.SIMPLE,
     ) -> None:
-        self._workflows = workflows
+        self._versions: dict[str, dict[int, type]] = {}
+        for name, classes in workflows.items():
+            versions = self._versions[name] = {}
+            for cls in [classes] if isinstance(classes, type) else classes:
+                version = workflow_version(cls)
+                if version in versions:
+                    raise ConfigurationError(
+                        f"workflow {name}: {versions[version].__name__} and {cls.__name__} are "
+                        f"both version {version}"
+                    )
+                versions[version] = cls
         self._cache_size = cache_size
         self._check_mode = check_mode
         self._cache: OrderedDict[str, WorkflowInstance] = OrderedDict()
@@ -62,10 +75,20 @@ class WorkflowExecutor:
     def execute(self, task: ExecuteWorkflowTask) -> WorkflowTaskCompleted | WorkflowTaskFailed:
         """Run the last step of ``task`` (replaying the others if needed); never raises for
         errors of workflow code or of history matching: they give a WorkflowTaskFailed."""
-        cls = self._workflows.get(task.workflow_name)
+        versions = self._versions.get(task.workflow_name)
         step = task.steps[-1]
-        if cls is None:
+        if not versions:
             raise UnknownWorkflowError(f"this worker does not run workflow {task.workflow_name!r}")
+        version = max(versions) if task.workflow_version is None else task.workflow_version
+        cls = versions.get(version)
+        if cls is None:
+            failure = failure_from_exception(
+                UnknownWorkflowError(
+                    f"workflow {task.workflow_name} {task.workflow_id} runs version {version}, "
+                    f"which this worker does not have (it has {sorted(versions)}); deploy it"
+                )
+            )
+            return self._failed(task, failure, None)
         method_runs = {r.method_run_id: r for r in task.method_runs}
         commands = {c.command_id: c for c in task.commands}
         signals = {s.signal_id: s for s in task.signals}
@@ -121,6 +144,7 @@ class WorkflowExecutor:
             step=step.index,
             new_commands=result.new_commands,
             method_outcomes=result.method_outcomes,
+            workflow_version=version,
             message_id=deterministic_id("workflow-task-completed", task.workflow_task_id),
         )
 

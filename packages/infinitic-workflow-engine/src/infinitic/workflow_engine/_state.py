@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from infinitic.common import pack, unpack
+from infinitic.common import pack, unpack, workflow_state_key
 from infinitic.common._errors import CorruptedValueError, MessageDecodeError
 from infinitic.common._failures import FailureInfo
 from infinitic.common._messages import (
@@ -38,6 +38,7 @@ class WorkflowState(BaseModel):
     tags: list[str] = []
     meta: dict[str, bytes] = {}
     parent: Requester | None = None
+    workflow_version: int | None = None
     method_runs: dict[str, MethodRun] = {}
     steps: list[Step] = []
     commands: dict[str, CommandRecord] = {}
@@ -60,7 +61,7 @@ class WorkflowState(BaseModel):
 
 def state_key(workflow_name: str, workflow_id: str) -> str:
     """The storage key of a workflow instance's state."""
-    return f"workflow-state:{workflow_name}:{workflow_id}"
+    return workflow_state_key(workflow_name, workflow_id)
 
 
 def encode_state(state: WorkflowState) -> bytes:

@@ -1,0 +1,65 @@
+"""Replaying recorded workflow histories against (changed) workflow code."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from infinitic.common import workflow_version
+from infinitic.common._errors import ConfigurationError
+from infinitic.workflow_engine._runtime import CheckMode, WorkflowInstance
+from infinitic.workflow_engine._state import WorkflowState, decode_state
+
+
+def replay_history(
+    workflow: type | Sequence[type],
+    history: WorkflowState | Mapping[str, Any] | bytes,
+    *,
+    check_mode: CheckMode | str = CheckMode.SIMPLE,
+) -> int:
+    """Replay a recorded history against the current code of a workflow.
+
+    Args:
+        workflow: the workflow class (or its versions; the one the history ran is used).
+        history: a stored state (bytes from storage, a dict from ``client.get_workflow_state``,
+            or a WorkflowState).
+        check_mode: how strictly the code must match the history.
+
+    Returns:
+        The number of steps replayed.
+
+    Raises:
+        WorkflowChangedError: the code no longer matches the history (names the position,
+            what the history holds and what the code did).
+    """
+    if isinstance(history, bytes):
+        state = decode_state("history", history)
+    elif isinstance(history, WorkflowState):
+        state = history
+    else:
+        state = WorkflowState.model_validate(history)
+    classes = [workflow] if isinstance(workflow, type) else list(workflow)
+    versions = {workflow_version(c): c for c in classes}
+    version = state.workflow_version if state.workflow_version is not None else max(versions)
+    cls = versions.get(version)
+    if cls is None:
+        raise ConfigurationError(f"the history ran version {version}; got {sorted(versions)}")
+    steps = state.steps
+    if state.running_task_id is not None or state.failed_task is not None:
+        steps = steps[:-1]  # the last step has no recorded outcome yet
+    instance = WorkflowInstance(
+        cls,
+        state.workflow_name,
+        state.workflow_id,
+        frozenset(state.tags),
+        state.meta,
+        CheckMode(check_mode),
+    )
+    try:
+        for step in steps:
+            instance.apply_step(
+                step, state.method_runs, state.commands, replaying=True, signals=state.signals
+            )
+    finally:
+        instance.close()
+    return len(steps)
