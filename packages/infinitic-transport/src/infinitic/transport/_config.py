@@ -167,18 +167,42 @@ def apply_env_overrides(
         if not name.upper().startswith(prefix) or len(name) == len(prefix):
             continue
         parts = [p for p in name[len(prefix) :].split("__") if p]
-        node = out
-        for i, part in enumerate(parts):
-            key = next((k for k in node if normalize_key(k) == normalize_key(part)), part.lower())
-            if i == len(parts) - 1:
-                node[key] = _parse_env_value(env[name])
-            else:
-                child = node.get(key)
-                if not isinstance(child, dict):
-                    child = node[key] = {}
-                node = child
+        _set_path(out, parts, _parse_env_value(env[name]), name)
     return out
 
 
+def _set_path(root: dict[str, Any], parts: list[str], value: Any, variable: str) -> None:
+    node: Any = root
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigurationError(
+                    f"{variable}: {part!r} is not an index of a list of {len(node)} items"
+                )
+            index = int(part)
+            if last:
+                node[index] = value
+            elif not isinstance(node[index], dict | list):
+                node[index] = {}
+            node = node[index]
+            continue
+        key = next((k for k in node if normalize_key(k) == normalize_key(part)), part.lower())
+        if last:
+            node[key] = value
+        else:
+            if not isinstance(node.get(key), dict | list):
+                node[key] = {}
+            node = node[key]
+
+
 def _copy(data: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _copy(v) if isinstance(v, Mapping) else v for k, v in data.items()}
+    return {k: _copy_value(v) for k, v in data.items()}
+
+
+def _copy_value(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return _copy(value)
+    if isinstance(value, list):
+        return [_copy_value(v) for v in value]
+    return value

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
@@ -34,6 +35,7 @@ from infinitic.transport import (
     Transport,
     TransportMessage,
 )
+from infinitic.worker._config import InfiniticConfig, load_config
 from infinitic.workflow_engine import (
     CheckMode,
     WorkflowCommandHandler,
@@ -115,6 +117,41 @@ class InfiniticWorker:
         self._started = False
         self._closed = False
         self._lock = asyncio.Lock()
+        self._workflow_options: dict[str, tuple[CheckMode | None, int | None]] = {}
+        self._owned: list[Callable[[], Awaitable[None]]] = []
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Mapping[str, Any] | InfiniticConfig,
+        *,
+        environ: Mapping[str, str] | None = None,
+    ) -> InfiniticWorker:
+        """A worker built from a configuration (the shape of Infinitic's YAML file).
+
+        The worker owns the transport (and the embedded broker, if any) and the storage it
+        built, and closes them when it closes. ``INFINITIC__...`` environment variables
+        override keys (``environ`` replaces ``os.environ``).
+
+        Raises:
+            ConfigurationError: a key is unknown or invalid (the message names it).
+        """
+        from infinitic.worker._build import build_worker
+
+        if not isinstance(config, InfiniticConfig):
+            config = load_config(config, environ=environ)
+        return build_worker(cls, config)
+
+    @classmethod
+    def from_yaml(
+        cls, path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None
+    ) -> InfiniticWorker:
+        """A worker built from a YAML file; see :meth:`from_config`."""
+        return cls.from_config(load_config(path, environ=environ))
+
+    def _own(self, *closers: Callable[[], Awaitable[None]]) -> None:
+        """Close these (in order) when the worker closes."""
+        self._owned.extend(closers)
 
     # -- registration ---------------------------------------------------------------------------
 
@@ -160,7 +197,13 @@ class InfiniticWorker:
         return self
 
     def add_workflow(
-        self, workflow: type, *, name: str | None = None, concurrency: int = 1
+        self,
+        workflow: type,
+        *,
+        name: str | None = None,
+        concurrency: int = 1,
+        check_mode: CheckMode | str | None = None,
+        cache_size: int | None = None,
     ) -> Self:
         """Run instances of a Workflow subclass.
 
@@ -171,6 +214,9 @@ class InfiniticWorker:
         if not (isinstance(workflow, type) and issubclass(workflow, Workflow)):
             raise ConfigurationError(f"add_workflow expects a Workflow subclass, got {workflow!r}")
         wf_name = check_entity_name(name or entity_name(workflow))
+        if check_mode is not None or cache_size is not None:  # else the worker's defaults
+            mode = CheckMode(check_mode) if check_mode is not None else None
+            self._workflow_options[wf_name] = (mode, cache_size)
         existing = self._workflows.get(wf_name)
         if existing is not None and not self._started:
             versions = {workflow_version(c) for c in existing.classes}
@@ -276,13 +322,19 @@ class InfiniticWorker:
         )
         await self._subscribe(TopicKind.TASK_EXECUTOR, s.name, executor.handle, s.concurrency)
 
+    def _option(self, workflow_name: str, index: int, default: Any) -> Any:
+        options = self._workflow_options.get(workflow_name, (None, None))
+        return default if options[index] is None else options[index]
+
     async def _start_workflow(self, w: _WorkflowRegistration) -> None:
         t = self.transport
         n = w.name
         c = w.concurrency
         engine = WorkflowStateEngine(n, t, self.storage.key_value)
         executor = WorkflowExecutor(
-            {n: w.classes}, cache_size=self._cache_size, check_mode=self._check_mode
+            {n: w.classes},
+            cache_size=self._option(n, 1, self._cache_size),
+            check_mode=self._option(n, 0, self._check_mode),
         )
 
         async def execute(message: Message) -> None:
@@ -323,6 +375,11 @@ class InfiniticWorker:
         await self._close_consumers()
         for executor in self._executors:
             await executor.close()
+        for close in self._owned:  # what from_config built: transport, then storage
+            try:
+                await close()
+            except Exception as e:
+                logger.warning("worker %s: error while closing: %s", self.name, e)
         logger.info("worker %s closed", self.name)
 
     shutdown = close

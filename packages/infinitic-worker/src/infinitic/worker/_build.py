@@ -1,0 +1,197 @@
+"""Building a worker's transport, storage, services and workflows from its configuration.
+
+Classes named in the configuration are imported by their dotted path (``package.module.Name``);
+nothing else from the file is ever executed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import typing
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ConfigDict, TypeAdapter, ValidationError
+
+from infinitic.common import ExponentialBackoff
+from infinitic.common._errors import ConfigurationError
+from infinitic.storage import CompressedKeyValueStorage, InMemoryStorage, Storage
+from infinitic.transport import Transport, transport_from_config
+from infinitic.transport._config import normalize_key
+from infinitic.worker._config import InfiniticConfig, ServiceConfig, StorageConfig, WorkflowConfig
+
+if TYPE_CHECKING:
+    from infinitic.worker._worker import InfiniticWorker
+
+# Infinitic's YAML names for some of our settings' attributes.
+_ALIASES = {
+    "redis": {"user": "username", "database": "db"},
+    "postgres": {"username": "user"},
+    "mysql": {"username": "user"},
+}
+
+
+def import_object(path: str, where: str) -> Any:
+    """Import ``package.module.Name`` (nested attributes allowed).
+
+    Raises:
+        ConfigurationError: nothing is found at ``path`` (naming the key ``where``).
+    """
+    module_name, _, attribute = path.rpartition(".")
+    if not module_name:
+        raise ConfigurationError(f"{where}: {path!r} is not a dotted path like 'package.Class'")
+    parts = [attribute]
+    while module_name:
+        try:
+            obj: Any = importlib.import_module(module_name)
+            break
+        except ModuleNotFoundError as e:
+            if e.name is None or not module_name.startswith(e.name):
+                raise ConfigurationError(f"{where}: importing {path!r} failed: {e}") from e
+            module_name, _, attribute = module_name.rpartition(".")
+            parts.insert(0, attribute)
+    else:
+        raise ConfigurationError(f"{where}: no module found for {path!r}")
+    for part in parts:
+        try:
+            obj = getattr(obj, part)
+        except AttributeError as e:
+            raise ConfigurationError(f"{where}: {path!r} not found ({e})") from e
+    return obj
+
+
+def settings_from_options(cls: type[Any], options: Mapping[str, Any], where: str) -> Any:
+    """Build a settings dataclass from YAML options, keys in any case, values coerced to the
+    attributes' types (so environment overrides given as text work).
+
+    Raises:
+        ConfigurationError: an unknown key or an invalid value (naming ``where.key``).
+    """
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    by_key = {normalize_key(name): name for name in fields}
+    hints = typing.get_type_hints(cls)
+    aliases = {normalize_key(k): v for k, v in _ALIASES.get(where.rsplit(".", 1)[-1], {}).items()}
+    kwargs: dict[str, Any] = {}
+    for key, value in options.items():
+        norm = normalize_key(str(key))
+        name = by_key.get(norm) or aliases.get(norm)
+        if name is None:
+            raise ConfigurationError(
+                f"{where}.{key}: unknown option (known: {', '.join(sorted(fields))})"
+            )
+        adapter: TypeAdapter[Any] = TypeAdapter(
+            hints[name], config=ConfigDict(arbitrary_types_allowed=True)
+        )
+        try:
+            kwargs[name] = adapter.validate_python(value)
+        except ValidationError as e:
+            message = e.errors()[0]["msg"]
+            raise ConfigurationError(f"{where}.{key}: {message} (got {value!r})") from e
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise ConfigurationError(f"{where}: {e}") from e
+
+
+def build_storage(config: StorageConfig) -> Storage:
+    """The storage described by ``storage:`` (with compression and cache wrappers)."""
+    backend = config.backend
+    storage: Storage
+    if backend == "in_memory":
+        if config.in_memory:
+            raise ConfigurationError("storage.inMemory takes no option")
+        storage = InMemoryStorage()
+    else:
+        import infinitic.storage as module
+
+        prefix = {"redis": "Redis", "postgres": "Postgres", "mysql": "MySQL"}[backend]
+        try:
+            settings_cls = getattr(module, f"{prefix}Settings")
+            storage_cls = getattr(module, f"{prefix}Storage")
+        except ImportError as e:
+            raise ConfigurationError(f"storage.{backend}: {e}") from e
+        options = getattr(config, backend) or {}
+        storage = storage_cls(settings_from_options(settings_cls, options, f"storage.{backend}"))
+    if config.compression is not None and config.compression != "none":
+        try:
+            kv = CompressedKeyValueStorage(
+                storage.key_value, config.compression, level=config.compression_level
+            )
+        except ImportError as e:
+            raise ConfigurationError(f"storage.compression: {e}") from e
+        storage = Storage(kv, storage.key_set)
+    if config.cache is not None:
+        from infinitic.cache import CachedStorage
+
+        storage = CachedStorage(storage, max_size=config.cache.size, ttl=config.cache.ttl)
+    return storage
+
+
+def _retry(service: ServiceConfig, where: str) -> ExponentialBackoff | None:
+    if service.retry is None:
+        return None
+    try:
+        return ExponentialBackoff(**service.retry.model_dump())
+    except ValueError as e:
+        raise ConfigurationError(f"{where}.retry: {e}") from e
+
+
+def _add_service(worker: InfiniticWorker, service: ServiceConfig, where: str) -> None:
+    target = import_object(service.class_, f"{where}.class")
+    try:
+        implementation = target() if isinstance(target, type) else target
+    except Exception as e:
+        raise ConfigurationError(
+            f"{where}.class: {service.class_}() failed: {type(e).__name__}: {e} "
+            "(configured classes are built with no argument)"
+        ) from e
+    interface = (
+        import_object(service.interface, f"{where}.interface") if service.interface else None
+    )
+    worker.add_service(
+        implementation,
+        interface=interface,
+        name=service.name,
+        concurrency=service.concurrency,
+        retry=_retry(service, where),
+        timeout=service.timeout_seconds,
+    )
+
+
+def _add_workflow(worker: InfiniticWorker, workflow: WorkflowConfig, where: str) -> None:
+    cls = import_object(workflow.class_, f"{where}.class")
+    worker.add_workflow(
+        cls,
+        name=workflow.name,
+        concurrency=workflow.concurrency,
+        check_mode=workflow.check_mode,
+        cache_size=workflow.cache_size,
+    )
+
+
+def build_worker(worker_cls: type[InfiniticWorker], config: InfiniticConfig) -> InfiniticWorker:
+    """A worker with the transport, storage, services and workflows of ``config``.
+
+    The worker owns the transport and the storage built here and closes them when it closes.
+
+    Raises:
+        ConfigurationError: a section is invalid (naming the key).
+    """
+    transport: Transport = transport_from_config(config.transport, role="worker")
+    storage = build_storage(config.storage)
+    worker = worker_cls(
+        transport=transport,
+        storage=storage,
+        name=config.name,
+        workflow_cache_size=config.workflow_cache_size,
+        check_mode=config.check_mode,
+        max_redeliveries=config.max_redeliveries,
+        redelivery_delay=config.redelivery_delay_seconds,
+    )
+    worker._own(transport.close, storage.close)
+    for i, service in enumerate(config.services):
+        _add_service(worker, service, f"services.{i}")
+    for i, workflow in enumerate(config.workflows):
+        _add_workflow(worker, workflow, f"workflows.{i}")
+    return worker

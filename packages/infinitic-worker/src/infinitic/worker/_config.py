@@ -1,0 +1,286 @@
+"""The configuration of a worker, in the shape of Infinitic's YAML file.
+
+Example::
+
+    name: bank-worker
+    transport:
+      pulsar: {brokerServiceUrl: pulsar://localhost:6650, tenant: infinitic, namespace: dev}
+    storage:
+      redis: {host: 127.0.0.1, port: 6379, keyPrefix: "bank:"}
+      compression: zstd
+      cache: {size: 10000, ttl: 60}
+    services:
+      - name: BankService
+        class: bank.services.Bank
+        concurrency: 10
+        retry: {minimumSeconds: 1, maximumSeconds: 60, maximumRetries: 5}
+        timeoutSeconds: 10
+    workflows:
+      - name: BankWorkflow
+        class: bank.workflows.BankWorkflow
+        concurrency: 10
+        checkMode: simple
+
+Keys are accepted in camelCase or snake_case. ``INFINITIC__<PATH>`` environment variables
+override any key (``INFINITIC__STORAGE__REDIS__HOST=db``,
+``INFINITIC__SERVICES__0__CONCURRENCY=5``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from infinitic.client._config import load_yaml
+from infinitic.common._errors import ConfigurationError
+from infinitic.transport import apply_env_overrides
+from infinitic.transport._config import normalize_key
+
+
+def _canonical_keys(model: type[BaseModel], data: Any) -> Any:
+    """Rename keys that match a field whatever their case and underscores (``KEY_PREFIX``,
+    ``keyPrefix`` and ``keyprefix`` all name ``key_prefix``)."""
+    if not isinstance(data, Mapping):
+        return data
+    names: dict[str, str] = {}
+    for name, field in model.model_fields.items():
+        names[normalize_key(name)] = field.alias or name
+        if isinstance(field.validation_alias, str):
+            names[normalize_key(field.validation_alias)] = field.alias or name
+    return {names.get(normalize_key(str(k)), k): v for k, v in data.items()}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keys(cls, data: Any) -> Any:
+        return _canonical_keys(cls, data)
+
+
+class CacheConfig(_Section):
+    """``storage.cache``: an LRU cache in front of the storage.
+
+    Attributes:
+        size: entries kept (``maximumSize`` is accepted too).
+        ttl: seconds an entry stays valid (None: until evicted).
+    """
+
+    size: int = Field(default=10_000, ge=1, validation_alias="maximumSize")
+    ttl: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _size_alias(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "size" in data:
+            data = {("maximumSize" if k == "size" else k): v for k, v in data.items()}
+        return data
+
+
+class StorageConfig(_Section):
+    """``storage``: one backend (``redis``, ``postgres``, ``mysql`` or ``inMemory``) with its
+    options, plus ``compression`` and ``cache``.
+
+    The backend options are the attributes of :class:`~infinitic.storage.RedisSettings`,
+    :class:`~infinitic.storage.PostgresSettings` or :class:`~infinitic.storage.MySQLSettings`
+    (``user`` and ``database`` are accepted for Redis's ``username`` and ``db``).
+    """
+
+    redis: dict[str, Any] | None = None
+    postgres: dict[str, Any] | None = None
+    mysql: dict[str, Any] | None = None
+    in_memory: dict[str, Any] | None = None
+    compression: Literal["zstd", "gzip", "none"] | None = None
+    compression_level: int | None = None
+    cache: CacheConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_sections(cls, data: Any) -> Any:
+        # ``inMemory:`` with nothing after it is an empty section, not a missing one, unless
+        # another backend is set (``INFINITIC__STORAGE__IN_MEMORY=null`` removes it).
+        if isinstance(data, Mapping):
+            backends = {"redis", "postgres", "mysql", "inmemory"}
+            empty = {k for k, v in data.items() if v is None and normalize_key(str(k)) in backends}
+            if len(empty) == len([k for k in data if normalize_key(str(k)) in backends]):
+                data = {k: ({} if k in empty else v) for k, v in data.items()}
+            else:
+                data = {k: v for k, v in data.items() if k not in empty}
+        return data
+
+    @model_validator(mode="after")
+    def _one_backend(self) -> StorageConfig:
+        names = ("redis", "postgres", "mysql", "in_memory")
+        chosen = [n for n in names if getattr(self, n) is not None]
+        if len(chosen) > 1:
+            raise ValueError(f"name one storage backend, got {' and '.join(chosen)}")
+        return self
+
+    @property
+    def backend(self) -> str:
+        """The chosen backend: ``redis``, ``postgres``, ``mysql`` or ``in_memory`` (default)."""
+        for name in ("redis", "postgres", "mysql"):
+            if getattr(self, name) is not None:
+                return name
+        return "in_memory"
+
+
+class RetryConfig(_Section):
+    """``retry`` of a service: :class:`~infinitic.services.ExponentialBackoff` fields.
+
+    ``ignoredExceptions`` lists exception class names (or qualified names) never retried.
+    """
+
+    minimum_seconds: float = Field(default=1.0, ge=0)
+    maximum_seconds: float = Field(default=1000.0, ge=0)
+    coefficient: float = Field(default=2.0, ge=1)
+    random_factor: float = Field(default=0.5, ge=0, le=1)
+    maximum_retries: int = Field(default=11, ge=0)
+    ignored_exceptions: list[str] = Field(default_factory=list)
+
+
+def _merge_executor(data: Any) -> Any:
+    """Accept Infinitic's ``executor:`` sub-section as well as flat keys."""
+    if isinstance(data, Mapping):
+        executor = next((v for k, v in data.items() if str(k).lower() == "executor"), None)
+        if isinstance(executor, Mapping):
+            rest = {k: v for k, v in data.items() if str(k).lower() != "executor"}
+            return {**executor, **rest}  # flat keys (and their overrides) win
+    return data
+
+
+class ServiceConfig(_Section):
+    """An item of ``services``.
+
+    Attributes:
+        name: the service name (default: the interface's declared name).
+        class_: dotted path of the implementation class (built with no argument) or of an
+            instance; key ``class``.
+        interface: dotted path of the contract (default: the implementation's class).
+        concurrency: tasks run at once.
+        retry: the retry policy when none is declared on the implementation.
+        timeout_seconds: execution timeout when none is declared on the method.
+    """
+
+    name: str | None = None
+    class_: str = Field(alias="class")
+    interface: str | None = None
+    concurrency: int = Field(default=1, ge=1)
+    retry: RetryConfig | None = None
+    timeout_seconds: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _executor(cls, data: Any) -> Any:
+        return _canonical_keys(cls, _merge_executor(data))
+
+
+class WorkflowConfig(_Section):
+    """An item of ``workflows``.
+
+    Attributes:
+        name: the workflow name (default: the class's declared name).
+        class_: dotted path of the Workflow subclass; key ``class``.
+        concurrency: messages handled at once by each of the workflow's engines.
+        check_mode: ``none``, ``simple`` or ``strict`` (default: the worker's).
+        cache_size: live instances kept in memory (default: the worker's ``workflowCacheSize``).
+    """
+
+    name: str | None = None
+    class_: str = Field(alias="class")
+    concurrency: int = Field(default=1, ge=1)
+    check_mode: Literal["none", "simple", "strict"] | None = None
+    cache_size: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _executor(cls, data: Any) -> Any:
+        return _canonical_keys(cls, _merge_executor(data))
+
+
+class InfiniticConfig(BaseSettings):
+    """A whole configuration file (see the module documentation for an example).
+
+    Attributes:
+        name: the worker's name (logs) and the client's name.
+        transport: one transport name with its options (``pulsar``, ``pulsarLite``,
+            ``inMemory``), resolved through :func:`infinitic.transport.transport_from_config`.
+        storage: the storage.
+        services: the services this worker runs.
+        workflows: the workflows this worker runs.
+        workflow_cache_size: default live instances kept in memory per workflow.
+        check_mode: default replay check mode.
+        max_redeliveries: failed deliveries of a message before it is dead-lettered.
+        redelivery_delay_seconds: pause before a failed message is delivered again.
+    """
+
+    model_config = SettingsConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+    name: str | None = None
+    transport: dict[str, Any] = Field(default_factory=lambda: {"inMemory": {}})
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    services: list[ServiceConfig] = Field(default_factory=list)
+    workflows: list[WorkflowConfig] = Field(default_factory=list)
+    workflow_cache_size: int = Field(default=1000, ge=0)
+    check_mode: Literal["none", "simple", "strict"] = "simple"
+    max_redeliveries: int = Field(default=3, ge=0)
+    redelivery_delay_seconds: float = Field(default=1.0, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keys(cls, data: Any) -> Any:
+        return _canonical_keys(cls, data)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment overrides are merged into the file's data beforehand (load_config), with
+        # the same rules as clients use, so keys match whatever their case.
+        return (init_settings,)
+
+
+def _describe(error: ValidationError) -> str:
+    problems = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        problems.append(f"{where}: {item['msg']}")
+    return "; ".join(problems)
+
+
+def load_config(
+    source: Mapping[str, Any] | str | os.PathLike[str],
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> InfiniticConfig:
+    """Validate a configuration (a mapping, or the path of a YAML file), with the
+    ``INFINITIC__...`` environment variables applied over it.
+
+    Raises:
+        ConfigurationError: the file cannot be read, or a key is unknown or invalid (the
+            message names it, e.g. ``services.0.concurrency``).
+    """
+    data = load_yaml(source) if isinstance(source, str | os.PathLike) else source
+    merged = apply_env_overrides(data, environ=environ)
+    try:
+        return InfiniticConfig(**merged)
+    except ValidationError as e:
+        where = f" in {source}" if isinstance(source, str | os.PathLike) else ""
+        raise ConfigurationError(f"invalid configuration{where}: {_describe(e)}") from e
+    except TypeError as e:  # keys that are not strings
+        raise ConfigurationError(f"invalid configuration: {e}") from e

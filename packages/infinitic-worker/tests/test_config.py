@@ -1,0 +1,197 @@
+"""Worker and client configuration: YAML shape, environment overrides, clear errors."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+import infinitic.worker
+from infinitic.cache import CachedStorage
+from infinitic.client import InfiniticClient
+from infinitic.exceptions import ConfigurationError
+from infinitic.services import ExponentialBackoff
+from infinitic.storage import CompressedKeyValueStorage, InMemoryStorage
+from infinitic.transport import InMemoryTransport, transport_from_config
+from infinitic.worker import InfiniticWorker, load_config
+from infinitic.worker._cli import main
+from infinitic_examples.bank_wire.workflows import BankWorkflow
+
+BANK_YAML = """
+name: bank-worker
+transport:
+  inMemory:
+storage:
+  inMemory:
+  compression: gzip
+  cache: {maximumSize: 100, ttl: 60}
+services:
+  - name: BankService
+    class: infinitic_examples.bank_wire.services.InMemoryBank
+    interface: infinitic_examples.bank_wire.services.BankService
+    executor:
+      concurrency: 4
+      retry: {minimumSeconds: 0.01, maximumSeconds: 0.1, maximumRetries: 2}
+      timeoutSeconds: 5
+  - name: EmailService
+    class: infinitic_examples.bank_wire.services.PrintingEmails
+    interface: infinitic_examples.bank_wire.services.EmailService
+    concurrency: 2
+workflows:
+  - name: BankWorkflow
+    class: infinitic_examples.bank_wire.workflows.BankWorkflow
+    concurrency: 4
+    checkMode: strict
+    cacheSize: 10
+"""
+
+
+def test_public_api() -> None:
+    assert infinitic.worker.__all__ == [
+        "CacheConfig",
+        "InfiniticConfig",
+        "InfiniticWorker",
+        "RetryConfig",
+        "ServiceConfig",
+        "StorageConfig",
+        "WorkflowConfig",
+        "load_config",
+    ]
+    for name in infinitic.worker.__all__:
+        assert getattr(infinitic.worker, name).__doc__
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "infinitic.yml"
+    path.write_text(text)
+    return path
+
+
+def test_yaml_shape(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, BANK_YAML), environ={})
+    assert config.name == "bank-worker"
+    assert config.storage.backend == "in_memory"
+    assert config.storage.cache is not None
+    assert config.storage.cache.size == 100
+    bank = config.services[0]
+    assert (bank.concurrency, bank.timeout_seconds) == (4, 5.0)
+    assert bank.retry is not None
+    assert bank.retry.maximum_retries == 2
+    assert config.workflows[0].check_mode == "strict"
+
+
+def test_environment_overrides_any_key(tmp_path: Path) -> None:
+    environ = {
+        "INFINITIC__SERVICES__0__CONCURRENCY": "9",
+        "INFINITIC__STORAGE__CACHE__TTL": "5",
+        "INFINITIC__WORKFLOW_CACHE_SIZE": "0",
+        "INFINITIC__STORAGE__REDIS__HOST": "db.example",  # adds a section
+        "INFINITIC__STORAGE__IN_MEMORY": "null",
+        "OTHER": "x",
+    }
+    config = load_config(write(tmp_path, BANK_YAML), environ=environ)
+    assert config.services[0].concurrency == 9
+    assert config.storage.cache is not None
+    assert config.storage.cache.ttl == 5
+    assert config.workflow_cache_size == 0
+    assert config.storage.redis == {"host": "db.example"}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("services: [{class: a.B, concurrency: 0}]", "services.0.concurrency"),
+        ("workflows: [{klass: a.B}]", "workflows.0.klass"),
+        ("storage: {redis: {}, mysql: {}}", "name one storage backend"),
+        ("storage: {compression: lz4}", "storage.compression"),
+        ("storage: {redis: {hots: x}}", "storage.redis.hots: unknown option"),
+        ("storage: {postgres: {port: many}}", "storage.postgres.port"),
+        ("transport: {kafka: {}}", "transport.kafka: unknown transport"),
+        ("transport: {pulsar: {tenantt: x}}", "transport.pulsar.tenantt"),
+        ("services: [{class: nowhere.Bank}]", "services.0.class"),
+        ("services: [{class: infinitic_examples.Nope}]", "services.0.class"),
+        ("workflows: [{class: infinitic_examples.bank_wire.services.InMemoryBank}]", "Workflow"),
+        ("- just a list", "mapping"),
+        ("a: [unclosed", "not valid YAML"),
+    ],
+)
+def test_errors_name_the_bad_key(tmp_path: Path, text: str, expected: str) -> None:
+    with pytest.raises(ConfigurationError, match=expected.replace(".", r"\.")):
+        InfiniticWorker.from_yaml(write(tmp_path, text), environ={})
+
+
+def test_built_objects(tmp_path: Path) -> None:
+    worker = InfiniticWorker.from_yaml(write(tmp_path, BANK_YAML), environ={})
+    assert isinstance(worker.transport, InMemoryTransport)
+    assert isinstance(worker.storage, CachedStorage)
+    assert isinstance(worker.storage.storage.key_value, CompressedKeyValueStorage)
+    assert worker.storage.storage.key_value.compression == "gzip"
+    service = worker._services["BankService"]
+    assert isinstance(service.retry, ExponentialBackoff)
+    assert service.retry.maximum_retries == 2
+    assert worker._option("BankWorkflow", 1, None) == 10
+    assert worker._option("BankWorkflow", 0, None).value == "strict"
+
+
+def test_storage_backends_are_built_lazily() -> None:
+    from infinitic.storage import MySQLStorage, PostgresStorage, RedisStorage
+
+    cases = {
+        "redis": ({"url": "redis://h:1/2", "keyPrefix": "p:", "user": "u"}, RedisStorage),
+        "postgres": ({"host": "h", "port": "5433", "schema": "s"}, PostgresStorage),
+        "mysql": ({"host": "h", "database": "d", "maxPoolSize": 3}, MySQLStorage),
+    }
+    for backend, (options, cls) in cases.items():
+        worker = InfiniticWorker.from_config({"storage": {backend: options}}, environ={})
+        assert isinstance(worker.storage, cls)  # nothing connects before the first call
+    redis = InfiniticWorker.from_config({"storage": {"redis": cases["redis"][0]}}, environ={})
+    assert redis.storage.settings.username == "u"  # type: ignore[attr-defined]
+    postgres = InfiniticWorker.from_config(
+        {"storage": {"postgres": cases["postgres"][0]}}, environ={}
+    )
+    assert postgres.storage.settings.port == 5433  # type: ignore[attr-defined]
+
+
+async def test_worker_from_yaml_runs_and_closes_what_it_built(tmp_path: Path) -> None:
+    worker = InfiniticWorker.from_yaml(write(tmp_path, BANK_YAML), environ={})
+    async with worker:
+        client = worker.client
+        results = await asyncio.gather(
+            *(client.new_workflow(BankWorkflow).wire(f"w{i}", "a", "b", 1) for i in range(5))
+        )
+    assert len(set(results)) == 5
+    bank = worker._services["BankService"].implementation
+    assert bank.balances == {"a": -5, "b": 5}  # type: ignore[attr-defined]
+    with pytest.raises(RuntimeError):
+        await worker.transport.publish("x", b"")  # the worker closed the transport it owned
+
+
+def test_client_from_yaml_reads_only_the_transport(tmp_path: Path) -> None:
+    client = InfiniticClient.from_yaml(write(tmp_path, BANK_YAML))
+    assert client.name == "bank-worker"
+    with pytest.raises(ConfigurationError, match=r"transport\.pulsarLite"):
+        InfiniticClient.from_config({"transport": {"pulsarLite": {}}})  # needs the port
+    with pytest.raises(ConfigurationError, match="transport: name a transport"):
+        InfiniticClient.from_config({"storage": {"inMemory": None}})
+
+
+def test_transport_env_override_for_clients(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INFINITIC__TRANSPORT__PULSAR__TENANT", "prod")
+    client = InfiniticClient.from_config({"transport": {"pulsar": {"tenant": "dev"}}})
+    assert client._transport.settings.tenant == "prod"  # type: ignore[attr-defined]
+    assert transport_from_config({"pulsar": {}}).settings.broker_flavor == "auto"  # type: ignore[attr-defined]
+
+
+def test_cli_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["worker", "--config", str(write(tmp_path, BANK_YAML)), "--check"]) == 0
+    assert "valid (2 services, 1 workflows)" in capsys.readouterr().out
+    bad = write(tmp_path, "services: [{class: a.B, concurrency: -1}]")
+    assert main(["worker", "--config", str(bad)]) == 2
+    assert "services.0.concurrency" in capsys.readouterr().err
+
+
+def test_in_memory_storage_takes_no_option() -> None:
+    with pytest.raises(ConfigurationError, match=r"storage\.inMemory"):
+        InfiniticWorker.from_config({"storage": {"inMemory": {"size": 1}}}, environ={})
+    assert isinstance(InfiniticWorker.from_config({}, environ={}).storage, InMemoryStorage)
