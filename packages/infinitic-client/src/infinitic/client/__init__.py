@@ -2,5 +2,12 @@
 
 from infinitic.client._client import InfiniticClient, WorkflowDeferred
 from infinitic.client._existing import ChannelSender, ExistingWorkflowStub
+from infinitic.client._tags import WorkflowByTagStub
 
-__all__ = ["ChannelSender", "ExistingWorkflowStub", "InfiniticClient", "WorkflowDeferred"]
+__all__ = [
+    "ChannelSender",
+    "ExistingWorkflowStub",
+    "InfiniticClient",
+    "WorkflowByTagStub",
+    "WorkflowDeferred",
+]

@@ -11,6 +11,7 @@ from typing import Any, Generic, ParamSpec, Self, TypeVar, cast
 
 from infinitic.client._config import client_settings, load_yaml
 from infinitic.client._existing import ExistingWorkflowStub, dispatch_method
+from infinitic.client._tags import TagOperations
 from infinitic.common import (
     MethodSignature,
     TopicKind,
@@ -34,6 +35,7 @@ from infinitic.common._messages import (
     method_outcome_failure,
 )
 from infinitic.common._stubs import _Stub, _StubMethod
+from infinitic.common._tag_messages import ClientReply
 from infinitic.transport import (
     Consumer,
     ConsumerSettings,
@@ -123,7 +125,7 @@ def _stub_of(stub: object) -> ExistingWorkflowStub:
     raise TypeError(f"expected a stub from client.get_workflow_by_id, got {stub!r}")
 
 
-class InfiniticClient:
+class InfiniticClient(TagOperations):
     """Starts workflows and waits for their results.
 
     A long-lived object: use ``async with InfiniticClient(transport=...) as client`` or call
@@ -193,6 +195,7 @@ class InfiniticClient:
             if not future.done():
                 future.set_exception(InfiniticError(f"client {self.name} was closed"))
         self._futures.clear()
+        self._fail_replies(InfiniticError(f"client {self.name} was closed"))
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -316,25 +319,22 @@ class InfiniticClient:
         deferred: WorkflowDeferred[Any] = WorkflowDeferred(
             self, name, workflow_id, workflow_id, sig
         )
-        out = Outbox()
-        out.add(
-            topic(TopicKind.WORKFLOW_CMD, name),
-            DispatchWorkflow(
-                workflow_name=name,
-                workflow_id=workflow_id,
-                method_name=sig.method_name,
-                method_args=args,
-                tags=sorted(stub._tags),
-                meta=stub._meta,
-                requester=Requester.client(self.name),
-            ),
-            key=workflow_id,
+        dispatch = DispatchWorkflow(
+            workflow_name=name,
+            workflow_id=workflow_id,
+            method_name=sig.method_name,
+            method_args=args,
+            tags=sorted(stub._tags),
+            meta=stub._meta,
+            requester=Requester.client(self.name),
         )
-        await out.send(self._transport)
-        return deferred
+        return await self._start_dispatch(deferred, dispatch)  # tags: through the tag engine
 
     async def _on_response(self, message: TransportMessage) -> None:
         decoded = decode_message(message.data)
+        if isinstance(decoded, ClientReply):
+            self._on_reply(decoded)
+            return
         if not isinstance(decoded, MethodOutcome):
             logger.warning("client %s ignores a %s message", self.name, type(decoded).__name__)
             return

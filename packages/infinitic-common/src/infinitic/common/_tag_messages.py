@@ -207,3 +207,33 @@ class CompleteDelegatedTask(TaskTagMessage):
     status: Status = "completed"
     value: Any = None
     failure: FailureInfo | None = None
+
+
+def dispatch_route(
+    dispatch: DispatchWorkflow, *, reply_to: str | None = None, request_id: str | None = None
+) -> tuple[str, Message, str]:
+    """Where a new instance's dispatch goes, as ``(topic, message, key)``.
+
+    Without tags: straight to ``workflow-cmd`` (keyed by the workflow id). With tags: to the
+    workflow tag engine, keyed by the first tag to add (a custom id first); each tag is added in
+    turn and the last hop sends the dispatch to ``workflow-cmd``, so an instance never runs
+    before its tags are stored and a crash at any hop loses nothing.
+    """
+    from infinitic.common._ids import deterministic_id
+    from infinitic.common._topics import TopicKind, topic
+
+    order = tag_order(dispatch.tags)
+    if not order:
+        return topic(TopicKind.WORKFLOW_CMD, dispatch.workflow_name), dispatch, dispatch.workflow_id
+    return (
+        topic(TopicKind.WORKFLOW_TAG, dispatch.workflow_name),
+        DispatchWorkflowByTags(
+            workflow_name=dispatch.workflow_name,
+            tag=order[0],
+            dispatch=dispatch,
+            reply_to=reply_to,
+            request_id=request_id,
+            message_id=deterministic_id(dispatch.message_id, "tags"),
+        ),
+        order[0],
+    )

@@ -1,5 +1,7 @@
-"""Infinitic for Python: runs service tasks with retries and execution timeouts."""
+"""Infinitic for Python: runs service tasks with retries, execution timeouts, delegated and
+batched methods."""
 
+from infinitic.task_executor._batch import BatchResultMissingError, TaskBatcher
 from infinitic.task_executor._executor import (
     ServiceExecutor,
     TaskEventHandler,
@@ -7,4 +9,11 @@ from infinitic.task_executor._executor import (
     TaskTimeoutError,
 )
 
-__all__ = ["ServiceExecutor", "TaskEventHandler", "TaskRetryHandler", "TaskTimeoutError"]
+__all__ = [
+    "BatchResultMissingError",
+    "ServiceExecutor",
+    "TaskBatcher",
+    "TaskEventHandler",
+    "TaskRetryHandler",
+    "TaskTimeoutError",
+]

@@ -1,5 +1,11 @@
 """The service executor: runs tasks of one service, with retries and an execution timeout.
 
+Tasks with tags are added to the service tag engine before their first attempt and removed with
+their final outcome. A delegated method registers its requester with the tag engine before it
+runs; its outcome comes later from ``client.complete_delegated_task`` (or, if the method fails
+for good, from the executor through the tag engine). Batched methods are run by
+:class:`~infinitic.task_executor._batch.TaskBatcher`.
+
 Async methods run on the event loop; sync methods run in a thread pool sized to the executor's
 concurrency, so user code never blocks the loop. A failed attempt is retried through the
 ``task-retry`` topic after the delay given by the retry policy; the final outcome goes to
@@ -17,14 +23,19 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from infinitic.common import (
+    BatchSettings,
+    MethodSignature,
     NoRetry,
     RetryPolicy,
     TaskContext,
     TopicKind,
+    batch_settings,
     deterministic_id,
     failure_from_exception,
+    is_delegated,
     method_signature,
     method_timeout,
+    public_methods,
     response_topic,
     retry_policy,
     set_task_context,
@@ -33,6 +44,13 @@ from infinitic.common import (
 from infinitic.common._errors import InvalidPayloadError, UnknownMethodError
 from infinitic.common._failures import FailureInfo
 from infinitic.common._messages import CommandResult, ExecuteTask, Message, TaskOutcome
+from infinitic.common._tag_messages import (
+    AddTagToTask,
+    CompleteDelegatedTask,
+    RemoveTagFromTask,
+    SetDelegatedTaskData,
+)
+from infinitic.task_executor._batch import TaskBatcher
 from infinitic.transport import Outbox, Transport
 
 logger = logging.getLogger("infinitic.task_executor")
@@ -73,9 +91,17 @@ class ServiceExecutor:
         self._transport = transport
         self._retry = retry
         self._timeout = timeout
+        self._concurrency = concurrency
         self._threads = ThreadPoolExecutor(
             max_workers=concurrency, thread_name_prefix=f"infinitic-{service_name}"
         )
+        self._tag_topic = topic(TopicKind.TASK_TAG, service_name)
+        self._batches: dict[str, BatchSettings] = {}
+        for method in public_methods(self._interface):
+            settings = batch_settings(self._impl, method) or batch_settings(self._interface, method)
+            if settings is not None:
+                self._batches[method] = settings
+        self._batcher = TaskBatcher(self)
 
     def _policy(self, method: str) -> RetryPolicy:
         return retry_policy(self._impl, method) or self._retry or NoRetry()
@@ -83,49 +109,113 @@ class ServiceExecutor:
     def _execution_timeout(self, method: str) -> float | None:
         return method_timeout(type(self._impl), method) or self._timeout
 
+    @property
+    def consumer_concurrency(self) -> int:
+        """Messages the executor's consumer should take at once: at least the largest batch, as
+        the tasks of a batch wait together until it is flushed."""
+        sizes = [b.max_messages for b in self._batches.values()]
+        return max([self._concurrency, *sizes])
+
+    def is_delegated(self, method: str) -> bool:
+        """True when ``method`` is declared delegated (on the implementation or interface)."""
+        return is_delegated(self._impl, method) or is_delegated(self._interface, method)
+
+    def batch_settings(self, method: str) -> BatchSettings | None:
+        """The batch settings of ``method`` (declared on the implementation or interface)."""
+        return self._batches.get(method)
+
     async def handle(self, message: Message) -> None:
-        """Run one attempt of a task and publish what follows (outcome or retry)."""
+        """Run one attempt of a task and publish what follows (outcome or retry).
+
+        Returns once what follows is published (for a batched method: once its batch's outcomes
+        are), so the message is acknowledged only then.
+        """
         if not isinstance(message, ExecuteTask):
             raise ValueError(f"unexpected {type(message).__name__} on task-executor")
         m = message
+        delegated = self.is_delegated(m.method_name)
+        if delegated:
+            await self._register_delegated(m)
+        elif m.retry_index == 0 and m.tags:
+            await self._add_tags(m)
+        settings = self.batch_settings(m.method_name)
+        if settings is not None and not delegated:
+            await self._batcher.submit(m, settings)
+            return
         out = Outbox()
         try:
-            value = await self._attempt(m)
-        except (InvalidPayloadError, UnknownMethodError) as e:
+            value = await self._attempt(m, delegated)
+        except Exception as e:
+            self.failed(m, e, out)
+        else:
+            if not delegated:
+                self.outcome(m, out, value=value)
+        await out.send(self._transport)
+
+    async def _add_tags(self, m: ExecuteTask) -> None:
+        out = Outbox()
+        for tag in m.tags:
+            out.add(
+                self._tag_topic,
+                AddTagToTask(service_name=self.service_name, tag=tag, task_id=m.task_id),
+                key=tag,
+            )
+        await out.send(self._transport)
+
+    async def _register_delegated(self, m: ExecuteTask) -> None:
+        """Before a delegated method runs, the tag engine learns who waits for it (and its
+        tags), so a completion sent from inside the method already finds it."""
+        out = Outbox()
+        out.add(
+            self._tag_topic,
+            SetDelegatedTaskData(
+                service_name=self.service_name,
+                task_id=m.task_id,
+                method_name=m.method_name,
+                requester=m.requester,
+                tags=m.tags,
+                meta=m.meta,
+                message_id=deterministic_id(m.message_id, "delegated"),
+            ),
+            key=m.task_id,
+        )
+        await out.send(self._transport)
+
+    def failed(self, m: ExecuteTask, e: Exception, out: Outbox) -> None:
+        """Add to ``out`` what follows a failed attempt: a retry, or the final failure."""
+        if isinstance(e, InvalidPayloadError | UnknownMethodError):
             logger.warning(
                 "task %s.%s (%s) refused: %s", m.service_name, m.method_name, m.task_id, e
             )
-            self._outcome(m, out, failure=e)
-        except Exception as e:
-            delay = self._policy(m.method_name).delay(m.retry_index, e)
-            if delay is None:
-                self._outcome(m, out, failure=e)
-            else:
-                logger.info(
-                    "task %s.%s (%s) attempt %d failed (%s), retrying in %.3fs",
-                    m.service_name,
-                    m.method_name,
-                    m.task_id,
-                    m.retry_index + 1,
-                    e,
-                    delay,
-                )
-                out.add(
-                    topic(TopicKind.TASK_RETRY, self.service_name),
-                    m.model_copy(
-                        update={
-                            "retry_index": m.retry_index + 1,
-                            "last_failure": failure_from_exception(e),
-                            "message_id": deterministic_id(m.message_id, "retry"),
-                        }
-                    ),
-                    deliver_at=self._transport.now() + delay,
-                )
-        else:
-            self._outcome(m, out, value=value)
-        await out.send(self._transport)
+            self.outcome(m, out, failure=e)
+            return
+        delay = self._policy(m.method_name).delay(m.retry_index, e)
+        if delay is None:
+            self.outcome(m, out, failure=e)
+            return
+        logger.info(
+            "task %s.%s (%s) attempt %d failed (%s), retrying in %.3fs",
+            m.service_name,
+            m.method_name,
+            m.task_id,
+            m.retry_index + 1,
+            e,
+            delay,
+        )
+        out.add(
+            topic(TopicKind.TASK_RETRY, self.service_name),
+            m.model_copy(
+                update={
+                    "retry_index": m.retry_index + 1,
+                    "last_failure": failure_from_exception(e),
+                    "message_id": deterministic_id(m.message_id, "retry"),
+                }
+            ),
+            deliver_at=self._transport.now() + delay,
+        )
 
-    async def _attempt(self, m: ExecuteTask) -> Any:
+    def method(self, m: ExecuteTask) -> tuple[MethodSignature, Any]:
+        """The signature (from the interface) and the implementation's callable of a task."""
         sig = method_signature(self._interface, m.method_name, "service", self.service_name)
         fn = getattr(self._impl, m.method_name, None)
         if fn is None or not callable(fn):
@@ -133,6 +223,10 @@ class ServiceExecutor:
                 f"service {self.service_name} implementation {type(self._impl).__name__} has no "
                 f"method {m.method_name!r}"
             )
+        return sig, fn
+
+    async def _attempt(self, m: ExecuteTask, delegated: bool) -> Any:
+        sig, fn = self.method(m)
         args = sig.load_args(m.method_args)
         ctx = TaskContext(
             task_id=m.task_id,
@@ -145,7 +239,17 @@ class ServiceExecutor:
             workflow_id=m.requester.workflow_id,
             workflow_name=m.requester.workflow_name,
         )
-        timeout = self._execution_timeout(m.method_name)
+        result = await self.invoke(m.method_name, fn, args, ctx, m.task_id)
+        if delegated:
+            return None  # the value comes later, from client.complete_delegated_task
+        return sig.dump_result(result)
+
+    async def invoke(
+        self, method: str, fn: Any, args: list[Any], ctx: TaskContext | None, what: str
+    ) -> Any:
+        """Run ``fn(*args)`` (on the loop if async, else in the thread pool) with the task
+        context ``ctx`` and the method's execution timeout."""
+        timeout = self._execution_timeout(method)
         context = contextvars.copy_context()
         context.run(set_task_context, ctx)
         if inspect.iscoroutinefunction(fn):
@@ -156,17 +260,16 @@ class ServiceExecutor:
             )
         try:
             async with asyncio.timeout(timeout):
-                result = await run
+                return await run
         except TimeoutError:
             if run.done() and not run.cancelled() and isinstance(run.exception(), TimeoutError):
                 raise  # the user code itself raised TimeoutError
             raise TaskTimeoutError(
-                f"task {self.service_name}.{m.method_name} (id {m.task_id}) exceeded its "
+                f"task {self.service_name}.{method} ({what}) exceeded its "
                 f"execution timeout of {timeout}s"
             ) from None
-        return sig.dump_result(result)
 
-    def _outcome(
+    def outcome(
         self,
         m: ExecuteTask,
         out: Outbox,
@@ -174,6 +277,22 @@ class ServiceExecutor:
         value: Any = None,
         failure: BaseException | None = None,
     ) -> None:
+        """Add to ``out`` the final outcome of a task, and the removal of its tags."""
+        info = failure_from_exception(failure) if failure is not None else None
+        if self.is_delegated(m.method_name):
+            # the tag engine holds the task: it forwards the failure and forgets the task
+            out.add(
+                self._tag_topic,
+                CompleteDelegatedTask(
+                    service_name=self.service_name,
+                    task_id=m.task_id,
+                    status="failed",
+                    failure=info,
+                    message_id=deterministic_id(m.message_id, "delegated-failed"),
+                ),
+                key=m.task_id,
+            )
+            return
         out.add(
             topic(TopicKind.TASK_EVENTS, self.service_name),
             TaskOutcome(
@@ -182,16 +301,24 @@ class ServiceExecutor:
                 method_name=m.method_name,
                 status="completed" if failure is None else "failed",
                 value=value,
-                failure=failure_from_exception(failure) if failure is not None else None,
+                failure=info,
                 requester=m.requester,
                 tags=m.tags,
                 meta=m.meta,
                 message_id=deterministic_id(m.message_id, "outcome"),
             ),
         )
+        for tag in m.tags:
+            out.add(
+                self._tag_topic,
+                RemoveTagFromTask(service_name=self.service_name, tag=tag, task_id=m.task_id),
+                key=tag,
+            )
 
     async def close(self) -> None:
-        """Wait for running sync methods and release the thread pool."""
+        """Flush the pending batches, wait for running sync methods and release the thread
+        pool; idempotent."""
+        await self._batcher.close()
         await asyncio.get_running_loop().run_in_executor(
             None, functools.partial(self._threads.shutdown, wait=True)
         )

@@ -1,3 +1,5 @@
 """Infinitic for Python: the service tag engine and delegated tasks."""
 
-__all__: list[str] = []
+from infinitic.task_tag._engine import DelegatedTask, TaskTagEngine, delegated_key
+
+__all__ = ["DelegatedTask", "TaskTagEngine", "delegated_key"]

@@ -27,6 +27,7 @@ from infinitic.common._messages import ExecuteWorkflowTask, Message, WorkflowMes
 from infinitic.common._workflow import Workflow
 from infinitic.storage import Storage
 from infinitic.task_executor import ServiceExecutor, TaskEventHandler, TaskRetryHandler
+from infinitic.task_tag import TaskTagEngine
 from infinitic.transport import (
     Consumer,
     ConsumerSettings,
@@ -45,6 +46,7 @@ from infinitic.workflow_engine import (
     WorkflowStateEngine,
     WorkflowTaskEventHandler,
 )
+from infinitic.workflow_tag import WorkflowTagEngine
 
 logger = logging.getLogger("infinitic.worker")
 
@@ -320,7 +322,17 @@ class InfiniticWorker:
             TaskRetryHandler(s.name, self.transport).handle,
             s.concurrency,
         )
-        await self._subscribe(TopicKind.TASK_EXECUTOR, s.name, executor.handle, s.concurrency)
+        tag_engine = TaskTagEngine(
+            s.name,
+            self.transport,
+            self.storage.key_set,
+            self.storage.key_value,
+            interface=s.interface,
+        )
+        await self._subscribe(TopicKind.TASK_TAG, s.name, tag_engine.handle, s.concurrency)
+        await self._subscribe(
+            TopicKind.TASK_EXECUTOR, s.name, executor.handle, executor.consumer_concurrency
+        )
 
     def _option(self, workflow_name: str, index: int, default: Any) -> Any:
         options = self._workflow_options.get(workflow_name, (None, None))
@@ -357,6 +369,8 @@ class InfiniticWorker:
         await self._subscribe(TopicKind.WORKFLOW_DELAY, n, WorkflowDelayHandler(n, t).handle, c)
         await self._subscribe(TopicKind.WORKFLOW_TASK_EXECUTOR, n, execute, c)
         await self._subscribe(TopicKind.WORKFLOW_CMD, n, WorkflowCommandHandler(n, t).handle, c)
+        tag_engine = WorkflowTagEngine(n, t, self.storage.key_set)
+        await self._subscribe(TopicKind.WORKFLOW_TAG, n, tag_engine.handle, c)
 
     async def _close_consumers(self) -> None:
         consumers, self._consumers = self._consumers, []

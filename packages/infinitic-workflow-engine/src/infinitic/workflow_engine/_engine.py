@@ -38,6 +38,7 @@ from infinitic.common._messages import (
     WorkflowTaskCompleted,
     WorkflowTaskFailed,
 )
+from infinitic.common._tag_messages import RemoveTagFromWorkflow
 from infinitic.storage import KeyValueStorage
 from infinitic.transport import Outbox, Transport
 from infinitic.workflow_engine._handlers import task_message
@@ -120,6 +121,17 @@ class WorkflowStateEngine:
             return self._process_absent(m, out)
         changed = self._apply(state, m, out)
         if state.terminated():
+            for tag in state.tags:  # sent before the state is deleted: a crash loses nothing
+                out.add(
+                    topic(TopicKind.WORKFLOW_TAG, state.workflow_name),
+                    RemoveTagFromWorkflow(
+                        workflow_name=state.workflow_name,
+                        tag=tag,
+                        workflow_id=state.workflow_id,
+                        message_id=deterministic_id("untag", state.workflow_id, tag),
+                    ),
+                    key=tag,
+                )
             return None, True
         if self._dispatch_workflow_task(state, out):
             changed = True

@@ -31,6 +31,7 @@ from infinitic.common._messages import (
     WorkflowTaskFailed,
     method_outcome_failure,
 )
+from infinitic.common._tag_messages import dispatch_route
 from infinitic.common._topics import check_entity_name
 from infinitic.transport import Outbox, Transport
 
@@ -133,8 +134,7 @@ def task_message(command: CommandRecord, requester: Requester) -> ExecuteTask:
 
 def _dispatch_child(command: CommandRecord, requester: Requester, out: Outbox) -> None:
     name = check_entity_name(command.workflow_name or "")
-    out.add(
-        topic(TopicKind.WORKFLOW_CMD, name),
+    to, message, key = dispatch_route(  # with tags: through the workflow tag engine
         DispatchWorkflow(
             workflow_name=name,
             workflow_id=command.command_id,
@@ -145,9 +145,9 @@ def _dispatch_child(command: CommandRecord, requester: Requester, out: Outbox) -
             requester=requester,
             parent=requester,
             message_id=deterministic_id("dispatch-child", command.command_id),
-        ),
-        key=command.command_id,
+        )
     )
+    out.add(to, message, key=key)
 
 
 def _dispatch_method(command: CommandRecord, requester: Requester, out: Outbox) -> None:

@@ -1,3 +1,9 @@
-"""Infinitic for Python: the workflow tag engine: custom ids, by-tag fan-out."""
+"""Infinitic for Python: the workflow tag engine: tags, custom ids, by-tag fan-out."""
 
-__all__: list[str] = []
+from infinitic.workflow_tag._engine import (
+    FAN_OUT_PAGE_SIZE,
+    MAX_IDS_PAGE_SIZE,
+    WorkflowTagEngine,
+)
+
+__all__ = ["FAN_OUT_PAGE_SIZE", "MAX_IDS_PAGE_SIZE", "WorkflowTagEngine"]
