@@ -204,7 +204,8 @@ async def test_task_tags_in_context_and_removed_when_done(
     (ctx,) = slow.contexts
     assert ctx.tags == {"slow", "batch:7"}
     assert dict(ctx.meta) == {"origin": b"test"}
-    assert ctx.workflow_id == deferred.id and ctx.workflow_name == "SlowWorkflow"
+    assert ctx.workflow_id == deferred.id
+    assert ctx.workflow_name == "SlowWorkflow"
     page = await storage.key_set.page("task-tag:Slow:batch:7")
     assert page.members == [ctx.task_id]
     slow.release.set()

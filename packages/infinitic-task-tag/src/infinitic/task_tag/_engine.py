@@ -189,4 +189,3 @@ class TaskTagEngine:
             return value
         sig = method_signature(self._interface, method_name, "service", self.service_name)
         return sig.dump_result(sig.load_result(value))
-
