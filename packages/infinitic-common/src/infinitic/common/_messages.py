@@ -224,6 +224,7 @@ class WorkflowTaskCompleted(WorkflowMessage):
     new_commands: list[CommandRecord] = []
     method_outcomes: list[MethodOutcomeInfo] = []
     workflow_version: int | None = None
+    inline_digest: str = ""
 
 
 class WorkflowTaskFailed(WorkflowMessage):
@@ -247,6 +248,8 @@ class ExecuteWorkflowTask(WorkflowMessage):
     steps: list[Step]
     commands: list[CommandRecord]
     signals: list[SignalRecord] = []
+    complete_history: bool = True
+    inline_digest: str = ""
 
 
 # --- workflow events (notify waiters) ---------------------------------------------------------
@@ -357,7 +360,9 @@ for _cls in (
 
 def encode_message(message: Message) -> bytes:
     """Encode ``message`` in its msgpack envelope."""
-    return pack({"v": ENVELOPE_VERSION, "t": message.TYPE, "b": message.model_dump()})
+    return pack(
+        {"v": ENVELOPE_VERSION, "t": message.TYPE, "b": message.model_dump(exclude_defaults=True)}
+    )
 
 
 def decode_message(data: bytes) -> Message:

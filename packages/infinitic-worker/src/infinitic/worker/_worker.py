@@ -39,6 +39,7 @@ from infinitic.transport import (
 from infinitic.worker._config import InfiniticConfig, load_config
 from infinitic.workflow_engine import (
     CheckMode,
+    StorageHistoryLoader,
     WorkflowCommandHandler,
     WorkflowDelayHandler,
     WorkflowEventHandler,
@@ -115,6 +116,7 @@ class InfiniticWorker:
         self._workflows: dict[str, _WorkflowRegistration] = {}
         self._consumers: list[Consumer] = []
         self._executors: list[ServiceExecutor] = []
+        self._workflow_executors: dict[str, WorkflowExecutor] = {}
         self._client: InfiniticClient | None = None
         self._started = False
         self._closed = False
@@ -242,6 +244,16 @@ class InfiniticWorker:
 
     # -- lifecycle ------------------------------------------------------------------------------
 
+    def workflow_executor(self, workflow_name: str) -> WorkflowExecutor:
+        """The executor running the code of a workflow (its counters: ``cpu_seconds``,
+        ``executed_tasks``, ``replayed_steps``, ``cached_count()``); available once started."""
+        try:
+            return self._workflow_executors[workflow_name]
+        except KeyError:
+            raise ConfigurationError(
+                f"no started workflow executor for {workflow_name!r} on worker {self.name}"
+            ) from None
+
     @property
     def client(self) -> InfiniticClient:
         """A client sharing this worker's transport."""
@@ -347,14 +359,18 @@ class InfiniticWorker:
             {n: w.classes},
             cache_size=self._option(n, 1, self._cache_size),
             check_mode=self._option(n, 0, self._check_mode),
+            history=StorageHistoryLoader(self.storage.key_value),
         )
+        self._workflow_executors[n] = executor
 
         async def execute(message: Message) -> None:
             if not isinstance(message, ExecuteWorkflowTask):
                 raise ValueError(f"unexpected {type(message).__name__} on workflow-task-executor")
-            out = Outbox()
-            out.add(topic(TopicKind.WORKFLOW_TASK_EVENTS, n), executor.execute(message))
-            await out.send(t)
+            result = await executor.execute(message)
+            if result is not None:
+                out = Outbox()
+                out.add(topic(TopicKind.WORKFLOW_TASK_EVENTS, n), result)
+                await out.send(t)
 
         async def run_engine(message: Message) -> None:
             if not isinstance(message, WorkflowMessage):

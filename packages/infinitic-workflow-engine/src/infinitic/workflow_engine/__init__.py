@@ -9,6 +9,7 @@ from infinitic.workflow_engine._handlers import (
     WorkflowEventHandler,
     WorkflowTaskEventHandler,
 )
+from infinitic.workflow_engine._history import StorageHistoryLoader
 from infinitic.workflow_engine._loop import WorkflowEventLoop
 from infinitic.workflow_engine._replayer import replay_history
 from infinitic.workflow_engine._runtime import CheckMode, WorkflowInstance
@@ -21,6 +22,7 @@ from infinitic.workflow_engine._state import (
 
 __all__ = [
     "CheckMode",
+    "StorageHistoryLoader",
     "WorkflowCommandHandler",
     "WorkflowDelayHandler",
     "WorkflowEventHandler",

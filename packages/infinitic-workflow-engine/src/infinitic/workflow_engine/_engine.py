@@ -319,6 +319,7 @@ class WorkflowStateEngine:
         state.running_task_id = None
         if state.workflow_version is None:
             state.workflow_version = m.workflow_version
+        state.inline_digest = m.inline_digest
         for command in m.new_commands:
             if command.command_id in state.commands:
                 continue
@@ -495,6 +496,32 @@ class WorkflowStateEngine:
         index = len(state.steps) - 1
         task_id = deterministic_id("workflow-task", state.workflow_id, index, state.task_attempt)
         state.running_task_id = task_id
+        if index > 0:
+            # Only what this step delivers: an executor holding the live instance needs no
+            # more, and one that does not reads the whole history from storage.
+            step = state.steps[-1]
+            ids = {d.id for d in step.deliveries}
+            signals = [state.signals[i] for i in ids if i in state.signals]
+            ids |= {s.command_id for s in signals}
+            out.add(
+                topic(TopicKind.WORKFLOW_TASK_EXECUTOR, state.workflow_name),
+                ExecuteWorkflowTask(
+                    workflow_name=state.workflow_name,
+                    workflow_id=state.workflow_id,
+                    workflow_task_id=task_id,
+                    tags=state.tags,
+                    meta=state.meta,
+                    workflow_version=state.workflow_version,
+                    method_runs=[state.method_runs[i] for i in ids if i in state.method_runs],
+                    steps=[step],
+                    commands=[state.commands[i] for i in ids if i in state.commands],
+                    signals=signals,
+                    complete_history=False,
+                    inline_digest=state.inline_digest,
+                ),
+                key=state.workflow_id,
+            )
+            return
         out.add(
             topic(TopicKind.WORKFLOW_TASK_EXECUTOR, state.workflow_name),
             ExecuteWorkflowTask(

@@ -9,8 +9,9 @@ otherwise the history is replayed on a fresh instance, which gives the same resu
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from infinitic.common import deterministic_id, failure_from_exception, workflow_version
 from infinitic.common._errors import ConfigurationError, UnknownWorkflowError
@@ -21,6 +22,7 @@ from infinitic.common._messages import (
     WorkflowTaskFailed,
 )
 from infinitic.workflow_engine._runtime import CheckMode, WorkflowInstance
+from infinitic.workflow_engine._state import WorkflowState
 
 logger = logging.getLogger("infinitic.workflow_engine")
 
@@ -34,6 +36,8 @@ class WorkflowExecutor:
             version; running instances stay on the version they started with.
         cache_size: how many live instances to keep (0 disables the cache).
         check_mode: how replayed code is compared with its history.
+        history: loads the whole history when a task carries only its step and the live
+            instance is not cached (e.g. :class:`StorageHistoryLoader`).
     """
 
     def __init__(
@@ -42,7 +46,9 @@ class WorkflowExecutor:
         *,
         cache_size: int = 1000,
         check_mode: CheckMode = CheckMode.SIMPLE,
+        history: Callable[[ExecuteWorkflowTask], Awaitable[WorkflowState | None]] | None = None,
     ) -> None:
+        self._history = history
         self._versions: dict[str, dict[int, type]] = {}
         for name, classes in workflows.items():
             versions = self._versions[name] = {}
@@ -58,23 +64,62 @@ class WorkflowExecutor:
         self._check_mode = check_mode
         self._cache: OrderedDict[str, WorkflowInstance] = OrderedDict()
         self.replayed_steps = 0
+        self.cpu_seconds = 0.0
+        self.executed_tasks = 0
 
     def _cached(self, task: ExecuteWorkflowTask) -> WorkflowInstance | None:
         instance = self._cache.pop(task.workflow_id, None)
-        if instance is None or instance.last_step != len(task.steps) - 2:
-            if instance is not None:
-                instance.close()
+        if instance is None:
             return None
-        recorded = {c.command_id: c.value for c in task.commands if c.kind == "inline"}
-        for cid, value in instance.inline_values.items():
-            if cid in recorded and recorded[cid] != value:
-                instance.close()
-                return None
+        if (
+            instance.last_step != task.steps[-1].index - 1
+            or instance.inline_digest != task.inline_digest
+        ):
+            instance.close()  # not this history (e.g. another worker ran a step): replay
+            return None
         return instance
 
-    def execute(self, task: ExecuteWorkflowTask) -> WorkflowTaskCompleted | WorkflowTaskFailed:
-        """Run the last step of ``task`` (replaying the others if needed); never raises for
-        errors of workflow code or of history matching: they give a WorkflowTaskFailed."""
+    async def execute(
+        self, task: ExecuteWorkflowTask
+    ) -> WorkflowTaskCompleted | WorkflowTaskFailed | None:
+        """Run the last step of ``task``, replaying the history first when this executor does
+        not hold the live instance; never raises for errors of workflow code or of history
+        matching: they give a WorkflowTaskFailed. Returns None for an obsolete task.
+
+        ``cpu_seconds`` and ``executed_tasks`` accumulate what running code costs.
+        """
+        instance = self._cached(task) if self._cache_size > 0 else None
+        if instance is None and not task.complete_history:
+            if self._history is None:
+                raise ConfigurationError("this executor needs a history loader (storage)")
+            state = await self._history(task)
+            if state is None:
+                logger.info(
+                    "obsolete workflow task %s of %s %s dropped",
+                    task.workflow_task_id,
+                    task.workflow_name,
+                    task.workflow_id,
+                )
+                return None
+            task = task.model_copy(
+                update={
+                    "method_runs": list(state.method_runs.values()),
+                    "steps": state.steps,
+                    "commands": list(state.commands.values()),
+                    "signals": list(state.signals.values()),
+                    "complete_history": True,
+                }
+            )
+        started = time.process_time()
+        try:
+            return self._execute(task, instance)
+        finally:
+            self.cpu_seconds += time.process_time() - started
+            self.executed_tasks += 1
+
+    def _execute(
+        self, task: ExecuteWorkflowTask, instance: WorkflowInstance | None
+    ) -> WorkflowTaskCompleted | WorkflowTaskFailed:
         versions = self._versions.get(task.workflow_name)
         step = task.steps[-1]
         if not versions:
@@ -92,7 +137,6 @@ class WorkflowExecutor:
         method_runs = {r.method_run_id: r for r in task.method_runs}
         commands = {c.command_id: c for c in task.commands}
         signals = {s.signal_id: s for s in task.signals}
-        instance = self._cached(task) if self._cache_size > 0 else None
         try:
             if instance is None:
                 instance = WorkflowInstance(
@@ -145,6 +189,7 @@ class WorkflowExecutor:
             new_commands=result.new_commands,
             method_outcomes=result.method_outcomes,
             workflow_version=version,
+            inline_digest=instance.inline_digest,
             message_id=deterministic_id("workflow-task-completed", task.workflow_task_id),
         )
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import enum
+import hashlib
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from infinitic.common import (
     exception_from_failure,
     failure_from_exception,
     method_signature,
+    pack,
     set_runtime,
 )
 from infinitic.common._channels import Receiving
@@ -112,6 +114,7 @@ class WorkflowInstance:
         self.loop = WorkflowEventLoop(self)  # type: ignore[abstract]
         self.last_step = -1
         self.inline_values: dict[str, Any] = {}
+        self.inline_digest = ""
         self._methods: dict[str, _MethodRunContext] = {}
         self._pending: dict[str, _Pending] = {}
         self._step = -1
@@ -175,6 +178,15 @@ class WorkflowInstance:
                         "nothing",
                     )
         self.last_step = step.index
+        inlined = [
+            (c.command_id, self.inline_values.get(c.command_id))
+            for c in self._created
+            if c.kind == "inline"
+        ]
+        if inlined:  # chained, so a cached instance can be checked against the history
+            self.inline_digest = hashlib.sha256(
+                self.inline_digest.encode() + pack(inlined)
+            ).hexdigest()[:32]
         new = [c for c in self._created if c.command_id not in commands]
         return StepResult(new, self._outcomes)
 

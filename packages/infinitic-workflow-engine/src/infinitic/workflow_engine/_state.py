@@ -39,6 +39,7 @@ class WorkflowState(BaseModel):
     meta: dict[str, bytes] = {}
     parent: Requester | None = None
     workflow_version: int | None = None
+    inline_digest: str = ""
     method_runs: dict[str, MethodRun] = {}
     steps: list[Step] = []
     commands: dict[str, CommandRecord] = {}
@@ -66,7 +67,7 @@ def state_key(workflow_name: str, workflow_id: str) -> str:
 
 def encode_state(state: WorkflowState) -> bytes:
     """Encode a state with its format version."""
-    return pack({"format": STATE_FORMAT_VERSION, "state": state.model_dump()})
+    return pack({"format": STATE_FORMAT_VERSION, "state": state.model_dump(exclude_defaults=True)})
 
 
 def decode_state(key: str, data: bytes) -> WorkflowState:
