@@ -11,7 +11,7 @@ from typing import Any, Generic, ParamSpec, Self, TypeVar, cast
 
 from infinitic.client._config import client_settings, load_yaml
 from infinitic.client._existing import ExistingWorkflowStub, dispatch_method
-from infinitic.client._tags import TagOperations
+from infinitic.client._tags import TagOperations, WorkflowByTagStub
 from infinitic.common import (
     MethodSignature,
     TopicKind,
@@ -119,10 +119,12 @@ class _NewWorkflowStub(_Stub):
         return run()
 
 
-def _stub_of(stub: object) -> ExistingWorkflowStub:
-    if isinstance(stub, ExistingWorkflowStub):
+def _stub_of(stub: object) -> ExistingWorkflowStub | WorkflowByTagStub:
+    if isinstance(stub, ExistingWorkflowStub | WorkflowByTagStub):
         return stub
-    raise TypeError(f"expected a stub from client.get_workflow_by_id, got {stub!r}")
+    raise TypeError(
+        f"expected a stub from client.get_workflow_by_id or get_workflow_by_tag, got {stub!r}"
+    )
 
 
 class InfiniticClient(TagOperations):
@@ -294,6 +296,9 @@ class InfiniticClient(TagOperations):
         return await dispatch_method(self, stub, sig, args)
 
     async def _send_command(self, stub: object, message: WorkflowMessage) -> None:
+        if isinstance(stub, WorkflowByTagStub):
+            await self._send_by_tag(stub.workflow_name, stub.tag, message)
+            return
         await self.start()
         out = Outbox()
         out.add(

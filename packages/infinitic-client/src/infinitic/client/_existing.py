@@ -13,6 +13,7 @@ from infinitic.transport import Outbox
 
 if TYPE_CHECKING:
     from infinitic.client._client import InfiniticClient, WorkflowDeferred
+    from infinitic.client._tags import WorkflowByTagStub
 
 
 class ExistingWorkflowStub(_Stub):
@@ -59,7 +60,10 @@ class ChannelSender:
     """A channel of an instance, seen from a client."""
 
     def __init__(
-        self, client: InfiniticClient, stub: ExistingWorkflowStub, channel: Channel[Any]
+        self,
+        client: InfiniticClient,
+        stub: ExistingWorkflowStub | WorkflowByTagStub,
+        channel: Channel[Any],
     ) -> None:
         self._client = client
         self._stub = stub

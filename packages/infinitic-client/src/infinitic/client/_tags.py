@@ -71,6 +71,11 @@ class WorkflowByTagStub(_Stub):
             f"{self.tag!r} is not supported; use client.get_ids and get_workflow_by_id"
         )
 
+    def _channel(self, channel: Any) -> Any:
+        from infinitic.client._existing import ChannelSender
+
+        return ChannelSender(self._client, self, channel)  # type: ignore[arg-type]  # a TagOperations is an InfiniticClient
+
     def __repr__(self) -> str:
         return f"<WorkflowByTagStub {self.workflow_name} tag={self.tag!r}>"
 
