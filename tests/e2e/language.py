@@ -24,6 +24,7 @@ from infinitic.workflows import (
     any_of,
     dispatch,
     get_workflow_by_id,
+    get_workflow_by_tag,
     inline,
     new_service,
     new_workflow,
@@ -191,6 +192,10 @@ class Talker(Workflow):
         other = get_workflow_by_id(Signals, target_id)
         await other.notes.send(note)
         return "sent"
+
+    async def broadcast(self, tag: str, note: str) -> str:
+        await get_workflow_by_tag(Signals, tag).notes.send(note)
+        return "broadcast"
 
     async def ask(self, target_id: str) -> int:
         counter = get_workflow_by_id(Counter_, target_id)

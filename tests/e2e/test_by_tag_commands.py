@@ -11,7 +11,7 @@ from infinitic.exceptions import WorkflowCanceledError, WorkflowFailedError
 from infinitic.storage import InMemoryStorage
 
 from .conftest import WorkerFactory
-from .language import FLAGS, Fixable, Signals, Timers, Tools, ToolsImpl
+from .language import FLAGS, Fixable, Signals, Talker, Timers, Tools, ToolsImpl
 
 
 @pytest.fixture
@@ -19,7 +19,7 @@ async def client(make_worker: WorkerFactory):  # type: ignore[no-untyped-def]
     FLAGS.update(fixed=False, patched=False, task_fixed=False)
     worker = make_worker()
     worker.add_service(ToolsImpl(), interface=Tools, concurrency=10)
-    for workflow in (Signals, Timers, Fixable):
+    for workflow in (Signals, Timers, Fixable, Talker):
         worker.add_workflow(workflow, concurrency=10)
     async with worker, InfiniticClient(transport=worker.transport) as c:
         yield c
@@ -97,3 +97,15 @@ async def test_by_tag_with_no_instance_does_nothing(client: InfiniticClient) -> 
     await client.complete_timers(nobody)
     await client.get_workflow_by_tag(Signals, "nobody").notes.send("lost")
     assert await client.get_ids(nobody) == []
+
+
+async def test_a_workflow_signals_every_instance_with_a_tag(client: InfiniticClient) -> None:
+    deferreds = [
+        await client.dispatch(client.new_workflow(Signals, tags={"team"}).three) for _ in range(3)
+    ]
+    await _started(client, Signals, "team", 3)
+    talker = client.new_workflow(Talker)
+    for note in ["x", "y", "z"]:
+        assert await talker.broadcast("team", note) == "broadcast"
+    results = await asyncio.gather(*(d.result() for d in deferreds))
+    assert results == [["x", "y", "z"]] * 3

@@ -19,6 +19,7 @@ def test_workflows_api() -> None:
             "any_of",
             "dispatch",
             "get_workflow_by_id",
+            "get_workflow_by_tag",
             "inline",
             "new_service",
             "new_workflow",

@@ -161,7 +161,9 @@ class ChildWorkflowStub(_Stub):
 class _WorkflowChannelSender:
     """A channel of another instance, seen from workflow code: ``send`` is a command."""
 
-    def __init__(self, stub: ExistingWorkflowStub, channel: Channel[Any]) -> None:
+    def __init__(
+        self, stub: ExistingWorkflowStub | ByTagWorkflowStub, channel: Channel[Any]
+    ) -> None:
         self._stub = stub
         self._channel = channel
 
@@ -169,6 +171,15 @@ class _WorkflowChannelSender:
         """Send ``value`` to the channel (completed once sent; never waits for a receiver)."""
         rt = current_runtime(f"sending to channel {self._channel.name!r}")
         data = self._channel.dump(value, f"workflow {self._stub.entity_name}")
+        if isinstance(self._stub, ByTagWorkflowStub):
+            return rt.new_signal(
+                self._stub.entity_name,
+                None,
+                self._channel,
+                data,
+                type_names(value),
+                tag=self._stub.tag,
+            )
         return rt.new_signal(
             self._stub.entity_name, self._stub.workflow_id, self._channel, data, type_names(value)
         )
@@ -208,6 +219,36 @@ def get_workflow_by_id(workflow: Callable[..., T], workflow_id: str) -> T:
     if not isinstance(workflow_id, str) or not workflow_id:
         raise TypeError(f"workflow_id must be a non-empty string, got {workflow_id!r}")
     return cast(T, ExistingWorkflowStub(cast(type, workflow), workflow_id))
+
+
+class ByTagWorkflowStub(_Stub):
+    """A stub of the instances of a workflow with a tag, inside workflow code: their channels
+    can be sent to (every instance with the tag when the signal is handled gets it)."""
+
+    _kind = "workflow"
+
+    def __init__(self, workflow: type, tag: str) -> None:
+        super().__init__(workflow, None, None)
+        self.tag = tag
+
+    def _call(
+        self, sig: MethodSignature, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Deferred[Any]:
+        raise UnknownMethodError(
+            f"calling {self._name}.{sig.method_name} on the instances with tag {self.tag!r} "
+            "from a workflow is not supported; send them a signal on a channel instead"
+        )
+
+    def _channel(self, channel: Channel[Any]) -> Any:
+        return _WorkflowChannelSender(self, channel)
+
+
+def get_workflow_by_tag(workflow: Callable[..., T], tag: str) -> T:
+    """Return a stub of the instances of ``workflow`` with ``tag``, for workflow code to send to
+    their channels."""
+    if not isinstance(tag, str) or not tag:
+        raise TypeError(f"tag must be a non-empty string, got {tag!r}")
+    return cast(T, ByTagWorkflowStub(cast(type, workflow), tag))
 
 
 def new_service(

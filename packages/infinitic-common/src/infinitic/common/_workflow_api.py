@@ -113,7 +113,13 @@ class WorkflowRuntimeApi(Protocol):
     ) -> Any: ...
 
     def new_signal(
-        self, workflow_name: str, workflow_id: str, channel: Any, data: Any, type_names: list[str]
+        self,
+        workflow_name: str,
+        workflow_id: str | None,
+        channel: Any,
+        data: Any,
+        type_names: list[str],
+        tag: str | None = None,
     ) -> Deferred[None]: ...
 
     def new_method_call(

@@ -11,7 +11,13 @@ Example:
 """
 
 from infinitic.common._channels import Channel, Receiving
-from infinitic.common._stubs import dispatch, get_workflow_by_id, new_service, new_workflow
+from infinitic.common._stubs import (
+    dispatch,
+    get_workflow_by_id,
+    get_workflow_by_tag,
+    new_service,
+    new_workflow,
+)
 from infinitic.common._workflow import Workflow
 from infinitic.common._workflow_api import Deferred, all_of, any_of, inline, patched, timer
 
@@ -24,6 +30,7 @@ __all__ = [
     "any_of",
     "dispatch",
     "get_workflow_by_id",
+    "get_workflow_by_tag",
     "inline",
     "new_service",
     "new_workflow",

@@ -31,7 +31,7 @@ from infinitic.common._messages import (
     WorkflowTaskFailed,
     method_outcome_failure,
 )
-from infinitic.common._tag_messages import dispatch_route
+from infinitic.common._tag_messages import SendToWorkflowsByTag, dispatch_route
 from infinitic.common._topics import check_entity_name
 from infinitic.transport import Outbox, Transport
 
@@ -171,19 +171,20 @@ def _dispatch_method(command: CommandRecord, requester: Requester, out: Outbox) 
 def _send_signal(command: CommandRecord, out: Outbox) -> None:
     name = check_entity_name(command.workflow_name or "")
     target = command.target_workflow_id or ""
-    out.add(
-        topic(TopicKind.WORKFLOW_CMD, name),
-        SendSignal(
-            workflow_name=name,
-            workflow_id=target,
-            channel_name=command.channel_name or "",
-            signal_id=command.command_id,
-            data=command.args[0] if command.args else None,
-            type_names=command.type_names,
-            message_id=deterministic_id("signal", command.command_id),
-        ),
-        key=target,
+    signal = SendSignal(
+        workflow_name=name,
+        workflow_id=target,
+        channel_name=command.channel_name or "",
+        signal_id=command.command_id,
+        data=command.args[0] if command.args else None,
+        type_names=command.type_names,
+        message_id=deterministic_id("signal", command.command_id),
     )
+    if command.target_workflow_id is None and command.tags:  # to every instance with the tag
+        tag = command.tags[0]
+        out.add(topic(TopicKind.WORKFLOW_TAG, name), SendToWorkflowsByTag.of(tag, signal), key=tag)
+        return
+    out.add(topic(TopicKind.WORKFLOW_CMD, name), signal, key=target)
 
 
 class WorkflowTaskEventHandler:

@@ -362,7 +362,13 @@ class WorkflowInstance:
         return self._deferred(record, load_result)
 
     def new_signal(
-        self, workflow_name: str, workflow_id: str, channel: Any, data: Any, type_names: list[str]
+        self,
+        workflow_name: str,
+        workflow_id: str | None,
+        channel: Any,
+        data: Any,
+        type_names: list[str],
+        tag: str | None = None,
     ) -> Deferred[None]:
         record, _ = self._new_command(
             kind="signal",
@@ -372,6 +378,7 @@ class WorkflowInstance:
             channel_name=channel.name,
             args=[data],
             type_names=type_names,
+            tags=[tag] if tag else [],
             status="completed",
         )
         deferred: Deferred[None] = Deferred(
