@@ -344,3 +344,30 @@ async def test_check_mode_none_accepts_changed_code(tools: ToolsImpl) -> None:
     worker.add_workflow(Parallel)
     async with worker, InfiniticClient(transport=transport) as c:
         assert await c.new_workflow(Parallel).many(3) == [0, 2, 4]
+
+
+async def test_reading_a_workflow_state(
+    make_worker: WorkerFactory, storage: InMemoryStorage, tools: ToolsImpl
+) -> None:
+    import json
+
+    worker = make_worker()
+    worker.add_service(tools, interface=Tools)
+    worker.add_workflow(Timers)
+    async with worker, InfiniticClient(transport=worker.transport, storage=storage) as c:
+        deferred = await c.dispatch(c.new_workflow(Timers, meta={"k": b"\x00"}).long_wait)
+        stub = c.get_workflow_by_id(Timers, deferred.id)
+        await eventually(lambda: _has_steps(c, stub))
+        state = await c.get_workflow_state(stub)
+        assert state is not None
+        json.dumps(state)  # JSON-compatible
+        assert state["workflow_id"] == deferred.id
+        assert state["meta"] == {"k": "AA=="}
+        assert [c_["kind"] for c_ in state["commands"].values()] == ["timer"]
+        assert await c.get_workflow_state(c.get_workflow_by_id(Timers, "nope")) is None
+        await c.cancel(stub)
+
+
+async def _has_steps(c: InfiniticClient, stub: object) -> bool:
+    state = await c.get_workflow_state(stub)
+    return bool(state and state.get("commands"))

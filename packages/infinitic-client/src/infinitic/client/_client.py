@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import os
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
@@ -21,6 +22,8 @@ from infinitic.common import (
     new_id,
     response_topic,
     topic,
+    unpack,
+    workflow_state_key,
 )
 from infinitic.common._errors import InfiniticError
 from infinitic.common._messages import (
@@ -119,6 +122,16 @@ class _NewWorkflowStub(_Stub):
         return run()
 
 
+def _json_compatible(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    if isinstance(value, dict):
+        return {str(k): _json_compatible(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_compatible(v) for v in value]
+    return value
+
+
 def _stub_of(stub: object) -> ExistingWorkflowStub | WorkflowByTagStub:
     if isinstance(stub, ExistingWorkflowStub | WorkflowByTagStub):
         return stub
@@ -138,8 +151,11 @@ class InfiniticClient(TagOperations):
         name: a unique client name (default: generated).
     """
 
-    def __init__(self, *, transport: Transport, name: str | None = None) -> None:
+    def __init__(
+        self, *, transport: Transport, name: str | None = None, storage: Any = None
+    ) -> None:
         self._transport = transport
+        self._storage = storage
         self.name = name or f"client-{new_id()}"
         self._futures: dict[tuple[str, str], asyncio.Future[MethodOutcome]] = {}
         self._consumer: Consumer | None = None
@@ -289,6 +305,27 @@ class InfiniticClient(TagOperations):
         await self._send_command(
             stub, _stub_of(stub).command(CompleteTimers, method_run_id=method_run_id)
         )
+
+    async def get_workflow_state(self, stub: object) -> dict[str, Any] | None:
+        """Read the stored state of an instance, as JSON-compatible data (bytes as base64), for
+        inspection: its method runs, steps, commands and their outcomes. None when the instance
+        does not exist (never started, or completed and removed).
+
+        Needs the client to be built with ``storage=`` (the workers' storage).
+        """
+        if not isinstance(stub, ExistingWorkflowStub):
+            raise TypeError(f"expected a stub from client.get_workflow_by_id, got {stub!r}")
+        if self._storage is None:
+            raise InfiniticError(
+                "reading workflow states needs InfiniticClient(..., storage=<the workers' storage>)"
+            )
+        stored = await self._storage.key_value.get(
+            workflow_state_key(stub.entity_name, stub.workflow_id)
+        )
+        if stored is None:
+            return None
+        state = unpack(stored.value)["state"]
+        return _json_compatible(state)  # type: ignore[no-any-return]
 
     async def _dispatch_method(
         self, stub: ExistingWorkflowStub, sig: MethodSignature, args: list[Any]
