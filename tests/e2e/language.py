@@ -216,6 +216,12 @@ class Counter_(Workflow):
         self.total += n
         return self.total
 
+    async def self_call(self) -> int:
+        """Runs another method on this same instance, and waits for it."""
+        me = get_workflow_by_id(Counter_, self.workflow_id)
+        await me.increment(7)
+        return self.total
+
 
 class Context(Workflow):
     tools = new_service(Tools)

@@ -371,3 +371,47 @@ async def test_reading_a_workflow_state(
 async def _has_steps(c: InfiniticClient, stub: object) -> bool:
     state = await c.get_workflow_state(stub)
     return bool(state and state.get("commands"))
+
+
+async def test_a_workflow_runs_a_method_on_its_own_instance(client: InfiniticClient) -> None:
+    main = await client.dispatch(client.new_workflow(Counter_).run)
+    running = client.get_workflow_by_id(Counter_, main.id)
+    await asyncio.sleep(0.1)
+    assert await running.self_call() == 7
+    await running.stop.send("now")
+    assert await main == 7
+
+
+async def test_retry_tasks_by_id_and_by_service(
+    client: InfiniticClient, tools: ToolsImpl, storage: InMemoryStorage
+) -> None:
+    stubs = []
+    for _ in range(2):
+        d = await client.dispatch(client.new_workflow(Fixable).with_failing_task)
+        with pytest.raises(WorkflowFailedError):
+            await d
+        stubs.append(client.get_workflow_by_id(Fixable, d.id))
+    FLAGS["task_fixed"] = True
+    state = await _state(client, storage, stubs[0])
+    task_id = next(c["command_id"] for c in state["commands"].values() if c["kind"] == "task")
+    await client.retry_tasks(stubs[0], task_ids=["unknown-id"])  # nothing to retry
+    await client.retry_tasks(stubs[0], task_ids=[task_id])
+    await client.retry_tasks(stubs[1], service="Tools")
+    await eventually(lambda: _true(len(storage.key_value) == 0))
+    assert tools.calls["fail_unless_fixed"] == 4
+
+
+async def _state(client: InfiniticClient, storage: InMemoryStorage, stub: object) -> dict:  # type: ignore[type-arg]
+    async with InfiniticClient(transport=client._transport, storage=storage) as reader:
+        state = await reader.get_workflow_state(stub)
+    assert state is not None
+    return state
+
+
+@pytest.mark.parametrize("workflow_cache_size", [2])
+async def test_a_tiny_live_instance_cache_evicts_safely(client: InfiniticClient) -> None:
+    results = await asyncio.gather(
+        *(client.new_workflow(Parallel).tasks_and_gather() for _ in range(20))
+    )
+    assert results == [[0, 2, 4, 6, 8]] * 20
+    assert await client.new_workflow(Parallel).many(30) == [2 * i for i in range(30)]
