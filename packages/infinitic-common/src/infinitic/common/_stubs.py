@@ -116,46 +116,39 @@ class _Stub:
         return method_timeout(self._interface, sig.method_name)
 
 
-class ServiceStub(_Stub):
+class _NewCommandStub(_Stub):
+    _runtime_method = ""  # the WorkflowRuntimeApi method creating the command
+
+    def _call(
+        self, sig: MethodSignature, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Deferred[Any]:
+        rt = current_runtime(f"calling {self._name}.{sig.method_name}")
+        dumped = sig.dump_args(args, kwargs)
+        create = getattr(rt, self._runtime_method)
+        deferred: Deferred[Any] = create(
+            self._name,
+            sig.method_name,
+            dumped,
+            self._tags,
+            self._meta,
+            sig.load_result,
+            self._timeout(sig),
+        )
+        return deferred
+
+
+class ServiceStub(_NewCommandStub):
     """A stub of a service inside workflow code: each method call is a task."""
 
     _kind = "service"
-
-    def _call(
-        self, sig: MethodSignature, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Deferred[Any]:
-        rt = current_runtime(f"calling {self._name}.{sig.method_name}")
-        dumped = sig.dump_args(args, kwargs)
-        return rt.new_task(
-            self._name,
-            sig.method_name,
-            dumped,
-            self._tags,
-            self._meta,
-            sig.load_result,
-            self._timeout(sig),
-        )
+    _runtime_method = "new_task"
 
 
-class ChildWorkflowStub(_Stub):
+class ChildWorkflowStub(_NewCommandStub):
     """A stub of a new workflow inside workflow code: each method call starts a child."""
 
     _kind = "workflow"
-
-    def _call(
-        self, sig: MethodSignature, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Deferred[Any]:
-        rt = current_runtime(f"calling {self._name}.{sig.method_name}")
-        dumped = sig.dump_args(args, kwargs)
-        return rt.new_child_workflow(
-            self._name,
-            sig.method_name,
-            dumped,
-            self._tags,
-            self._meta,
-            sig.load_result,
-            self._timeout(sig),
-        )
+    _runtime_method = "new_child_workflow"
 
 
 class _WorkflowChannelSender:

@@ -304,17 +304,17 @@ class WorkflowInstance:
         load_result: Callable[[Any], Any],
         timeout: float | None = None,
     ) -> Deferred[Any]:
-        record, _ = self._new_command(
-            timeout_at=self._timeout_at(timeout),
-            kind="task",
-            name=f"{service_name}.{method_name}",
-            service_name=service_name,
-            method_name=method_name,
-            args=args,
-            tags=sorted(tags),
-            meta=dict(meta),
+        return self._new_call(
+            "task",
+            {"service_name": service_name},
+            service_name,
+            method_name,
+            args,
+            tags,
+            meta,
+            load_result,
+            timeout,
         )
-        return self._deferred(record, load_result)
 
     def new_child_workflow(
         self,
@@ -326,15 +326,39 @@ class WorkflowInstance:
         load_result: Callable[[Any], Any],
         timeout: float | None = None,
     ) -> Deferred[Any]:
+        return self._new_call(
+            "workflow",
+            {"workflow_name": workflow_name},
+            workflow_name,
+            method_name,
+            args,
+            tags,
+            meta,
+            load_result,
+            timeout,
+        )
+
+    def _new_call(
+        self,
+        kind: str,
+        target: dict[str, str],
+        entity: str,
+        method_name: str,
+        args: list[Any],
+        tags: frozenset[str],
+        meta: Mapping[str, bytes],
+        load_result: Callable[[Any], Any],
+        timeout: float | None,
+    ) -> Deferred[Any]:
         record, _ = self._new_command(
-            timeout_at=self._timeout_at(timeout),
-            kind="workflow",
-            name=f"{workflow_name}.{method_name}",
-            workflow_name=workflow_name,
+            kind=kind,
+            name=f"{entity}.{method_name}",
             method_name=method_name,
             args=args,
             tags=sorted(tags),
             meta=dict(meta),
+            timeout_at=self._timeout_at(timeout),
+            **target,
         )
         return self._deferred(record, load_result)
 
