@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import resource
 import time
 import tracemalloc
+from collections.abc import Awaitable, Callable
 
 from infinitic.client import InfiniticClient
 from infinitic.common import topic
@@ -47,6 +49,13 @@ class Subscriber(Workflow):
 
     async def wait(self) -> str:
         return await self.stop.receive(limit=1)
+
+
+async def until(predicate: Callable[[], Awaitable[bool]]) -> None:
+    for _ in itertools.count():
+        if await predicate():
+            return
+        await asyncio.sleep(0.05)
 
 
 async def fan_out(ids: int) -> tuple[float, int, int]:
@@ -109,10 +118,15 @@ async def end_to_end(instances: int) -> tuple[float, float]:
         started = time.perf_counter()
         deferreds = await asyncio.gather(*(client.dispatch(stub.wait) for _ in range(instances)))
         by_tag = client.get_workflow_by_tag(Subscriber, TAG)
-        while len(await client.get_ids(by_tag)) < instances:
-            await asyncio.sleep(0.05)
-        while not transport.idle():
-            await asyncio.sleep(0.05)
+
+        async def all_tagged() -> bool:
+            return len(await client.get_ids(by_tag)) == instances
+
+        async def idle() -> bool:  # every instance waits on its channel
+            return transport.idle()
+
+        await until(all_tagged)
+        await until(idle)
         start_seconds = time.perf_counter() - started
         started = time.perf_counter()
         await client._send_by_tag(
@@ -126,8 +140,11 @@ async def end_to_end(instances: int) -> tuple[float, float]:
                 canceled += 1
         cancel_seconds = time.perf_counter() - started
         assert canceled == instances, f"{canceled} of {instances} canceled"
-        while await client.get_ids(by_tag):  # tags removed as instances end
-            await asyncio.sleep(0.05)
+
+        async def untagged() -> bool:  # tags are removed as instances end
+            return not await client.get_ids(by_tag)
+
+        await until(untagged)
     return start_seconds, cancel_seconds
 
 
@@ -136,7 +153,7 @@ async def main() -> None:
     parser.add_argument("--ids", type=int, default=100_000)
     parser.add_argument("--instances", type=int, default=10_000)
     args = parser.parse_args()
-    print(f"fan-out of one command by tag (page of 1000 ids per tag-engine message)")
+    print("fan-out of one command by tag (page of 1000 ids per tag-engine message)")
     for n in (args.ids // 10, args.ids):
         seconds, received, peak = await fan_out(n)
         print(
