@@ -176,7 +176,7 @@ class TaskTagEngine:
                 requester=data.requester,
                 tags=data.tags,
                 meta=data.meta,
-                message_id=deterministic_id(m.task_id, "delegated-outcome"),
+                message_id=deterministic_id(m.message_id, "delegated-outcome"),
             ),
         )
         await out.send(self._transport)
