@@ -169,7 +169,10 @@ async def test_worker_from_yaml_runs_and_closes_what_it_built(tmp_path: Path) ->
 
 def test_client_from_yaml_reads_only_the_transport(tmp_path: Path) -> None:
     client = InfiniticClient.from_yaml(write(tmp_path, BANK_YAML))
-    assert client.name == "bank-worker"
+    assert client.name.startswith("client-")  # ``name`` is the worker's
+    named = InfiniticClient.from_yaml(write(tmp_path, BANK_YAML + "client: {name: teller}\n"))
+    assert named.name == "teller"
+    assert load_config(tmp_path / "infinitic.yml", environ={}).client == {"name": "teller"}
     with pytest.raises(ConfigurationError, match=r"transport\.pulsarLite"):
         InfiniticClient.from_config({"transport": {"pulsarLite": {}}})  # needs the port
     with pytest.raises(ConfigurationError, match="transport: name a transport"):
@@ -195,3 +198,49 @@ def test_in_memory_storage_takes_no_option() -> None:
     with pytest.raises(ConfigurationError, match=r"storage\.inMemory"):
         InfiniticWorker.from_config({"storage": {"inMemory": {"size": 1}}}, environ={})
     assert isinstance(InfiniticWorker.from_config({}, environ={}).storage, InMemoryStorage)
+
+
+def _readme_yaml_blocks() -> list[str]:
+    readme = (Path(__file__).parents[3] / "README.md").read_text()
+    section = readme.split("## Configuration and backends", 1)[1].split("\n## ", 1)[0]
+    return [block.split("```", 1)[0] for block in section.split("```yaml\n")[1:]]
+
+
+def test_readme_configuration_examples_are_valid() -> None:
+    import yaml
+
+    blocks = _readme_yaml_blocks()
+    assert len(blocks) == 3
+    documents = [doc for block in blocks for doc in yaml.safe_load_all(block)]
+    assert len(documents) == 5
+    for document in documents:
+        worker = InfiniticWorker.from_config(document, environ={})  # builds, connects nothing
+        assert worker.transport is not None
+        if "transport" in document:
+            assert InfiniticClient.from_config(document).name.startswith("client-")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.pulsar
+async def test_worker_with_embedded_broker_and_client_from_one_file(tmp_path: Path) -> None:
+    pytest.importorskip("pulsar_lite")
+    text = BANK_YAML.replace(
+        "transport:\n  inMemory:\n",
+        f"transport:\n  pulsarLite: {{port: {_free_port()}, dataDir: {tmp_path / 'broker'}}}\n",
+    )
+    path = write(tmp_path, text)
+    worker = InfiniticWorker.from_yaml(path, environ={})
+    async with worker, InfiniticClient.from_yaml(path) as client:
+        results = await asyncio.gather(
+            *(client.new_workflow(BankWorkflow).wire(f"w{i}", "a", "b", 1) for i in range(5))
+        )
+    assert len(set(results)) == 5
+    assert worker.transport.broker.pid is None  # type: ignore[attr-defined]  # stopped
+    assert (tmp_path / "broker" / "db.rocksdb").exists()  # an explicit data dir is kept

@@ -168,8 +168,8 @@ class InfiniticClient(TagOperations):
     def from_config(cls, config: Mapping[str, Any]) -> InfiniticClient:
         """A client built from a configuration mapping (the shape of the YAML file).
 
-        Only ``transport`` (and ``name``) are read. The client owns the transport it built and
-        closes it in :meth:`close`. ``INFINITIC__...`` environment variables override keys.
+        Only ``transport`` (and ``client.name``) are read. The client owns the transport it built
+        and closes it in :meth:`close`. ``INFINITIC__...`` environment variables override keys.
 
         Raises:
             ConfigurationError: the transport section is missing or invalid (naming the key).

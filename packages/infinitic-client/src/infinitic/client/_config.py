@@ -1,5 +1,6 @@
-"""Reading a client's configuration: the ``transport:`` section (and an optional ``name:``) of
-the same YAML file workers read; the other sections are the workers' business and ignored."""
+"""Reading a client's configuration: the ``transport:`` section of the same YAML file workers
+read; the other sections (``name:`` included: it names the worker, and each client needs a
+unique name) are the workers' business and ignored."""
 
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def client_settings(config: Mapping[str, Any]) -> tuple[Transport, str | None]:
-    """Return the transport (built for a client) and the client name of a configuration.
+    """Return the transport (built for a client) and the client name of a configuration
+    (``client.name`` if set, else None: a unique name is generated).
 
     Environment variables ``INFINITIC__...`` override keys (see
     :func:`infinitic.transport.apply_env_overrides`).
@@ -48,7 +50,8 @@ def client_settings(config: Mapping[str, Any]) -> tuple[Transport, str | None]:
     data = apply_env_overrides(config)
     section = next((v for k, v in data.items() if str(k).lower() == "transport"), None)
     transport = transport_from_config(section, role="client")
-    name = data.get("name")
+    client = next((v for k, v in data.items() if str(k).lower() == "client"), None) or {}
+    name = client.get("name") if isinstance(client, Mapping) else None
     if name is not None and not isinstance(name, str):
-        raise ConfigurationError(f"name must be a string, got {name!r}")
+        raise ConfigurationError(f"client.name must be a string, got {name!r}")
     return transport, name

@@ -210,7 +210,8 @@ class InfiniticConfig(BaseSettings):
     """A whole configuration file (see the module documentation for an example).
 
     Attributes:
-        name: the worker's name (logs) and the client's name.
+        name: the worker's name (logs).
+        client: read by clients only (``client.name``: a unique client name).
         transport: one transport name with its options (``pulsar``, ``pulsarLite``,
             ``inMemory``), resolved through :func:`infinitic.transport.transport_from_config`.
         storage: the storage.
@@ -227,6 +228,7 @@ class InfiniticConfig(BaseSettings):
     )
 
     name: str | None = None
+    client: dict[str, Any] | None = None
     transport: dict[str, Any] = Field(default_factory=lambda: {"inMemory": {}})
     storage: StorageConfig = Field(default_factory=StorageConfig)
     services: list[ServiceConfig] = Field(default_factory=list)
