@@ -19,10 +19,12 @@ from infinitic.workflow_engine._state import (
     encode_state,
     state_key,
 )
+from infinitic.workflow_engine._storage_retry import StorageRetryPolicy, retry_storage
 
 __all__ = [
     "CheckMode",
     "StorageHistoryLoader",
+    "StorageRetryPolicy",
     "WorkflowCommandHandler",
     "WorkflowDelayHandler",
     "WorkflowEventHandler",
@@ -35,5 +37,6 @@ __all__ = [
     "decode_state",
     "encode_state",
     "replay_history",
+    "retry_storage",
     "state_key",
 ]
