@@ -123,7 +123,8 @@ async def test_engine_reprocesses_its_own_write_reported_as_a_conflict() -> None
     engine = WorkflowStateEngine("W", InMemoryTransport(), storage, clock=lambda: 1.0)
     await engine.handle(_start())
     stored = await storage.get(state_key("W", "wf"))
-    assert stored is not None and stored.version == 1
+    assert stored is not None
+    assert stored.version == 1
 
 
 async def test_engine_raises_corrupted_state_naming_the_key() -> None:
