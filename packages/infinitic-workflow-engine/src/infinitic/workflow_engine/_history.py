@@ -9,6 +9,7 @@ import time
 from infinitic.common._messages import ExecuteWorkflowTask
 from infinitic.storage import KeyValueStorage
 from infinitic.workflow_engine._state import WorkflowState, decode_state, state_key
+from infinitic.workflow_engine._storage_retry import with_storage_retry
 
 logger = logging.getLogger("infinitic.workflow_engine")
 
@@ -33,7 +34,7 @@ class StorageHistoryLoader:
         deadline = time.monotonic() + self._wait
         pause = 0.005
         while True:
-            stored = await self._storage.get(key)
+            stored = await with_storage_retry(self._storage.get, key)
             if stored is None:
                 return None
             state = decode_state(key, stored.value)
