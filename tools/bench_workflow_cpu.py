@@ -42,15 +42,15 @@ class Sequential(Workflow):
 
 async def measure(n: int, tasks_per_workflow: int, cache_size: int) -> tuple[float, float, int]:
     transport, storage = InMemoryTransport(), InMemoryStorage()
-    worker = InfiniticWorker(transport=transport, storage=storage,
-                             workflow_cache_size=cache_size)
+    worker = InfiniticWorker(transport=transport, storage=storage, workflow_cache_size=cache_size)
     worker.add_service(AdderImpl(), interface=Adder, concurrency=20)
     worker.add_workflow(Sequential, concurrency=20)
     async with worker, InfiniticClient(transport=transport) as client:
         started = time.perf_counter()
         workflows = n // tasks_per_workflow
-        results = await asyncio.gather(*(client.new_workflow(Sequential).run(tasks_per_workflow)
-                                         for _ in range(workflows)))
+        results = await asyncio.gather(
+            *(client.new_workflow(Sequential).run(tasks_per_workflow) for _ in range(workflows))
+        )
         wall = time.perf_counter() - started
         assert all(r == tasks_per_workflow * (tasks_per_workflow - 1) // 2 for r in results)
         executor = worker.workflow_executor("Sequential")
@@ -72,11 +72,14 @@ async def main(n: int) -> None:
     for label, cpu, wall, replayed in rows:
         print(f"{label:<40} {cpu:>15.3f} {wall:>8.2f} {replayed:>15,}")
     ratio = rows[1][1] / max(rows[2][1], 1e-9)
-    print(f"\nwith the cache, doubling the tasks multiplies executor CPU by {ratio:.2f} "
-          "(linear: about 2)")
+    print(
+        f"\nwith the cache, doubling the tasks multiplies executor CPU by {ratio:.2f} "
+        "(linear: about 2)"
+    )
     ratio = rows[4][1] / max(rows[3][1], 1e-9)
-    print(f"without the cache, doubling the tasks multiplies it by {ratio:.2f} "
-          "(quadratic: about 4)")
+    print(
+        f"without the cache, doubling the tasks multiplies it by {ratio:.2f} (quadratic: about 4)"
+    )
 
 
 if __name__ == "__main__":
