@@ -23,10 +23,11 @@ from infinitic.storage import (
     KeyValueStorage,
     Storage,
 )
+from infinitic.storage.testing import service_url
 
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-POSTGRES_URL = os.environ.get("POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-MYSQL_URL = os.environ.get("MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
+REDIS_URL = service_url("redis")
+POSTGRES_URL = service_url("postgres")
+MYSQL_URL = service_url("mysql")
 
 _DEFAULT_PORTS = {"redis": 6379, "postgresql": 5432, "postgres": 5432, "mysql": 3306}
 
