@@ -57,18 +57,6 @@ MAX_CAS_ATTEMPTS = 20
 RECENT_SIGNALS = 1000  # signal ids remembered per instance, to drop duplicates
 
 
-def _unknown(
-    workflow_name: str, workflow_id: str, method_name: str | None, method_run_id: str
-) -> FailureInfo:
-    return FailureInfo(
-        kind="workflow_unknown",
-        workflow_name=workflow_name,
-        id=workflow_id,
-        method_name=method_name,
-        method_run_id=method_run_id,
-    )
-
-
 class WorkflowStateEngine:
     """Applies messages of the ``workflow-engine`` topic of one workflow to its stored states."""
 
@@ -158,18 +146,7 @@ class WorkflowStateEngine:
             return state, True
         if isinstance(m, DispatchMethod | WaitMethod) and m.requester is not None:
             method_name = m.method_name if isinstance(m, DispatchMethod) else None
-            failure = _unknown(m.workflow_name, m.workflow_id, method_name, m.method_run_id)
-            self._notify(
-                m.workflow_name,
-                m.workflow_id,
-                m.method_run_id,
-                method_name or "",
-                "unknown",
-                None,
-                failure,
-                [m.requester],
-                out,
-            )
+            self._notify_unknown(m, method_name, m.requester, out)
         elif isinstance(m, SendSignal | CancelWorkflow | RetryWorkflowTask | RetryTasks):
             logger.info(
                 "%s for unknown workflow %s %s ignored", m.TYPE, m.workflow_name, m.workflow_id
@@ -198,18 +175,7 @@ class WorkflowStateEngine:
         if isinstance(m, WaitMethod):
             run = state.method_runs.get(m.method_run_id)
             if run is None:
-                failure = _unknown(m.workflow_name, m.workflow_id, None, m.method_run_id)
-                self._notify(
-                    m.workflow_name,
-                    m.workflow_id,
-                    m.method_run_id,
-                    "",
-                    "unknown",
-                    None,
-                    failure,
-                    [m.requester],
-                    out,
-                )
+                self._notify_unknown(m, None, m.requester, out)
                 return False
             return self._wait(state, run, m.requester, out)
         if isinstance(m, CommandResult):
@@ -240,17 +206,7 @@ class WorkflowStateEngine:
         self, state: WorkflowState, run: MethodRun, requester: Requester, out: Outbox
     ) -> bool:
         if run.status in TERMINAL:
-            self._notify(
-                state.workflow_name,
-                state.workflow_id,
-                run.method_run_id,
-                run.method_name,
-                run.status,
-                run.value,
-                run.failure,
-                [requester],
-                out,
-            )
+            self._notify_run(state, run, [requester], out)
             return False
         if requester in run.requesters:
             return False
@@ -338,21 +294,8 @@ class WorkflowStateEngine:
             run.status = outcome.status
             run.value = outcome.value
             run.failure = outcome.failure
-            self._notify(
-                state.workflow_name,
-                state.workflow_id,
-                run.method_run_id,
-                run.method_name,
-                run.status,
-                run.value,
-                run.failure,
-                run.requesters,
-                out,
-            )
-            run.requesters = []
-        buffered, state.buffered_signals = state.buffered_signals, []
-        for signal in buffered:
-            self._signal(state, signal)
+            self._release(state, run, out)
+        self._flush_signals(state)
         return True
 
     def _task_failed(self, state: WorkflowState, m: WorkflowTaskFailed, out: Outbox) -> bool:
@@ -363,21 +306,9 @@ class WorkflowStateEngine:
         for run in state.method_runs.values():
             concerned = m.method_run_id is None or run.method_run_id == m.method_run_id
             if run.status == "ongoing" and run.requesters and concerned:
-                self._notify(
-                    state.workflow_name,
-                    state.workflow_id,
-                    run.method_run_id,
-                    run.method_name,
-                    "failed",
-                    None,
-                    m.failure,
-                    run.requesters,
-                    out,
-                )
-                run.requesters = []
-        buffered, state.buffered_signals = state.buffered_signals, []
-        for signal in buffered:
-            self._signal(state, signal)
+                # the run stays ongoing (resumable); its current waiters learn of the failure
+                self._release(state, run, out, status="failed", failure=m.failure)
+        self._flush_signals(state)
         return True
 
     def _cancel(self, state: WorkflowState, out: Outbox) -> bool:
@@ -396,18 +327,7 @@ class WorkflowStateEngine:
             if run.status in TERMINAL:
                 continue
             run.status = "canceled"
-            self._notify(
-                state.workflow_name,
-                state.workflow_id,
-                run.method_run_id,
-                run.method_name,
-                "canceled",
-                None,
-                None,
-                run.requesters,
-                out,
-            )
-            run.requesters = []
+            self._release(state, run, out)
         return True
 
     def _retry_workflow_task(self, state: WorkflowState, out: Outbox) -> bool:
@@ -537,6 +457,76 @@ class WorkflowStateEngine:
                 signals=list(state.signals.values()),
             ),
             key=state.workflow_id,
+        )
+
+    def _flush_signals(self, state: WorkflowState) -> None:
+        """Handle the signals that arrived while the workflow task ran, in arrival order."""
+        buffered, state.buffered_signals = state.buffered_signals, []
+        for signal in buffered:
+            self._signal(state, signal)
+
+    def _release(
+        self,
+        state: WorkflowState,
+        run: MethodRun,
+        out: Outbox,
+        *,
+        status: str | None = None,
+        failure: FailureInfo | None = None,
+    ) -> None:
+        """Tell the current waiters of ``run`` how it ended (by default: its own status)."""
+        if status is None:
+            self._notify_run(state, run, run.requesters, out)
+        else:
+            self._notify(
+                state.workflow_name,
+                state.workflow_id,
+                run.method_run_id,
+                run.method_name,
+                status,
+                None,
+                failure,
+                run.requesters,
+                out,
+            )
+        run.requesters = []
+
+    def _notify_run(
+        self, state: WorkflowState, run: MethodRun, waiters: list[Requester], out: Outbox
+    ) -> None:
+        self._notify(
+            state.workflow_name,
+            state.workflow_id,
+            run.method_run_id,
+            run.method_name,
+            run.status,
+            run.value,
+            run.failure,
+            waiters,
+            out,
+        )
+
+    def _notify_unknown(
+        self, m: WorkflowMessage, method_name: str | None, requester: Requester, out: Outbox
+    ) -> None:
+        run_id = getattr(m, "method_run_id", m.workflow_id)
+        failure = FailureInfo(
+            kind="workflow_unknown",
+            workflow_name=m.workflow_name,
+            id=m.workflow_id,
+            method_name=method_name,
+            method_run_id=run_id,
+        )
+        self._notify(
+            m.workflow_name,
+            m.workflow_id,
+            run_id,
+            method_name or "",
+            "unknown",
+            None,
+            failure,
+            [requester],
+            out,
         )
 
     def _notify(
