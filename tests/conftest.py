@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 
@@ -17,3 +18,27 @@ CACHE_SIZES = (
 def workflow_cache_size(request: pytest.FixtureRequest) -> int:
     """Every end-to-end scenario runs with the live-instance cache on and off."""
     return int(request.param)
+
+
+@pytest.fixture(scope="session")
+def pulsar_lite_url() -> Iterator[str]:
+    """The service URL of one pulsar-lite broker shared by every test of the session
+    (``PULSAR_LITE_URL`` to use a running one). Unavailable: skip locally, fail under CI."""
+    url = os.environ.get("PULSAR_LITE_URL")
+    if url:
+        yield url
+        return
+    try:
+        from infinitic.transport_pulsar import EmbeddedPulsarLite
+
+        broker = EmbeddedPulsarLite()
+        broker.start_blocking()
+    except (ImportError, OSError, RuntimeError) as e:
+        reason = f"cannot start an embedded pulsar-lite broker: {e}"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    try:
+        yield broker.service_url
+    finally:
+        broker.stop_blocking()

@@ -7,9 +7,8 @@ PostgreSQL, MySQL) on the in-memory transport, and the Pulsar transport on a pul
 
 from __future__ import annotations
 
-import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,28 +18,7 @@ from infinitic.storage import InMemoryStorage, Storage
 from infinitic.transport import InMemoryTransport, Transport
 from infinitic.worker import InfiniticWorker
 
-from .support import Backend, open_backend, unavailable
-
-
-@pytest.fixture(scope="session")
-def pulsar_lite_url() -> Iterator[str]:
-    """The service URL of a pulsar-lite broker shared by the session."""
-    url = os.environ.get("PULSAR_LITE_URL")
-    if url:
-        yield url
-        return
-    try:
-        from infinitic.transport_pulsar import EmbeddedPulsarLite
-
-        broker = EmbeddedPulsarLite()
-        broker.start_blocking()
-    except (ImportError, OSError, RuntimeError) as e:
-        unavailable(f"cannot start an embedded pulsar-lite broker: {e}")
-        return
-    try:
-        yield broker.service_url
-    finally:
-        broker.stop_blocking()
+from .support import Backend, open_backend
 
 
 def pulsar_lite_transport(url: str, **settings: Any) -> Transport:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlparse
 
@@ -27,27 +27,6 @@ def unavailable(reason: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(reason)
     pytest.skip(reason)
-
-
-@pytest.fixture(scope="session")
-def pulsar_lite_url() -> Iterator[str]:
-    """The service URL of a pulsar-lite broker shared by the session."""
-    url = os.environ.get("PULSAR_LITE_URL")
-    if url:
-        yield url
-        return
-    try:
-        from infinitic.transport_pulsar import EmbeddedPulsarLite
-
-        broker = EmbeddedPulsarLite()
-        broker.start_blocking()
-    except (ImportError, OSError, RuntimeError) as e:
-        unavailable(f"cannot start an embedded pulsar-lite broker: {e}")
-        return
-    try:
-        yield broker.service_url
-    finally:
-        broker.stop_blocking()
 
 
 def real_pulsar_settings() -> dict[str, Any]:
