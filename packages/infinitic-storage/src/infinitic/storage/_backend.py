@@ -13,11 +13,13 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Generic, TypeVar
+from typing import Any, ClassVar, Generic, Self, TypeVar, cast
 
 from infinitic.common._errors import InfiniticError, StorageError
 
 ClientT = TypeVar("ClientT")
+SettingsT = TypeVar("SettingsT")
+SharedT = TypeVar("SharedT", bound="SharedClient[Any]")
 T = TypeVar("T")
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
@@ -178,3 +180,33 @@ class SharedClient(ABC, Generic[ClientT]):
         client = await self.client(operation, what)
         async with self.translating(operation, what):
             return await call(client)
+
+
+class SharedClientUser(Generic[SettingsT, SharedT]):
+    """A storage using a shared driver client: it retains the client when created and releases
+    it once when closed, so the client closes with its last user.
+
+    Subclasses name their settings class (with ``from_url``) and their shared-client class.
+    """
+
+    _settings_type: ClassVar[Any]
+    _client_type: ClassVar[Any]
+
+    def __init__(self, settings: SettingsT | None = None, shared: SharedT | None = None) -> None:
+        if settings is None:
+            settings = cast(Any, shared).settings if shared is not None else self._settings_type()
+        self.settings: SettingsT = settings
+        self._shared: SharedT = shared if shared is not None else self._client_type(settings)
+        self._shared.retain()
+        self._released = False
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """Storage at ``url``; ``options`` are other attributes of its settings."""
+        return cls(cls._settings_type.from_url(url, **options))
+
+    async def close(self) -> None:
+        """Release the shared client (closed with its last user); idempotent."""
+        if not self._released:
+            self._released = True
+            await self._shared.release()

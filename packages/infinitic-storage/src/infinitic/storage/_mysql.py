@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from infinitic.common._errors import VersionConflictError
 from infinitic.storage._backend import (
     SharedClient,
+    SharedClientUser,
     check_identifier,
     describe_keys,
     missing_driver,
@@ -231,23 +232,9 @@ async def execute(
         await pool.release(conn)
 
 
-class _MySQLStorageBase:
-    def __init__(self, settings: MySQLSettings | None, shared: _MySQLPool | None = None) -> None:
-        self.settings = settings or (shared.settings if shared else MySQLSettings())
-        self._shared = shared or _MySQLPool(self.settings)
-        self._shared.retain()
-        self._released = False
-
-    @classmethod
-    def from_url(cls, url: str, **options: Any) -> Self:
-        """Storage at ``url``; ``options`` are other :class:`MySQLSettings` attributes."""
-        return cls(MySQLSettings.from_url(url, **options))
-
-    async def close(self) -> None:
-        """Release the connection pool (closed with its last user); idempotent."""
-        if not self._released:
-            self._released = True
-            await self._shared.release()
+class _MySQLStorageBase(SharedClientUser[MySQLSettings, _MySQLPool]):
+    _settings_type = MySQLSettings
+    _client_type = _MySQLPool
 
 
 class MySQLKeyValueStorage(_MySQLStorageBase, KeyValueStorage):

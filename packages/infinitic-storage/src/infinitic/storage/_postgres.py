@@ -17,6 +17,7 @@ from typing import Any, Self
 from infinitic.common._errors import VersionConflictError
 from infinitic.storage._backend import (
     SharedClient,
+    SharedClientUser,
     check_identifier,
     describe_keys,
     missing_driver,
@@ -173,25 +174,9 @@ class _PostgresPool(SharedClient["asyncpg.Pool"]):
         await client.close()
 
 
-class _PostgresStorageBase:
-    def __init__(
-        self, settings: PostgresSettings | None, shared: _PostgresPool | None = None
-    ) -> None:
-        self.settings = settings or (shared.settings if shared else PostgresSettings())
-        self._shared = shared or _PostgresPool(self.settings)
-        self._shared.retain()
-        self._released = False
-
-    @classmethod
-    def from_url(cls, url: str, **options: Any) -> Self:
-        """Storage at ``url``; ``options`` are other :class:`PostgresSettings` attributes."""
-        return cls(PostgresSettings.from_url(url, **options))
-
-    async def close(self) -> None:
-        """Release the connection pool (closed with its last user); idempotent."""
-        if not self._released:
-            self._released = True
-            await self._shared.release()
+class _PostgresStorageBase(SharedClientUser[PostgresSettings, _PostgresPool]):
+    _settings_type = PostgresSettings
+    _client_type = _PostgresPool
 
 
 class PostgresKeyValueStorage(_PostgresStorageBase, KeyValueStorage):

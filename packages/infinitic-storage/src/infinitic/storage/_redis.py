@@ -13,7 +13,12 @@ from dataclasses import dataclass
 from typing import Any, Self
 
 from infinitic.common._errors import VersionConflictError
-from infinitic.storage._backend import SharedClient, describe_keys, missing_driver
+from infinitic.storage._backend import (
+    SharedClient,
+    SharedClientUser,
+    describe_keys,
+    missing_driver,
+)
 from infinitic.storage._interfaces import (
     KeySetPage,
     KeySetStorage,
@@ -163,24 +168,19 @@ class _RedisClient(SharedClient["aioredis.Redis"]):
         await client.aclose()
 
 
-class _RedisStorageBase:
+class _RedisStorageBase(SharedClientUser[RedisSettings, _RedisClient]):
+    _settings_type = RedisSettings
+    _client_type = _RedisClient
     _space = b""
 
-    def __init__(self, settings: RedisSettings | None, shared: _RedisClient | None) -> None:
-        self.settings = settings or (shared.settings if shared else RedisSettings())
-        self._shared = shared or _RedisClient(self.settings)
-        self._shared.retain()
-        self._released = False
+    def __init__(
+        self, settings: RedisSettings | None = None, shared: _RedisClient | None = None
+    ) -> None:
+        super().__init__(settings, shared)
         self._prefix = self.settings.key_prefix.encode() + self._space
 
     def _key(self, key: str) -> bytes:
         return self._prefix + key.encode()
-
-    async def close(self) -> None:
-        """Release the connection pool (closed with its last user); idempotent."""
-        if not self._released:
-            self._released = True
-            await self._shared.release()
 
 
 class RedisKeyValueStorage(_RedisStorageBase, KeyValueStorage):
@@ -200,11 +200,6 @@ class RedisKeyValueStorage(_RedisStorageBase, KeyValueStorage):
     ) -> None:
         super().__init__(settings, _shared)
         self._put_sha: Any = None
-
-    @classmethod
-    def from_url(cls, url: str, **options: Any) -> Self:
-        """Storage at ``url``; ``options`` are other :class:`RedisSettings` attributes."""
-        return cls(RedisSettings.from_url(url, **options))
 
     async def get(self, key: str) -> VersionedValue | None:
         client = await self._shared.client()
@@ -276,11 +271,6 @@ class RedisKeySetStorage(_RedisStorageBase, KeySetStorage):
         self, settings: RedisSettings | None = None, *, _shared: _RedisClient | None = None
     ) -> None:
         super().__init__(settings, _shared)
-
-    @classmethod
-    def from_url(cls, url: str, **options: Any) -> Self:
-        """Storage at ``url``; ``options`` are other :class:`RedisSettings` attributes."""
-        return cls(RedisSettings.from_url(url, **options))
 
     async def add(self, key: str, member: str) -> None:
         client = await self._shared.client()
