@@ -187,15 +187,10 @@ async def run_wires(cluster: Cluster, crash: str) -> dict[str, int]:
                 else:
                     await cluster.restart_broker()
             waiting = [asyncio.ensure_future(d.result()) for d in deferreds]
-            stalled = await wait_while_progressing(waiting, stall=10.0, limit=120.0)
-            if stalled and crash == "worker":
-                # pulsar-lite keeps the messages a SIGKILLed consumer process held until the
-                # broker restarts (they are stuck, not lost); Apache Pulsar redelivers them.
-                print(f"{stalled} workflows stalled after the worker kills; restarting pulsar-lite")
-                await cluster.restart_broker()
-            await asyncio.wait(waiting, timeout=90)
-            stuck = [d for d, w in zip(deferreds, waiting, strict=True) if not w.done()]
-            if stuck:
+            # Never more than 15 s without a workflow completing: nothing is stuck.
+            stalled = await wait_while_progressing(waiting, stall=15.0, limit=150.0)
+            if stalled:
+                stuck = [d for d, w in zip(deferreds, waiting, strict=True) if not w.done()]
                 await describe_stuck(cluster, stuck)
             results = [w.result() for w in waiting]
         for d, r, i in zip(deferreds, results, range(WIRES), strict=True):
@@ -209,6 +204,11 @@ async def run_wires(cluster: Cluster, crash: str) -> dict[str, int]:
     assert balances == {f"acc{i}": 0 for i in range(WIRES)}  # every move made exactly once
     assert len(done) == 2 * WIRES
     assert states == []  # no workflow left behind
+    # pulsar-lite keeps the consumers of a reset connection (a process killed with bytes in
+    # flight) until it restarts; the embedded broker restarts itself then (see EmbeddedPulsarLite).
+    print(
+        f"worker starts: {cluster.starts}, self-healing broker restarts: {cluster.broker.restarts}"
+    )
     return {"worker_starts": cluster.starts}
 
 

@@ -53,3 +53,24 @@ def test_snake_case_works_too_and_flavor_is_detected() -> None:
 def test_invalid_settings_are_refused(data: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         PulsarSettings.model_validate(data)
+
+
+def test_embedded_broker_options_from_configuration() -> None:
+    from infinitic.transport import TransportContext
+    from infinitic.transport_pulsar._config import (
+        EmbeddedBrokerTransport,
+        pulsar_lite_transport_from_config,
+        pulsar_transport_from_config,
+    )
+
+    worker = TransportContext(role="worker", path="transport.pulsarLite")
+    lite = pulsar_lite_transport_from_config(
+        {"port": 16999, "healConnectionResets": False, "namespace": "dev"}, worker
+    )
+    assert isinstance(lite, EmbeddedBrokerTransport)
+    assert lite.broker._heal is False
+    assert lite.broker._requested_port == 16999
+    assert lite.settings.namespace == "dev"
+    nested = pulsar_transport_from_config({"embedded": True}, worker)
+    assert isinstance(nested, EmbeddedBrokerTransport)
+    assert nested.broker._heal is True  # on by default

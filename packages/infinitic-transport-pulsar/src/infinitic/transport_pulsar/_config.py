@@ -41,6 +41,8 @@ class EmbeddedBrokerOptions(BaseModel):
         port: the TCP port on 127.0.0.1 (default: a free one; clients then cannot find it).
         data_dir: where messages are kept (default: a temporary directory removed on stop).
         log_level: the broker's log level (its log is ``<dataDir>/broker.log``).
+        heal_connection_resets: restart the broker after a client's connection was reset
+            (see :class:`EmbeddedPulsarLite`).
     """
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
@@ -48,6 +50,7 @@ class EmbeddedBrokerOptions(BaseModel):
     port: int | None = Field(default=None, ge=1, le=65535)
     data_dir: str | None = None
     log_level: str = "warn"
+    heal_connection_resets: bool = True
 
 
 class EmbeddedBrokerTransport(PulsarTransport):
@@ -113,7 +116,12 @@ def _build(
         return PulsarTransport(settings)
     return EmbeddedBrokerTransport(
         settings,
-        EmbeddedPulsarLite(port=broker.port, data_dir=broker.data_dir, log_level=broker.log_level),
+        EmbeddedPulsarLite(
+            port=broker.port,
+            data_dir=broker.data_dir,
+            log_level=broker.log_level,
+            heal_connection_resets=broker.heal_connection_resets,
+        ),
     )
 
 
@@ -126,7 +134,15 @@ def pulsar_transport_from_config(
     return _build(data, context, embedded, lite=False)
 
 
-_BROKER_KEYS = {"port", "datadir", "data_dir", "loglevel", "log_level"}
+_BROKER_KEYS = {
+    "port",
+    "datadir",
+    "data_dir",
+    "loglevel",
+    "log_level",
+    "healconnectionresets",
+    "heal_connection_resets",
+}
 
 
 def pulsar_lite_transport_from_config(

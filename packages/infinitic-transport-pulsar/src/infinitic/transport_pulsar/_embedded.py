@@ -10,21 +10,41 @@ Limits (dev use only): nothing is ever reclaimed on disk (about 110 bytes per me
 acknowledged), there is no admin API, no delayed delivery (the transport enforces due times
 itself) and Key_Shared, nack on Key_Shared, Exclusive and seek are unreliable (the transport
 avoids them). Delete the data directory to reclaim its space.
+
+Self-healing: when a client's connection dies with a TCP reset (a process killed while bytes
+were still on their way to it), pulsar-lite 0.2.0 skips its connection clean-up, so the
+consumers of that connection stay registered and keep their unacknowledged messages until the
+broker restarts: those messages are stuck, not lost. The broker logs such resets
+(``Connection error from ...: ... (os error 104)``); the embedded broker watches its log and
+restarts itself on the same port and data a moment after one, so everything is delivered again
+(clients reconnect on their own). Set ``heal_connection_resets=False`` to turn this off.
+
+A broker whose owner was SIGKILLed keeps running (it has its own process group); the next start
+on the same data directory stops it (its pid is kept in ``<data_dir>/broker.pid``) and takes over.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
+
+logger = logging.getLogger("infinitic.transport_pulsar")
+
+# How pulsar-lite reports a connection that died with an I/O error (it then skips the clean-up).
+_RESET_MARKER = b"Connection error from "
+_IO_ERROR_MARKER = b"(os error "
 
 
 def _binary() -> str:
@@ -48,6 +68,15 @@ def _free_port() -> int:
         return port
 
 
+def _running(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie waiting for its parent does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
 class EmbeddedPulsarLite:
     """A pulsar-lite broker process owned by this object.
 
@@ -55,8 +84,15 @@ class EmbeddedPulsarLite:
         port: TCP port on 127.0.0.1 (default: a free one).
         data_dir: where the broker keeps its data (default: a temporary directory, deleted
             on :meth:`stop`). An explicit directory is kept, so data survives restarts.
-        log_level: the broker's log level (its log goes to ``<data_dir>/broker.log``).
+        log_level: the broker's log level (its log goes to ``<data_dir>/broker.log``); keep
+            ``error`` or more verbose for the self-healing to see connection resets.
         startup_timeout: seconds to wait for the port to open.
+        heal_connection_resets: restart the broker (same port, same data) shortly after it
+            logs a connection reset, which pulsar-lite 0.2.0 does not clean up (see the module
+            documentation); :attr:`restarts` counts these restarts.
+        reset_quiet_seconds: how long to wait after the last reset before restarting (a
+            killed process usually resets several connections at once).
+        min_restart_interval: the least time between two self-healing restarts.
 
     Use ``async with EmbeddedPulsarLite() as broker:`` (or ``with`` in synchronous code, or
     ``await start()`` / ``await stop()``), then connect to :attr:`service_url`.
@@ -69,15 +105,24 @@ class EmbeddedPulsarLite:
         data_dir: str | os.PathLike[str] | None = None,
         log_level: str = "warn",
         startup_timeout: float = 15.0,
+        heal_connection_resets: bool = True,
+        reset_quiet_seconds: float = 0.5,
+        min_restart_interval: float = 5.0,
     ) -> None:
         self._requested_port = port
         self._data_dir = Path(data_dir) if data_dir is not None else None
         self._owns_dir = data_dir is None
         self._log_level = log_level
         self._startup_timeout = startup_timeout
+        self._heal = heal_connection_resets
+        self._reset_quiet = reset_quiet_seconds
+        self._min_restart_interval = min_restart_interval
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
+        self._lock = threading.RLock()
+        self._watcher: _ResetWatcher | None = None
         self.port = 0
+        self.restarts = 0
 
     @property
     def service_url(self) -> str:
@@ -98,16 +143,22 @@ class EmbeddedPulsarLite:
         """The broker's process id, while running."""
         return self._process.pid if self._process is not None else None
 
-    def _launch(self) -> None:
+    def _launch(self, port: int | None = None) -> None:
         binary = _binary()
         if self._data_dir is None:
             self._data_dir = Path(tempfile.mkdtemp(prefix="infinitic-pulsar-lite-"))
         self._data_dir.mkdir(parents=True, exist_ok=True)
-        self.port = self._requested_port or _free_port()
+        self.port = port or self._requested_port or _free_port()
         config = self._data_dir / "broker.toml"
         # An explicit config: the default one is read from the working directory, and the
         # default metrics listener binds 0.0.0.0:8080.
         config.write_text(f'addr = "127.0.0.1:{self.port}"\n\n[metrics]\nenabled = false\n')
+        self._stop_stale_broker()
+        if self._port_open():
+            raise RuntimeError(
+                f"127.0.0.1:{self.port} is already in use (another broker?); "
+                "choose another port or stop what listens there"
+            )
         self._log = open(self._data_dir / "broker.log", "ab")  # noqa: SIM115 - closed in stop()
         self._process = subprocess.Popen(
             [
@@ -128,6 +179,31 @@ class EmbeddedPulsarLite:
             cwd=self._data_dir,
             start_new_session=True,
         )
+        (self._data_dir / "broker.pid").write_text(str(self._process.pid))
+
+    def _stop_stale_broker(self) -> None:
+        """Stop a broker left running on this data directory by an owner that died (a
+        SIGKILLed worker, say): it holds the port and the data, and its own restarts died with
+        its owner."""
+        assert self._data_dir is not None
+        try:
+            pid = int((self._data_dir / "broker.pid").read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            return  # none, gone, or no /proc to tell a broker from a reused pid
+        if str(self._data_dir / "db").encode() not in cmdline:
+            return
+        logger.warning("stopping pulsar-lite %d, left running on %s", pid, self._data_dir)
+        try:
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                os.kill(pid, sig)
+                deadline = time.monotonic() + 5
+                while _running(pid) and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                if not _running(pid):
+                    return
+        except ProcessLookupError:
+            return
 
     def _port_open(self) -> bool:
         try:
@@ -154,7 +230,12 @@ class EmbeddedPulsarLite:
         """
         if self._process is not None:
             return
-        self._launch()
+        with self._lock:
+            try:
+                self._launch()
+            except BaseException:
+                self.stop_blocking()  # removes a temporary directory it made
+                raise
         deadline = time.monotonic() + self._startup_timeout
         while not await asyncio.to_thread(self._port_open):
             self._check_alive()
@@ -162,12 +243,18 @@ class EmbeddedPulsarLite:
                 await self.stop()
                 raise RuntimeError(f"pulsar-lite did not open port {self.port} in time")
             await asyncio.sleep(0.02)
+        self._watch()
 
     def start_blocking(self) -> None:
         """:meth:`start` for synchronous code (fixtures, scripts)."""
         if self._process is not None:
             return
-        self._launch()
+        with self._lock:
+            try:
+                self._launch()
+            except BaseException:
+                self.stop_blocking()  # removes a temporary directory it made
+                raise
         deadline = time.monotonic() + self._startup_timeout
         while not self._port_open():
             self._check_alive()
@@ -175,6 +262,36 @@ class EmbeddedPulsarLite:
                 self.stop_blocking()
                 raise RuntimeError(f"pulsar-lite did not open port {self.port} in time")
             time.sleep(0.02)
+        self._watch()
+
+    def _watch(self) -> None:
+        if self._heal and self._watcher is None:
+            self._watcher = _ResetWatcher(self, self.data_dir / "broker.log")
+            self._watcher.start()
+
+    def _heal_after_reset(self, before_launch: Callable[[], None]) -> None:
+        """Restart the broker on its port and data (called by the log watcher)."""
+        with self._lock:
+            if self._process is None:
+                return
+            logger.warning(
+                "pulsar-lite logged a connection reset: it keeps that connection's consumers "
+                "and their unacknowledged messages until it restarts; restarting it on port %d",
+                self.port,
+            )
+            self._terminate()
+            before_launch()  # what the old broker logged while stopping is not news
+            self._launch(self.port)
+            deadline = time.monotonic() + self._startup_timeout
+            while not self._port_open():
+                if self._process.poll() is not None or time.monotonic() > deadline:
+                    logger.error(
+                        "pulsar-lite did not come back after a restart; see %s/broker.log",
+                        self.data_dir,
+                    )
+                    return
+                time.sleep(0.02)
+            self.restarts += 1
 
     async def stop(self) -> None:
         """Stop the broker with SIGTERM (SIGKILL after 5 s); idempotent."""
@@ -182,6 +299,16 @@ class EmbeddedPulsarLite:
 
     def stop_blocking(self) -> None:
         """:meth:`stop` for synchronous code."""
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.stop()
+        with self._lock:
+            self._terminate()
+        if self._owns_dir and self._data_dir is not None:
+            shutil.rmtree(self._data_dir, ignore_errors=True)
+            self._data_dir = None
+
+    def _terminate(self) -> None:
         process = self._process
         if process is not None and process.poll() is None:
             os.kill(process.pid, signal.SIGTERM)
@@ -191,9 +318,6 @@ class EmbeddedPulsarLite:
                 os.kill(process.pid, signal.SIGKILL)
                 process.wait(5)
         self._cleanup_process()
-        if self._owns_dir and self._data_dir is not None:
-            shutil.rmtree(self._data_dir, ignore_errors=True)
-            self._data_dir = None
 
     def _cleanup_process(self) -> None:
         if self._process is not None and self._process.poll() is None:
@@ -221,3 +345,54 @@ class EmbeddedPulsarLite:
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop_blocking()
+
+
+class _ResetWatcher(threading.Thread):
+    """Follows the broker's log and restarts the broker after a connection reset."""
+
+    def __init__(self, broker: EmbeddedPulsarLite, log: Path) -> None:
+        super().__init__(name=f"pulsar-lite-watcher:{broker.port}", daemon=True)
+        self._broker = broker
+        self._path = log
+        self._offset = log.stat().st_size if log.exists() else 0
+        self._partial = b""
+        self._stopping = threading.Event()
+        self._last_reset: float | None = None
+        self._last_restart = float("-inf")
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if threading.current_thread() is not self:
+            self.join(10)
+
+    def _resets(self) -> int:
+        try:
+            with open(self._path, "rb") as f:
+                f.seek(self._offset)
+                chunk = f.read()
+        except OSError:
+            return 0
+        self._offset += len(chunk)
+        lines = (self._partial + chunk).split(b"\n")
+        self._partial = lines.pop()
+        return sum(1 for line in lines if _RESET_MARKER in line and _IO_ERROR_MARKER in line)
+
+    def run(self) -> None:
+        while not self._stopping.wait(0.1):
+            now = time.monotonic()
+            if self._resets():
+                self._last_reset = now
+            if self._last_reset is None:
+                continue
+            quiet = now - self._last_reset >= self._broker._reset_quiet
+            spaced = now - self._last_restart >= self._broker._min_restart_interval
+            if quiet and spaced and not self._stopping.is_set():
+                self._last_reset = None
+                try:
+                    self._broker._heal_after_reset(self._skip)
+                except Exception:
+                    logger.exception("cannot restart pulsar-lite after a connection reset")
+                self._last_restart = time.monotonic()
+
+    def _skip(self) -> None:
+        self._resets()
