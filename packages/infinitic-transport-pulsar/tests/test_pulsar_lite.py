@@ -110,11 +110,13 @@ async def test_two_processes_on_one_subscription(
     make_transport: Callable[..., PulsarTransport], topic: str
 ) -> None:
     # Separate clients number their consumers from 0: pulsar-lite refuses the second one with
-    # a timeout. The transport retries (next id) or shifts its ids at start-up.
-    a = make_transport()
-    b = make_transport(operationTimeoutSeconds=1)
+    # a timeout. The transport retries (next id: b), or shifts its ids at start-up by a given
+    # (c) or, by default, a random (d) offset.
+    a = make_transport(consumer={"consumerIdOffset": 0})
+    b = make_transport(operationTimeoutSeconds=1, consumer={"consumerIdOffset": 0})
     c = make_transport(consumer={"consumerIdOffset": 50})
-    got: dict[str, list[bytes]] = {"a": [], "b": [], "c": []}
+    d = make_transport()
+    got: dict[str, list[bytes]] = {"a": [], "b": [], "c": [], "d": []}
 
     def recorder(name: str) -> Callable[[TransportMessage], Any]:
         async def handler(message: TransportMessage) -> None:
@@ -124,15 +126,16 @@ async def test_two_processes_on_one_subscription(
         return handler
 
     try:
-        for name, t in (("a", a), ("b", b), ("c", c)):
+        for name, t in (("a", a), ("b", b), ("c", c), ("d", d)):
             await t.subscribe(topic, "shared", recorder(name))
-        for i in range(60):
+        for i in range(80):
             await a.publish(topic, b"%d" % i)
-        await until(lambda: sum(len(v) for v in got.values()) >= 60)
+        await until(lambda: sum(len(v) for v in got.values()) >= 80)
         everything = sorted(d for v in got.values() for d in v)
-        assert everything == sorted(b"%d" % i for i in range(60))
+        assert everything == sorted(b"%d" % i for i in range(80))
+        assert all(got.values())  # every process took a share
     finally:
-        for t in (a, b, c):
+        for t in (a, b, c, d):
             await t.close()
 
 

@@ -26,6 +26,7 @@ on the same data directory stops it (its pid is kept in ``<data_dir>/broker.pid`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
@@ -194,16 +195,19 @@ class EmbeddedPulsarLite:
         if str(self._data_dir / "db").encode() not in cmdline:
             return
         logger.warning("stopping pulsar-lite %d, left running on %s", pid, self._data_dir)
-        try:
-            for sig in (signal.SIGTERM, signal.SIGKILL):
+
+        def gone() -> bool:
+            # its threads may still hold the port for a moment after the main one exited
+            return not _running(pid) and not self._port_open()
+
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-                deadline = time.monotonic() + 5
-                while _running(pid) and time.monotonic() < deadline:
-                    time.sleep(0.02)
-                if not _running(pid):
-                    return
-        except ProcessLookupError:
-            return
+            deadline = time.monotonic() + 5
+            while not gone() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if gone():
+                return
 
     def _port_open(self) -> bool:
         try:

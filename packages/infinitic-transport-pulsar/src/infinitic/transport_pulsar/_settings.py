@@ -94,8 +94,10 @@ class PulsarConsumerSettings(_Section):
         subscribe_retries: attempts to subscribe when the broker answers with a timeout
             (pulsar-lite's consumer-id collision between processes).
         consumer_id_offset: pulsar-lite only: consumer ids burnt at start-up so that
-            several processes do not collide on a subscription (give each process a distinct
-            value, e.g. 0, 100, 200, ...).
+            several processes do not collide on a subscription (pulsar-lite keys consumers by
+            the id each client numbers from 0). Default: a random number below 256, so two
+            processes collide once in 256 (a collision then costs one subscribe timeout);
+            give each process a distinct value (0, 100, 200, ...) to rule it out.
     """
 
     receiver_queue_size: int = Field(default=100, ge=1)
@@ -107,7 +109,7 @@ class PulsarConsumerSettings(_Section):
     park_recheck_seconds: float = Field(default=10.0, gt=0)
     unacked_redelivery_allowance: int = Field(default=3, ge=0)
     subscribe_retries: int = Field(default=5, ge=1)
-    consumer_id_offset: int = Field(default=0, ge=0)
+    consumer_id_offset: int | None = Field(default=None, ge=0)
 
 
 class PulsarPolicies(_Section):

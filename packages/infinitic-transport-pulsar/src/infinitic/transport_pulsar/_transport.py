@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -30,6 +31,8 @@ from infinitic.transport_pulsar._topics import TopicNamer
 
 logger = logging.getLogger("infinitic.transport_pulsar")
 _client_logger = logging.getLogger("infinitic.transport_pulsar.client")
+# Default consumer-id offsets on pulsar-lite are drawn below this (about 1 ms per id).
+_RANDOM_CONSUMER_ID_OFFSETS = 256
 
 
 class PulsarTransport(Transport):
@@ -135,8 +138,12 @@ class PulsarTransport(Transport):
                 )
                 if self._admin is not None:
                     await self._admin.ensure_namespace()
-                if self.is_pulsar_lite and self.settings.consumer.consumer_id_offset:
-                    await self._burn_consumer_ids(self.settings.consumer.consumer_id_offset)
+                if self.is_pulsar_lite:
+                    offset = self.settings.consumer.consumer_id_offset
+                    if offset is None:
+                        offset = random.randrange(_RANDOM_CONSUMER_ID_OFFSETS)
+                    if offset:
+                        await self._burn_consumer_ids(offset)
             except BaseException:
                 await self._close_clients()
                 raise
@@ -144,14 +151,16 @@ class PulsarTransport(Transport):
 
     async def _burn_consumer_ids(self, count: int) -> None:
         # pulsar-lite keys consumers by the client-chosen id, which every client numbers from
-        # 0: shifting the counter keeps processes from colliding on a subscription.
+        # 0: shifting the counter keeps processes from colliding on a subscription. The topics
+        # are the same for every process (the broker keeps every topic it has seen), each
+        # process on its own subscription.
         assert self._consumer_client is not None
-        tag = uuid.uuid4().hex[:12]
+        s = self.settings
         topics = [
-            f"non-persistent://{self.settings.tenant}/{self.settings.namespace}/__burn-{tag}-{i}"
+            f"non-persistent://{s.tenant}/{s.namespace}/__infinitic-consumer-ids-{i}"
             for i in range(count)
         ]
-        consumer = await self._consumer_client.subscribe(topics, f"burn-{tag}")
+        consumer = await self._consumer_client.subscribe(topics, f"ids-{uuid.uuid4().hex[:12]}")
         await consumer.close()
 
     async def _prepare_topic(self, physical: str) -> None:
