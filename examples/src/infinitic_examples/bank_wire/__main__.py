@@ -1,6 +1,8 @@
-"""Runs 100 bank wires on the in-memory transport and storage (``make demo``).
+"""Runs 100 bank wires on the in-memory transport and storage (``make demo``), or on the
+transport and storage of a configuration file (``--config``; e.g. an embedded pulsar-lite broker
+and Redis: ``examples/pulsar-lite.yml``).
 
-python -m infinitic_examples.bank_wire [--wires N] [--concurrency N]
+python -m infinitic_examples.bank_wire [--wires N] [--concurrency N] [--config FILE]
 """
 
 from __future__ import annotations
@@ -33,15 +35,21 @@ def _progress(done: int, total: int, started: float) -> None:
     sys.stdout.flush()
 
 
-async def main(wires: int, concurrency: int) -> None:
-    transport, storage = InMemoryTransport(), InMemoryStorage()
+async def main(wires: int, concurrency: int, config: str | None = None) -> None:
+    if config is None:
+        transport = InMemoryTransport()
+        worker = InfiniticWorker(transport=transport, storage=InMemoryStorage())
+        client = InfiniticClient(transport=transport)
+    else:
+        # the worker starts an embedded broker if the file asks for one; the client connects
+        worker = InfiniticWorker.from_yaml(config)
+        client = InfiniticClient.from_yaml(config)
     bank = InMemoryBank({f"account-{i}": 1_000 for i in range(wires + 1)})
     emails = PrintingEmails()
-    worker = InfiniticWorker(transport=transport, storage=storage)
     worker.add_service(bank, interface=BankService, concurrency=concurrency)
     worker.add_service(emails, interface=EmailService, concurrency=concurrency)
     worker.add_workflow(BankWorkflow, concurrency=concurrency)
-    async with worker, InfiniticClient(transport=transport) as client:
+    async with worker, client:
         started = time.perf_counter()
         done = 0
 
@@ -71,8 +79,9 @@ def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--wires", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--config", help="a YAML file with transport and storage sections")
     args = parser.parse_args()
-    asyncio.run(main(args.wires, args.concurrency))
+    asyncio.run(main(args.wires, args.concurrency, args.config))
 
 
 if __name__ == "__main__":
