@@ -5,7 +5,7 @@ from __future__ import annotations
 import traceback
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from infinitic.common import _errors as err
 
@@ -21,7 +21,7 @@ class FailureInfo(BaseModel):
     class_name: str = ""
     message: str = ""
     stack: str = ""
-    attributes: dict[str, Any] = {}
+    attributes: dict[str, Any] = Field(default_factory=dict)
     service_name: str | None = None
     workflow_name: str | None = None
     method_name: str | None = None

@@ -75,15 +75,15 @@ class CommandRecord(BaseModel):
     type_name: str | None = None
     filter: str | None = None
     received: int = 0
-    type_names: list[str] = []
+    type_names: list[str] = Field(default_factory=list)
     timeout_at: float | None = None
     retry_sequence: int = 0
     service_name: str | None = None
     workflow_name: str | None = None
     method_name: str | None = None
-    args: list[Any] = []
-    tags: list[str] = []
-    meta: dict[str, bytes] = {}
+    args: list[Any] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    meta: dict[str, bytes] = Field(default_factory=dict)
     due_at: float | None = None
     status: Status = "ongoing"
     value: Any = None
@@ -99,8 +99,8 @@ class MethodRun(BaseModel):
 
     method_run_id: str
     method_name: str
-    args: list[Any] = []
-    requesters: list[Requester] = []
+    args: list[Any] = Field(default_factory=list)
+    requesters: list[Requester] = Field(default_factory=list)
     status: Status = "ongoing"
     value: Any = None
     failure: FailureInfo | None = None
@@ -147,8 +147,8 @@ class DispatchWorkflow(WorkflowMessage):
     TYPE = "DispatchWorkflow"
     method_name: str
     method_args: list[Any]
-    tags: list[str] = []
-    meta: dict[str, bytes] = {}
+    tags: list[str] = Field(default_factory=list)
+    meta: dict[str, bytes] = Field(default_factory=dict)
     requester: Requester | None = None
     parent: Requester | None = None
 
@@ -168,7 +168,7 @@ class SendSignal(WorkflowMessage):
     channel_name: str
     signal_id: str
     data: Any = None
-    type_names: list[str] = []
+    type_names: list[str] = Field(default_factory=list)
 
 
 class CancelWorkflow(WorkflowMessage):
@@ -221,8 +221,8 @@ class WorkflowTaskCompleted(WorkflowMessage):
     TYPE = "WorkflowTaskCompleted"
     workflow_task_id: str
     step: int
-    new_commands: list[CommandRecord] = []
-    method_outcomes: list[MethodOutcomeInfo] = []
+    new_commands: list[CommandRecord] = Field(default_factory=list)
+    method_outcomes: list[MethodOutcomeInfo] = Field(default_factory=list)
     workflow_version: int | None = None
     inline_digest: str = ""
 
@@ -241,13 +241,13 @@ class WorkflowTaskFailed(WorkflowMessage):
 class ExecuteWorkflowTask(WorkflowMessage):
     TYPE = "ExecuteWorkflowTask"
     workflow_task_id: str
-    tags: list[str] = []
-    meta: dict[str, bytes] = {}
+    tags: list[str] = Field(default_factory=list)
+    meta: dict[str, bytes] = Field(default_factory=dict)
     workflow_version: int | None = None
     method_runs: list[MethodRun]
     steps: list[Step]
     commands: list[CommandRecord]
-    signals: list[SignalRecord] = []
+    signals: list[SignalRecord] = Field(default_factory=list)
     complete_history: bool = True
     inline_digest: str = ""
 
@@ -262,7 +262,7 @@ class MethodOutcome(WorkflowMessage):
     status: Status
     value: Any = None
     failure: FailureInfo | None = None
-    waiters: list[Requester] = []
+    waiters: list[Requester] = Field(default_factory=list)
 
 
 # --- service tasks ---------------------------------------------------------------------------
@@ -274,8 +274,8 @@ class ExecuteTask(Message):
     service_name: str
     method_name: str
     method_args: list[Any]
-    tags: list[str] = []
-    meta: dict[str, bytes] = {}
+    tags: list[str] = Field(default_factory=list)
+    meta: dict[str, bytes] = Field(default_factory=dict)
     retry_sequence: int = 0
     retry_index: int = 0
     requester: Requester
@@ -291,8 +291,8 @@ class TaskOutcome(Message):
     value: Any = None
     failure: FailureInfo | None = None
     requester: Requester
-    tags: list[str] = []
-    meta: dict[str, bytes] = {}
+    tags: list[str] = Field(default_factory=list)
+    meta: dict[str, bytes] = Field(default_factory=dict)
 
 
 def method_outcome_failure(m: MethodOutcome) -> FailureInfo | None:

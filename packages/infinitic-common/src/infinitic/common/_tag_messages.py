@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import Field
+
 from infinitic.common._failures import FailureInfo
 from infinitic.common._messages import (
     DispatchWorkflow,
@@ -193,8 +195,8 @@ class SetDelegatedTaskData(TaskTagMessage):
     task_id: str
     method_name: str
     requester: Requester
-    tags: list[str] = []
-    meta: dict[str, bytes] = {}
+    tags: list[str] = Field(default_factory=list)
+    meta: dict[str, bytes] = Field(default_factory=dict)
 
 
 @register_message

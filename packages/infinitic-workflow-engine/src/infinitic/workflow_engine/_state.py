@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from infinitic.common import pack, unpack, workflow_state_key
 from infinitic.common._errors import CorruptedValueError, MessageDecodeError
@@ -35,22 +35,22 @@ class WorkflowState(BaseModel):
 
     workflow_name: str
     workflow_id: str
-    tags: list[str] = []
-    meta: dict[str, bytes] = {}
+    tags: list[str] = Field(default_factory=list)
+    meta: dict[str, bytes] = Field(default_factory=dict)
     parent: Requester | None = None
     workflow_version: int | None = None
     inline_digest: str = ""
-    method_runs: dict[str, MethodRun] = {}
-    steps: list[Step] = []
-    commands: dict[str, CommandRecord] = {}
-    early_results: dict[str, EarlyResult] = {}
-    pending: list[Delivery] = []
+    method_runs: dict[str, MethodRun] = Field(default_factory=dict)
+    steps: list[Step] = Field(default_factory=list)
+    commands: dict[str, CommandRecord] = Field(default_factory=dict)
+    early_results: dict[str, EarlyResult] = Field(default_factory=dict)
+    pending: list[Delivery] = Field(default_factory=list)
     running_task_id: str | None = None
     failed_task: FailureInfo | None = None
     task_attempt: int = 0
-    signals: dict[str, SignalRecord] = {}
-    buffered_signals: list[SendSignal] = []
-    recent_signal_ids: list[str] = []
+    signals: dict[str, SignalRecord] = Field(default_factory=dict)
+    buffered_signals: list[SendSignal] = Field(default_factory=list)
+    recent_signal_ids: list[str] = Field(default_factory=list)
 
     def terminated(self) -> bool:
         """True when every method run completed or was canceled (the instance can be
