@@ -143,3 +143,43 @@ def test_messages_round_trip_through_the_envelope() -> None:
         meta={"k": b"\x00"},
     )
     assert decode_message(encode_message(m)) == m
+
+
+async def test_decoded_states_are_reused_only_while_nobody_else_wrote() -> None:
+    # Two engines (two workers) on one storage: each keeps the states it wrote, decoded; a
+    # state written by the other must be read again, or A would store B's change away.
+    a, transport, kv = await _setup()
+    b = WorkflowStateEngine("W", transport, kv, clock=lambda: 1000.0)
+    await a.handle(
+        DispatchWorkflow(workflow_name="W", workflow_id="wf", method_name="run", method_args=[])
+    )
+    task = next(m for t, m in transport.sent if isinstance(m, ExecuteWorkflowTask))
+    cid = command_id("wf", "wf", 0)
+    await b.handle(
+        WorkflowTaskCompleted(
+            workflow_name="W",
+            workflow_id="wf",
+            workflow_task_id=task.workflow_task_id,
+            step=0,
+            new_commands=[
+                CommandRecord(
+                    command_id=cid, method_run_id="wf", position=0, step=0, kind="task", name="S.m"
+                )
+            ],
+        )
+    )
+    await a.handle(
+        CommandResult(
+            workflow_name="W", workflow_id="wf", command_id=cid, status="completed", value=7
+        )
+    )
+    stored = await kv.get(state_key("W", "wf"))
+    assert stored is not None
+    assert stored.version == 3
+    state = decode_state("k", stored.value)
+    assert state.commands[cid].value == 7  # B's command is there, with A's result
+    assert [d.id for d in state.steps[1].deliveries] == [cid]
+    # A's copy is reused for its next message: same result as reading it again
+    reused = a._decoded.take(state_key("W", "wf"), stored.value)
+    assert reused is not None
+    assert reused.model_dump() == state.model_dump()

@@ -4,11 +4,16 @@ For each message: load the state, compute the new state and the messages to send
 (acknowledged by the broker), then store the state with a compare-and-set on its version. A
 conflict (another writer) restarts the whole cycle on the fresh state; every step is idempotent,
 so a message processed twice, or a cycle restarted after sending, has the effect of once.
+
+Decoding a long workflow's state costs time in proportion to its history, at every message: the
+engine keeps the states it stored last, decoded, and reuses one when the stored bytes are still
+exactly the ones it wrote (so another writer, a deletion or a failed write is never missed).
 """
 
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 
 from infinitic.common import TopicKind, deterministic_id, topic
@@ -55,6 +60,37 @@ logger = logging.getLogger("infinitic.workflow_engine")
 
 MAX_CAS_ATTEMPTS = 20
 RECENT_SIGNALS = 1000  # signal ids remembered per instance, to drop duplicates
+DEFAULT_STATE_CACHE_BYTES = 16 * 2**20
+
+
+class _DecodedStates:
+    """The states an engine stored last, decoded, within a budget of encoded bytes (LRU).
+
+    An entry is taken out while a message is processed, so a state changed by a cycle that
+    then fails to store it is never reused.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self._max_bytes = max_bytes
+        self._items: OrderedDict[str, tuple[bytes, WorkflowState]] = OrderedDict()
+        self._bytes = 0
+
+    def take(self, key: str, stored: bytes) -> WorkflowState | None:
+        """The decoded state of ``key`` if ``stored`` is what was written with it."""
+        item = self._items.pop(key, None)
+        if item is None:
+            return None
+        self._bytes -= len(item[0])
+        return item[1] if item[0] == stored else None
+
+    def keep(self, key: str, encoded: bytes, state: WorkflowState) -> None:
+        if len(encoded) > self._max_bytes:
+            return
+        self._items[key] = (encoded, state)
+        self._bytes += len(encoded)
+        while self._bytes > self._max_bytes:
+            _, (old, _) = self._items.popitem(last=False)
+            self._bytes -= len(old)
 
 
 class WorkflowStateEngine:
@@ -67,18 +103,22 @@ class WorkflowStateEngine:
         storage: KeyValueStorage,
         *,
         clock: Callable[[], float] | None = None,
+        state_cache_bytes: int = DEFAULT_STATE_CACHE_BYTES,
     ) -> None:
         self.workflow_name = workflow_name
         self._transport = transport
         self._storage = storage
         self._clock = clock or transport.now
+        self._decoded = _DecodedStates(state_cache_bytes)
 
     async def handle(self, message: WorkflowMessage) -> None:
         """Process one message; idempotent; returns once the new state is stored."""
         key = state_key(self.workflow_name, message.workflow_id)
         for _ in range(MAX_CAS_ATTEMPTS):
             stored = await with_storage_retry(self._storage.get, key)
-            state = decode_state(key, stored.value) if stored is not None else None
+            state = None
+            if stored is not None:
+                state = self._decoded.take(key, stored.value) or decode_state(key, stored.value)
             outbox = Outbox()
             new_state, changed = self._process(state, message, outbox)
             await outbox.send(self._transport)
@@ -92,9 +132,11 @@ class WorkflowStateEngine:
                             self._storage.delete, key, expected_version=expected
                         )
                 else:
+                    encoded = encode_state(new_state)
                     await with_storage_retry(
-                        self._storage.put, key, encode_state(new_state), expected_version=expected
+                        self._storage.put, key, encoded, expected_version=expected
                     )
+                    self._decoded.keep(key, encoded, new_state)
                 return
             except VersionConflictError:
                 logger.debug("state of %s changed concurrently, processing again", key)
