@@ -6,12 +6,17 @@ import asyncio
 
 import pytest
 
-from infinitic.client import InfiniticClient
-from infinitic.exceptions import WorkflowCanceledError, WorkflowFailedError
+from infinitic.client import ByTagDeferred, InfiniticClient
+from infinitic.exceptions import (
+    InfiniticError,
+    InvalidPayloadError,
+    WorkflowCanceledError,
+    WorkflowFailedError,
+)
 from infinitic.storage import InMemoryStorage
 
 from .conftest import WorkerFactory
-from .language import FLAGS, Fixable, Signals, Talker, Timers, Tools, ToolsImpl
+from .language import FLAGS, Counter_, Fixable, Signals, Talker, Timers, Tools, ToolsImpl
 
 
 @pytest.fixture
@@ -19,7 +24,7 @@ async def client(make_worker: WorkerFactory):  # type: ignore[no-untyped-def]
     FLAGS.update(fixed=False, patched=False, task_fixed=False)
     worker = make_worker()
     worker.add_service(ToolsImpl(), interface=Tools, concurrency=10)
-    for workflow in (Signals, Timers, Fixable, Talker):
+    for workflow in (Signals, Timers, Fixable, Talker, Counter_):
         worker.add_workflow(workflow, concurrency=10)
     async with worker, InfiniticClient(transport=worker.transport) as c:
         yield c
@@ -109,3 +114,34 @@ async def test_a_workflow_signals_every_instance_with_a_tag(client: InfiniticCli
         assert await talker.broadcast("team", note) == "broadcast"
     results = await asyncio.gather(*(d.result() for d in deferreds))
     assert results == [["x", "y", "z"]] * 3
+
+
+async def test_method_dispatched_by_tag_runs_on_every_instance(client: InfiniticClient) -> None:
+    mains = [
+        await client.dispatch(client.new_workflow(Counter_, tags={"fleet:1"}).run) for _ in range(4)
+    ]
+    other = await client.dispatch(client.new_workflow(Counter_, tags={"fleet:2"}).run)
+    await _started(client, Counter_, "fleet:1", 4)
+    fleet = client.get_workflow_by_tag(Counter_, "fleet:1")
+    first = await client.dispatch(fleet.increment, 5)
+    assert isinstance(first, ByTagDeferred)
+    assert first.tag == "fleet:1"
+    await client.dispatch(fleet.increment, 2)
+    with pytest.raises(InfiniticError, match="no single result"):
+        await first
+    with pytest.raises(InfiniticError, match=r"client.dispatch\(stub.increment"):
+        await fleet.increment(1)  # nothing to wait for
+    with pytest.raises(InvalidPayloadError, match="parameter 'n'"):
+        await client.dispatch(fleet.increment, "five")  # checked before anything is sent
+
+    async def total(workflow_id: str) -> int:
+        return await client.get_workflow_by_id(Counter_, workflow_id).increment(0)
+
+    for _ in range(500):  # both by-tag runs reach every instance with the tag
+        if [await total(m.id) for m in mains] == [7, 7, 7, 7]:
+            break
+        await asyncio.sleep(0.01)
+    await fleet.stop.send("done")
+    await client.get_workflow_by_id(Counter_, other.id).stop.send("done")
+    assert await asyncio.gather(*(m.result() for m in mains)) == [7, 7, 7, 7]
+    assert await other.result() == 0  # another tag: untouched

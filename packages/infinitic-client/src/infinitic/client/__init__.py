@@ -1,10 +1,11 @@
 """Infinitic for Python: the client that starts workflows and waits for their results."""
 
-from infinitic.client._client import InfiniticClient, WorkflowDeferred
+from infinitic.client._client import ByTagDeferred, InfiniticClient, WorkflowDeferred
 from infinitic.client._existing import ChannelSender, ExistingWorkflowStub
 from infinitic.client._tags import WorkflowByTagStub
 
 __all__ = [
+    "ByTagDeferred",
     "ChannelSender",
     "ExistingWorkflowStub",
     "InfiniticClient",

@@ -97,6 +97,30 @@ class WorkflowDeferred(Generic[R]):
         return f"<WorkflowDeferred {self.workflow_name}.{self.method_name} id={self.id}>"
 
 
+class ByTagDeferred(WorkflowDeferred[R]):
+    """A method started on every instance with a tag (``client.dispatch`` of a by-tag stub's
+    method). There is no single result: awaiting it raises InfiniticError; reach an instance
+    through ``client.get_ids`` and ``client.get_workflow_by_id`` to follow it."""
+
+    def __init__(
+        self, workflow_name: str, tag: str, method_run_id: str, signature: MethodSignature
+    ) -> None:
+        self.workflow_name = workflow_name
+        self.tag = tag
+        self.id = ""
+        self.method_run_id = method_run_id
+        self._signature = signature
+
+    async def result(self) -> R:
+        raise InfiniticError(
+            f"{self.workflow_name}.{self.method_name} was started on every instance with tag "
+            f"{self.tag!r}: there is no single result to wait for"
+        )
+
+    def __repr__(self) -> str:
+        return f"<ByTagDeferred {self.workflow_name}.{self.method_name} tag={self.tag!r}>"
+
+
 class _NewWorkflowStub(_Stub):
     _kind = "workflow"
 
@@ -245,18 +269,27 @@ class InfiniticClient(TagOperations):
     ) -> WorkflowDeferred[R]:
         """Start a workflow method and return at once (once the broker has the command).
 
+        The method comes from a stub of ``client.new_workflow`` (a new instance),
+        ``client.get_workflow_by_id`` (a new method run on that instance) or
+        ``client.get_workflow_by_tag`` (a new method run on every instance with the tag when
+        the tag engine handles it; none: nothing happens).
+
         Returns:
-            A WorkflowDeferred: ``.id`` is the workflow id; await it for the result.
+            A WorkflowDeferred: ``.id`` is the workflow id; await it for the result. For a
+            by-tag stub, a ByTagDeferred (``.tag``; there is no single result to await).
         """
         if not isinstance(method, _StubMethod) or not isinstance(
-            method.stub, _NewWorkflowStub | ExistingWorkflowStub
+            method.stub, _NewWorkflowStub | ExistingWorkflowStub | WorkflowByTagStub
         ):
             raise TypeError(
-                "dispatch() expects a method of a stub from client.new_workflow or "
-                f"client.get_workflow_by_id, got {method!r}"
+                "dispatch() expects a method of a stub from client.new_workflow, "
+                f"client.get_workflow_by_id or client.get_workflow_by_tag, got {method!r}"
             )
         sig = method.signature
         dumped = sig.dump_args(args, kwargs)
+        if isinstance(method.stub, WorkflowByTagStub):
+            run_id = await method.stub.dispatch_method(sig, dumped)
+            return ByTagDeferred(method.stub.workflow_name, method.stub.tag, run_id, sig)
         if isinstance(method.stub, ExistingWorkflowStub):
             return await self._dispatch_method(method.stub, sig, dumped)
         return await self._start(method.stub, sig, dumped)

@@ -14,7 +14,12 @@ from pydantic import TypeAdapter
 
 from infinitic.common import TopicKind, check_entity_name, entity_name, new_id, topic
 from infinitic.common._errors import InfiniticError
-from infinitic.common._messages import DispatchWorkflow, MethodOutcome, WorkflowMessage
+from infinitic.common._messages import (
+    DispatchMethod,
+    DispatchWorkflow,
+    MethodOutcome,
+    WorkflowMessage,
+)
 from infinitic.common._stubs import _Stub
 from infinitic.common._tag_messages import (
     ClientReply,
@@ -44,6 +49,8 @@ class WorkflowByTagStub(_Stub):
     """A client's stub of the instances of a workflow with a tag (from
     ``client.get_workflow_by_tag``): pass it to ``client.get_ids``; commands sent through it go
     to every instance with the tag at the time they are handled (none: nothing happens).
+    ``client.dispatch(stub.method, ...)`` starts a method run on each of them (there is no
+    single result to wait for, so awaiting ``stub.method(...)`` itself is refused).
 
     Attributes:
         workflow: the workflow class.
@@ -67,9 +74,27 @@ class WorkflowByTagStub(_Stub):
 
     def _call(self, sig: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         raise InfiniticError(
-            f"calling {self.workflow_name}.{sig.method_name} on the instances with tag "
-            f"{self.tag!r} is not supported; use client.get_ids and get_workflow_by_id"
+            f"cannot wait for {self.workflow_name}.{sig.method_name} on the instances with tag "
+            f"{self.tag!r} (there is no single result): start it on each of them with "
+            f"client.dispatch(stub.{sig.method_name}, ...), or wait for one instance through "
+            "client.get_workflow_by_id"
         )
+
+    async def dispatch_method(self, sig: Any, args: list[Any]) -> str:
+        """Start a method run on every instance with the tag (one run id for all: each
+        instance keeps its own runs); nobody waits for their results. Returns the run id."""
+        run_id = new_id()
+        await self._client._send_by_tag(
+            self.workflow_name,
+            self.tag,
+            self.command(
+                DispatchMethod,
+                method_run_id=run_id,
+                method_name=sig.method_name,
+                method_args=args,
+            ),
+        )
+        return run_id
 
     def _channel(self, channel: Any) -> Any:
         from infinitic.client._existing import ChannelSender
