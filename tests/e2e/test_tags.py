@@ -218,3 +218,13 @@ async def test_task_tags_in_context_and_removed_when_done(
         )
 
     await eventually(untagged)
+
+
+async def test_tag_requests_time_out_when_no_worker_answers() -> None:
+    transport = InMemoryTransport()  # no worker: nobody runs Waiter's tag engine
+    async with InfiniticClient(transport=transport, request_timeout=0.2) as client:
+        with pytest.raises(TimeoutError, match="is a worker of Waiter running"):
+            await client.get_ids(client.get_workflow_by_tag(Waiter, "group:a"))
+        singleton = client.new_workflow(Waiter, tags={"customId:only-one"})
+        with pytest.raises(TimeoutError, match="DispatchWorkflowByTags"):
+            await client.dispatch(singleton.run, "w")

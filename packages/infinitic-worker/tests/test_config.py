@@ -173,6 +173,21 @@ def test_client_from_yaml_reads_only_the_transport(tmp_path: Path) -> None:
     named = InfiniticClient.from_yaml(write(tmp_path, BANK_YAML + "client: {name: teller}\n"))
     assert named.name == "teller"
     assert load_config(tmp_path / "infinitic.yml", environ={}).client == {"name": "teller"}
+    assert named._request_timeout == 30.0  # the default
+    patient = InfiniticClient.from_config(
+        {"transport": {"inMemory": None}, "client": {"requestTimeoutSeconds": 2.5}}
+    )
+    assert patient._request_timeout == 2.5
+    forever = InfiniticClient.from_config(
+        {"transport": {"inMemory": None}, "client": {"requestTimeoutSeconds": None}}
+    )
+    assert forever._request_timeout is None
+    with pytest.raises(ConfigurationError, match="requestTimeoutSeconds must be a positive"):
+        InfiniticClient.from_config(
+            {"transport": {"inMemory": None}, "client": {"requestTimeoutSeconds": "soon"}}
+        )
+    with pytest.raises(ConfigurationError, match=r"client: unknown keys \['nme'\]"):
+        InfiniticClient.from_config({"transport": {"inMemory": None}, "client": {"nme": "x"}})
     with pytest.raises(ConfigurationError, match=r"transport\.pulsarLite"):
         InfiniticClient.from_config({"transport": {"pulsarLite": {}}})  # needs the port
     with pytest.raises(ConfigurationError, match="transport: name a transport"):

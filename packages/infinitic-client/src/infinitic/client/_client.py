@@ -173,13 +173,22 @@ class InfiniticClient(TagOperations):
     Args:
         transport: the transport shared with the workers.
         name: a unique client name (default: generated).
+        storage: the workers' storage, for :meth:`get_workflow_state` (optional).
+        request_timeout: seconds to wait for a tag engine's answer (ids by tag, starts with
+            a custom id) before raising TimeoutError; None waits forever.
     """
 
     def __init__(
-        self, *, transport: Transport, name: str | None = None, storage: Any = None
+        self,
+        *,
+        transport: Transport,
+        name: str | None = None,
+        storage: Any = None,
+        request_timeout: float | None = 30.0,
     ) -> None:
         self._transport = transport
         self._storage = storage
+        self._request_timeout = request_timeout
         self.name = name or f"client-{new_id()}"
         self._futures: dict[tuple[str, str], asyncio.Future[MethodOutcome]] = {}
         self._consumer: Consumer | None = None
@@ -192,14 +201,15 @@ class InfiniticClient(TagOperations):
     def from_config(cls, config: Mapping[str, Any]) -> InfiniticClient:
         """A client built from a configuration mapping (the shape of the YAML file).
 
-        Only ``transport`` (and ``client.name``) are read. The client owns the transport it built
-        and closes it in :meth:`close`. ``INFINITIC__...`` environment variables override keys.
+        Only ``transport`` (and ``client.name``, ``client.requestTimeoutSeconds``) are read.
+        The client owns the transport it built and closes it in :meth:`close`.
+        ``INFINITIC__...`` environment variables override keys.
 
         Raises:
             ConfigurationError: the transport section is missing or invalid (naming the key).
         """
-        transport, name = client_settings(config)
-        client = cls(transport=transport, name=name)
+        transport, name, request_timeout = client_settings(config)
+        client = cls(transport=transport, name=name, request_timeout=request_timeout)
         client._owned_transport = transport
         return client
 

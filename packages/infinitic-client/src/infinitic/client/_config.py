@@ -37,9 +37,10 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
-def client_settings(config: Mapping[str, Any]) -> tuple[Transport, str | None]:
-    """Return the transport (built for a client) and the client name of a configuration
-    (``client.name`` if set, else None: a unique name is generated).
+def client_settings(config: Mapping[str, Any]) -> tuple[Transport, str | None, float | None]:
+    """Return the transport (built for a client), the client name (``client.name`` if set,
+    else None: a unique name is generated) and request timeout
+    (``client.requestTimeoutSeconds``, default 30; null: none) of a configuration.
 
     Environment variables ``INFINITIC__...`` override keys (see
     :func:`infinitic.transport.apply_env_overrides`).
@@ -51,7 +52,20 @@ def client_settings(config: Mapping[str, Any]) -> tuple[Transport, str | None]:
     section = next((v for k, v in data.items() if str(k).lower() == "transport"), None)
     transport = transport_from_config(section, role="client")
     client = next((v for k, v in data.items() if str(k).lower() == "client"), None) or {}
-    name = client.get("name") if isinstance(client, Mapping) else None
+    if not isinstance(client, Mapping):
+        raise ConfigurationError(f"client must be a mapping, got {client!r}")
+    known = {"name", "requestTimeoutSeconds", "request_timeout_seconds"}
+    unknown = {str(k) for k in client} - known
+    if unknown:
+        raise ConfigurationError(f"client: unknown keys {sorted(unknown)}")
+    name = client.get("name")
     if name is not None and not isinstance(name, str):
         raise ConfigurationError(f"client.name must be a string, got {name!r}")
-    return transport, name
+    timeout = client.get("requestTimeoutSeconds", client.get("request_timeout_seconds", 30.0))
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
+    ):
+        raise ConfigurationError(
+            f"client.requestTimeoutSeconds must be a positive number or null, got {timeout!r}"
+        )
+    return transport, name, None if timeout is None else float(timeout)

@@ -110,6 +110,7 @@ class TagOperations:
 
     name: str
     _transport: Transport
+    _request_timeout: float | None
     _futures: dict[tuple[str, str], asyncio.Future[MethodOutcome]]
     _future: Callable[[str, str], asyncio.Future[MethodOutcome]]
 
@@ -130,6 +131,9 @@ class TagOperations:
 
         The ids are read page by page from the workflow tag engine (a worker of the workflow must
         be running); an instance is listed from just before it starts until just after it ends.
+
+        Raises:
+            TimeoutError: a page did not come within the client's ``request_timeout``.
         """
         return [workflow_id async for workflow_id in self.iter_ids(stub, page_size=page_size)]
 
@@ -274,7 +278,14 @@ class TagOperations:
             out = Outbox()
             out.add(to, message, key=key)
             await out.send(self._transport)
-            return await future
+            try:
+                async with asyncio.timeout(self._request_timeout):
+                    return await future
+            except TimeoutError:
+                raise TimeoutError(
+                    f"no reply to {type(message).__name__} from {to} within "
+                    f"{self._request_timeout} s: is a worker of {message.workflow_name} running?"
+                ) from None
         finally:
             self._replies().pop(request_id, None)
 

@@ -211,7 +211,8 @@ class InfiniticConfig(BaseSettings):
 
     Attributes:
         name: the worker's name (logs).
-        client: read by clients only (``client.name``: a unique client name).
+        client: read by clients only (``client.name``: a unique client name;
+            ``client.requestTimeoutSeconds``: how long to wait for a tag engine, default 30).
         transport: one transport name with its options (``pulsar``, ``pulsarLite``,
             ``inMemory``), resolved through :func:`infinitic.transport.transport_from_config`.
         storage: the storage.
