@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -259,3 +260,45 @@ async def test_worker_with_embedded_broker_and_client_from_one_file(tmp_path: Pa
     assert len(set(results)) == 5
     assert worker.transport.broker.pid is None  # type: ignore[attr-defined]  # stopped
     assert (tmp_path / "broker" / "db.rocksdb").exists()  # an explicit data dir is kept
+
+
+async def test_engine_concurrencies_from_configuration(tmp_path: Path) -> None:
+    from infinitic.transport import ConsumerSettings
+
+    text = BANK_YAML.replace(
+        "    cacheSize: 10\n",
+        "    cacheSize: 10\n    stateEngine: {concurrency: 6}\n    tagEngine: {concurrency: 3}\n",
+    ).replace(
+        "    concurrency: 2\n",
+        "    concurrency: 2\n    tagEngine:\n      concurrency: 5\n",
+    )
+    worker = InfiniticWorker.from_yaml(write(tmp_path, text), environ={})
+    seen: dict[str, int] = {}
+
+    class Recording(InMemoryTransport):
+        async def subscribe(self, topic: str, subscription: str, handler: Any, settings: Any):  # type: ignore[no-untyped-def, override]
+            assert isinstance(settings, ConsumerSettings)
+            seen[topic] = settings.concurrency
+            return await super().subscribe(topic, subscription, handler, settings)
+
+    worker.transport = Recording()
+    async with worker:
+        pass
+    assert seen["workflow-task-executor:BankWorkflow"] == 4  # the workflow's concurrency
+    assert seen["workflow-engine:BankWorkflow"] == 6
+    assert seen["workflow-cmd:BankWorkflow"] == 6
+    assert seen["workflow-tag:BankWorkflow"] == 3
+    assert seen["task-executor:EmailService"] == 2
+    assert seen["task-tag:EmailService"] == 5
+    assert seen["task-tag:BankService"] == 4  # default: the service's concurrency
+    bad = BANK_YAML.replace(
+        "    cacheSize: 10\n", "    cacheSize: 10\n    stateEngine:\n      storage: {redis: {}}\n"
+    )
+    with pytest.raises(
+        ConfigurationError, match=r"workflows\.0\.stateEngine.*per-engine 'storage'"
+    ):
+        InfiniticWorker.from_yaml(write(tmp_path, bad), environ={})
+    with pytest.raises(ConfigurationError, match="tag_engine_concurrency must be an integer >= 1"):
+        InfiniticWorker(transport=InMemoryTransport(), storage=None).add_workflow(  # type: ignore[arg-type]
+            BankWorkflow, tag_engine_concurrency=0
+        )

@@ -156,6 +156,7 @@ def _add_service(worker: InfiniticWorker, service: ServiceConfig, where: str) ->
         concurrency=service.concurrency,
         retry=_retry(service, where),
         timeout=service.timeout_seconds,
+        tag_engine_concurrency=service.tag_engine.concurrency if service.tag_engine else None,
     )
 
 
@@ -167,6 +168,10 @@ def _add_workflow(worker: InfiniticWorker, workflow: WorkflowConfig, where: str)
         concurrency=workflow.concurrency,
         check_mode=workflow.check_mode,
         cache_size=workflow.cache_size,
+        state_engine_concurrency=(
+            workflow.state_engine.concurrency if workflow.state_engine else None
+        ),
+        tag_engine_concurrency=workflow.tag_engine.concurrency if workflow.tag_engine else None,
     )
 
 

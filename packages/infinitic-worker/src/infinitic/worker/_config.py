@@ -20,6 +20,8 @@ Example::
         class: bank.workflows.BankWorkflow
         concurrency: 10
         checkMode: simple
+        stateEngine: {concurrency: 20}
+        tagEngine: {concurrency: 5}
 
 Keys are accepted in camelCase or snake_case. ``INFINITIC__<PATH>`` environment variables
 override any key (``INFINITIC__STORAGE__REDIS__HOST=db``,
@@ -147,6 +149,29 @@ class RetryConfig(_Section):
     ignored_exceptions: list[str] = Field(default_factory=list)
 
 
+class EngineConfig(_Section):
+    """A ``tagEngine`` or ``stateEngine`` sub-section.
+
+    Attributes:
+        concurrency: messages handled at once by that engine (default: the item's
+            ``concurrency``).
+    """
+
+    concurrency: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _own_storage(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            for key in data:
+                if normalize_key(str(key)) in ("storage", "cache"):
+                    raise ValueError(
+                        f"a per-engine {key!r} is not supported: every engine of a worker uses "
+                        "the worker's storage section (and its cache)"
+                    )
+        return _canonical_keys(cls, data)
+
+
 def _merge_executor(data: Any) -> Any:
     """Accept Infinitic's ``executor:`` sub-section as well as flat keys."""
     if isinstance(data, Mapping):
@@ -168,6 +193,7 @@ class ServiceConfig(_Section):
         concurrency: tasks run at once.
         retry: the retry policy when none is declared on the implementation.
         timeout_seconds: execution timeout when none is declared on the method.
+        tag_engine: the service's tag engine (``concurrency``).
     """
 
     name: str | None = None
@@ -176,6 +202,7 @@ class ServiceConfig(_Section):
     concurrency: int = Field(default=1, ge=1)
     retry: RetryConfig | None = None
     timeout_seconds: float | None = Field(default=None, gt=0)
+    tag_engine: EngineConfig | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -189,9 +216,11 @@ class WorkflowConfig(_Section):
     Attributes:
         name: the workflow name (default: the class's declared name).
         class_: dotted path of the Workflow subclass; key ``class``.
-        concurrency: messages handled at once by each of the workflow's engines.
+        concurrency: workflow tasks run at once (and the engines' default concurrency).
         check_mode: ``none``, ``simple`` or ``strict`` (default: the worker's).
         cache_size: live instances kept in memory (default: the worker's ``workflowCacheSize``).
+        state_engine: the workflow's state engine (``concurrency``).
+        tag_engine: the workflow's tag engine (``concurrency``).
     """
 
     name: str | None = None
@@ -199,6 +228,8 @@ class WorkflowConfig(_Section):
     concurrency: int = Field(default=1, ge=1)
     check_mode: Literal["none", "simple", "strict"] | None = None
     cache_size: int | None = Field(default=None, ge=0)
+    state_engine: EngineConfig | None = None
+    tag_engine: EngineConfig | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -62,6 +62,7 @@ class _ServiceRegistration:
     concurrency: int
     retry: RetryPolicy | None
     timeout: float | None
+    tag_engine_concurrency: int
 
 
 @dataclass
@@ -69,6 +70,16 @@ class _WorkflowRegistration:
     name: str
     classes: list[type]
     concurrency: int
+    state_engine_concurrency: int
+    tag_engine_concurrency: int
+
+
+def _check_concurrency(**values: int | None) -> None:
+    for name, value in values.items():
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise ConfigurationError(f"{name} must be an integer >= 1, got {value!r}")
 
 
 def _handler(fn: Callable[[Any], Awaitable[None]]) -> Callable[[TransportMessage], Awaitable[None]]:
@@ -168,6 +179,7 @@ class InfiniticWorker:
         concurrency: int = 1,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
+        tag_engine_concurrency: int | None = None,
     ) -> Self:
         """Run the tasks of a service with ``implementation``.
 
@@ -175,10 +187,14 @@ class InfiniticWorker:
             interface: the contract the workflows call (its name and type hints are used);
                 defaults to the implementation's class.
             name: overrides the service name (default: the interface's declared name).
-            concurrency: tasks run at once by this worker.
+            concurrency: tasks run at once by this worker (and messages handled at once by the
+                service's event handlers).
             retry: retry policy when none is declared on the implementation.
             timeout: execution timeout (seconds) when none is declared on the method.
+            tag_engine_concurrency: messages handled at once by the service's tag engine
+                (default: ``concurrency``).
         """
+        _check_concurrency(concurrency=concurrency, tag_engine_concurrency=tag_engine_concurrency)
         if isinstance(implementation, type):
             raise ConfigurationError(
                 f"add_service expects an instance, got the class {implementation.__name__}; "
@@ -196,7 +212,13 @@ class InfiniticWorker:
             )
         self._check_new(service)
         self._services[service] = _ServiceRegistration(
-            service, implementation, contract, concurrency, retry, timeout
+            service,
+            implementation,
+            contract,
+            concurrency,
+            retry,
+            timeout,
+            tag_engine_concurrency or concurrency,
         )
         return self
 
@@ -208,13 +230,27 @@ class InfiniticWorker:
         concurrency: int = 1,
         check_mode: CheckMode | str | None = None,
         cache_size: int | None = None,
+        state_engine_concurrency: int | None = None,
+        tag_engine_concurrency: int | None = None,
     ) -> Self:
         """Run instances of a Workflow subclass.
 
         Register several versions of a workflow by adding each class (``BankWorkflow``,
         ``BankWorkflow_2``, ...): new instances run the newest version, running instances stay on
         the version they started with.
+
+        Args:
+            concurrency: workflow tasks run at once by this worker (and the default of the
+                engines' concurrencies).
+            state_engine_concurrency: messages handled at once by the workflow's state engine
+                and the handlers that feed it (commands, events, delays).
+            tag_engine_concurrency: messages handled at once by the workflow's tag engine.
         """
+        _check_concurrency(
+            concurrency=concurrency,
+            state_engine_concurrency=state_engine_concurrency,
+            tag_engine_concurrency=tag_engine_concurrency,
+        )
         if not (isinstance(workflow, type) and issubclass(workflow, Workflow)):
             raise ConfigurationError(f"add_workflow expects a Workflow subclass, got {workflow!r}")
         wf_name = check_entity_name(name or entity_name(workflow))
@@ -231,9 +267,21 @@ class InfiniticWorker:
                 )
             existing.classes.append(workflow)
             existing.concurrency = max(existing.concurrency, concurrency)
+            existing.state_engine_concurrency = max(
+                existing.state_engine_concurrency, state_engine_concurrency or concurrency
+            )
+            existing.tag_engine_concurrency = max(
+                existing.tag_engine_concurrency, tag_engine_concurrency or concurrency
+            )
             return self
         self._check_new(wf_name)
-        self._workflows[wf_name] = _WorkflowRegistration(wf_name, [workflow], concurrency)
+        self._workflows[wf_name] = _WorkflowRegistration(
+            wf_name,
+            [workflow],
+            concurrency,
+            state_engine_concurrency or concurrency,
+            tag_engine_concurrency or concurrency,
+        )
         return self
 
     def _check_new(self, name: str) -> None:
@@ -341,7 +389,9 @@ class InfiniticWorker:
             self.storage.key_value,
             interface=s.interface,
         )
-        await self._subscribe(TopicKind.TASK_TAG, s.name, tag_engine.handle, s.concurrency)
+        await self._subscribe(
+            TopicKind.TASK_TAG, s.name, tag_engine.handle, s.tag_engine_concurrency
+        )
         await self._subscribe(
             TopicKind.TASK_EXECUTOR, s.name, executor.handle, executor.consumer_concurrency
         )
@@ -377,16 +427,19 @@ class InfiniticWorker:
                 raise ValueError(f"unexpected {type(message).__name__} on workflow-engine")
             await engine.handle(message)
 
-        await self._subscribe(TopicKind.WORKFLOW_EVENTS, n, WorkflowEventHandler(n, t).handle, c)
-        await self._subscribe(TopicKind.WORKFLOW_ENGINE, n, run_engine, c)
+        se = w.state_engine_concurrency
+        await self._subscribe(TopicKind.WORKFLOW_EVENTS, n, WorkflowEventHandler(n, t).handle, se)
+        await self._subscribe(TopicKind.WORKFLOW_ENGINE, n, run_engine, se)
         await self._subscribe(
-            TopicKind.WORKFLOW_TASK_EVENTS, n, WorkflowTaskEventHandler(n, t).handle, c
+            TopicKind.WORKFLOW_TASK_EVENTS, n, WorkflowTaskEventHandler(n, t).handle, se
         )
-        await self._subscribe(TopicKind.WORKFLOW_DELAY, n, WorkflowDelayHandler(n, t).handle, c)
+        await self._subscribe(TopicKind.WORKFLOW_DELAY, n, WorkflowDelayHandler(n, t).handle, se)
         await self._subscribe(TopicKind.WORKFLOW_TASK_EXECUTOR, n, execute, c)
-        await self._subscribe(TopicKind.WORKFLOW_CMD, n, WorkflowCommandHandler(n, t).handle, c)
+        await self._subscribe(TopicKind.WORKFLOW_CMD, n, WorkflowCommandHandler(n, t).handle, se)
         tag_engine = WorkflowTagEngine(n, t, self.storage.key_set)
-        await self._subscribe(TopicKind.WORKFLOW_TAG, n, tag_engine.handle, c)
+        await self._subscribe(
+            TopicKind.WORKFLOW_TAG, n, tag_engine.handle, w.tag_engine_concurrency
+        )
 
     async def _close_consumers(self) -> None:
         consumers, self._consumers = self._consumers, []
