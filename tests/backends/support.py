@@ -77,6 +77,16 @@ async def drop_redis_keys(prefix: str) -> None:
         await client.aclose()
 
 
+async def drop_postgres_schema(schema: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
 async def open_backend(name: str, compression: Compression | None = None) -> Backend:
     """A fresh storage on database ``name`` (redis, postgres or mysql)."""
     storage: Storage
@@ -91,8 +101,6 @@ async def open_backend(name: str, compression: Compression | None = None) -> Bac
             await drop_redis_keys(token + ":")
 
     elif name == "postgres":
-        import asyncpg
-
         from infinitic.storage import PostgresStorage
 
         url = require("PostgreSQL", POSTGRES_URL)
@@ -100,11 +108,7 @@ async def open_backend(name: str, compression: Compression | None = None) -> Bac
         storage = PostgresStorage.from_url(url, schema=token, application_name=token)
 
         async def cleanup() -> None:
-            conn = await asyncpg.connect(POSTGRES_URL)
-            try:
-                await conn.execute(f'DROP SCHEMA IF EXISTS "{token}" CASCADE')
-            finally:
-                await conn.close()
+            await drop_postgres_schema(token)
 
     elif name == "mysql":
         import aiomysql

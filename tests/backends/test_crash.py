@@ -1,9 +1,9 @@
 """Crash safety with real processes: a worker (the ``infinitic`` command line, in its own
-process, on pulsar-lite and Redis; alone or beside a second one) or the broker is SIGKILLed at
-random moments and restarted while 500 bank wires run; every workflow completes once with the
-right result and none stalls (the test never restarts the broker itself: the embedded broker
-heals itself). Poison messages on every topic end in its dead-letter twin while wires keep
-flowing."""
+process, on pulsar-lite with Redis or PostgreSQL; alone or beside a second one) or the broker
+is SIGKILLed at random moments and restarted while 500 bank wires run; every workflow
+completes once with the right result and none stalls (the test never restarts the broker
+itself: the embedded broker heals itself). Poison messages on every topic end in its
+dead-letter twin while wires keep flowing."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,9 +25,10 @@ import pytest
 import yaml
 
 from infinitic.client import InfiniticClient
-from infinitic.storage import InMemoryStorage
+from infinitic.storage import InMemoryStorage, PostgresStorage, RedisStorage, Storage
 from infinitic.transport import DLQ_ERROR_PROPERTY, TransportMessage
 from infinitic.worker import InfiniticWorker
+from infinitic.workflow_engine import decode_state, state_key
 from infinitic_examples.bank_wire.services import (
     BankService,
     EmailService,
@@ -38,7 +39,15 @@ from infinitic_examples.bank_wire.workflows import BankWorkflow
 
 from .bank import RedisBank
 from .conftest import pulsar_lite_transport
-from .support import REDIS_URL, drop_redis_keys, require, unavailable, unique
+from .support import (
+    POSTGRES_URL,
+    REDIS_URL,
+    drop_postgres_schema,
+    drop_redis_keys,
+    require,
+    unavailable,
+    unique,
+)
 
 HERE = Path(__file__).parent
 WIRES = 500
@@ -62,6 +71,7 @@ class Cluster:
     log: Path
     namespace: str
     prefix: str
+    open_storage: Callable[[], Storage]  # the workers' storage, for inspection
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     starts: int = 0
 
@@ -105,8 +115,13 @@ class Cluster:
 
 
 @pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+async def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Cluster]:
+    """A broker and a worker configuration; the workflow states go to Redis, or to the
+    storage named by an indirect parameter (``postgres``). The bank is in Redis."""
+    kind = getattr(request, "param", "redis")
     require("Redis", REDIS_URL)
+    if kind == "postgres":
+        require("PostgreSQL", POSTGRES_URL)
     try:
         from infinitic.transport_pulsar import EmbeddedPulsarLite
 
@@ -117,6 +132,18 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
         return
     prefix = unique("infinitic-crash") + ":"
     namespace = f"crash-{uuid.uuid4().hex[:8]}"
+    schema = prefix.rstrip(":").replace("-", "_")
+    storage_section: dict[str, Any]
+    if kind == "postgres":
+        storage_section = {"postgres": {"url": POSTGRES_URL, "schema": schema}}
+    else:
+        storage_section = {"redis": {"url": REDIS_URL, "keyPrefix": prefix + "s:"}}
+
+    def open_storage() -> Storage:
+        if kind == "postgres":
+            return PostgresStorage.from_url(POSTGRES_URL, schema=schema)
+        return RedisStorage.from_url(REDIS_URL, key_prefix=prefix + "s:")
+
     config = {
         "name": "crash-worker",
         "transport": {
@@ -126,7 +153,7 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
                 "namespace": namespace,
             }
         },
-        "storage": {"redis": {"url": REDIS_URL, "keyPrefix": prefix + "s:"}},
+        "storage": storage_section,
         "redeliveryDelaySeconds": 0.2,
         "services": [
             {
@@ -158,13 +185,15 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
         "BANK_REDIS_URL": REDIS_URL,
         "BANK_PREFIX": prefix + "bank:",
     }
-    c = Cluster(broker, path, env, tmp_path / "worker.log", namespace, prefix)
+    c = Cluster(broker, path, env, tmp_path / "worker.log", namespace, prefix, open_storage)
     try:
         yield c
     finally:
         c.kill_all()
         await broker.stop()
         await drop_redis_keys(prefix)
+        if kind == "postgres":
+            await drop_postgres_schema(schema)
 
 
 async def run_wires(cluster: Cluster, crash: str, *, workers: int = 1) -> dict[str, int]:
@@ -209,13 +238,18 @@ async def run_wires(cluster: Cluster, crash: str, *, workers: int = 1) -> dict[s
             assert r == f"{d.id}:email-w{i}-0"
         balances = await bank.balances()
         done = [k async for k in bank._redis().scan_iter(match=cluster.prefix + "bank:op:*")]
-        states = [k async for k in bank._redis().scan_iter(match=cluster.prefix + "s:kv:*")]
+        storage = cluster.open_storage()
+        try:
+            keys = [state_key("BankWorkflow", d.id) for d in deferreds]
+            states = await storage.key_value.get_many(keys)
+        finally:
+            await storage.close()
     finally:
         await transport.close()
         await bank.close()
     assert balances == {f"acc{i}": 0 for i in range(WIRES)}  # every move made exactly once
     assert len(done) == 2 * WIRES
-    assert states == []  # no workflow left behind
+    assert states == {}  # no workflow left behind
     # pulsar-lite keeps the consumers of a reset connection (a process killed with bytes in
     # flight) until it restarts; the embedded broker restarts itself then (see EmbeddedPulsarLite).
     print(
@@ -240,10 +274,7 @@ async def wait_while_progressing(
 
 async def describe_stuck(cluster: Cluster, stuck: list[Any]) -> None:
     """Fail with what the stored states of the stuck workflows say."""
-    from infinitic.storage import RedisStorage
-    from infinitic.workflow_engine import decode_state, state_key
-
-    storage = RedisStorage.from_url(REDIS_URL, key_prefix=cluster.prefix + "s:")
+    storage = cluster.open_storage()
     lines = []
     try:
         for d in stuck[:5]:
@@ -269,6 +300,9 @@ async def describe_stuck(cluster: Cluster, stuck: list[Any]) -> None:
 @pytest.mark.pulsar
 @pytest.mark.redis
 @pytest.mark.timeout(240)
+@pytest.mark.parametrize(
+    "cluster", ["redis", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
 async def test_worker_killed_three_times(cluster: Cluster) -> None:
     outcome = await run_wires(cluster, "worker")
     assert outcome["worker_starts"] == 4
