@@ -201,6 +201,18 @@ class Talker(Workflow):
         counter = get_workflow_by_id(Counter_, target_id)
         return await counter.increment(5)
 
+    async def bump_all(self, tag: str, n: int) -> str:
+        sent = await dispatch(get_workflow_by_tag(Counter_, tag).increment, n)
+        assert sent is None  # completed once sent: no single result
+        await self.tools_free_step()
+        return "bumped"
+
+    async def wait_for_all(self, tag: str) -> int:
+        return await get_workflow_by_tag(Counter_, tag).increment(1)  # refused
+
+    async def tools_free_step(self) -> None:
+        await timer(0.01)  # a second workflow task: the dispatch is replayed, not sent again
+
 
 class Counter_(Workflow):
     """An instance whose properties are shared by its method runs."""

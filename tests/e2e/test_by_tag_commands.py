@@ -145,3 +145,25 @@ async def test_method_dispatched_by_tag_runs_on_every_instance(client: Infinitic
     await client.get_workflow_by_id(Counter_, other.id).stop.send("done")
     assert await asyncio.gather(*(m.result() for m in mains)) == [7, 7, 7, 7]
     assert await other.result() == 0  # another tag: untouched
+
+
+async def test_workflow_dispatches_a_method_by_tag(client: InfiniticClient) -> None:
+    mains = [
+        await client.dispatch(client.new_workflow(Counter_, tags={"crew:1"}).run) for _ in range(3)
+    ]
+    await _started(client, Counter_, "crew:1", 3)
+    talker = client.new_workflow(Talker)
+    assert await talker.bump_all("crew:1", 4) == "bumped"
+    assert await talker.bump_all("crew:1", 1) == "bumped"
+
+    async def total(workflow_id: str) -> int:
+        return await client.get_workflow_by_id(Counter_, workflow_id).increment(0)
+
+    for _ in range(500):
+        if [await total(m.id) for m in mains] == [5, 5, 5]:
+            break
+        await asyncio.sleep(0.01)
+    await client.get_workflow_by_tag(Counter_, "crew:1").stop.send("done")
+    assert await asyncio.gather(*(m.result() for m in mains)) == [5, 5, 5]  # each run once
+    with pytest.raises(WorkflowFailedError, match=r"dispatch\(stub.increment"):
+        await client.new_workflow(Talker).wait_for_all("crew:1")

@@ -216,7 +216,9 @@ def get_workflow_by_id(workflow: Callable[..., T], workflow_id: str) -> T:
 
 class ByTagWorkflowStub(_Stub):
     """A stub of the instances of a workflow with a tag, inside workflow code: their channels
-    can be sent to (every instance with the tag when the signal is handled gets it)."""
+    can be sent to (every instance with the tag when the signal is handled gets it), and
+    ``dispatch(stub.method, ...)`` starts a method run on each of them (its Deferred completes
+    with None once sent: there is no single result to wait for)."""
 
     _kind = "workflow"
 
@@ -228,8 +230,17 @@ class ByTagWorkflowStub(_Stub):
         self, sig: MethodSignature, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Deferred[Any]:
         raise UnknownMethodError(
-            f"calling {self._name}.{sig.method_name} on the instances with tag {self.tag!r} "
-            "from a workflow is not supported; send them a signal on a channel instead"
+            f"cannot wait for {self._name}.{sig.method_name} on the instances with tag "
+            f"{self.tag!r} (there is no single result): start it on each of them with "
+            f"dispatch(stub.{sig.method_name}, ...)"
+        )
+
+    def _dispatch(
+        self, sig: MethodSignature, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Deferred[None]:
+        rt = current_runtime(f"dispatching {self._name}.{sig.method_name}")
+        return rt.new_method_dispatch_by_tag(
+            self._name, self.tag, sig.method_name, sig.dump_args(args, kwargs)
         )
 
     def _channel(self, channel: Channel[Any]) -> Any:
@@ -271,9 +282,15 @@ def new_workflow(
 
 
 def dispatch(method: Callable[P, Awaitable[R]], *args: P.args, **kwargs: P.kwargs) -> Deferred[R]:
-    """Start a task or a child workflow method without waiting; returns its Deferred."""
+    """Start a task or a child workflow method without waiting; returns its Deferred.
+
+    On a stub of ``get_workflow_by_tag``, starts a method run on every instance with the tag;
+    the Deferred then completes with None once the command is sent.
+    """
     if not isinstance(method, _StubMethod):
         raise TypeError(
             f"dispatch() expects a stub method (like self.bank.withdraw), got {method!r}"
         )
+    if isinstance(method.stub, ByTagWorkflowStub):
+        return cast(Deferred[R], method.stub._dispatch(method.signature, args, kwargs))
     return cast(Deferred[R], method(*args, **kwargs))

@@ -152,6 +152,17 @@ def _dispatch_child(command: CommandRecord, requester: Requester, out: Outbox) -
 
 def _dispatch_method(command: CommandRecord, requester: Requester, out: Outbox) -> None:
     name = check_entity_name(command.workflow_name or "")
+    if command.target_workflow_id is None and command.tags:  # on every instance with the tag
+        tag = command.tags[0]
+        each = DispatchMethod(
+            workflow_name=name,
+            workflow_id="",
+            method_run_id=command.command_id,  # each instance keeps its own runs
+            method_name=command.method_name or "",
+            method_args=command.args,
+        )
+        out.add(topic(TopicKind.WORKFLOW_TAG, name), SendToWorkflowsByTag.of(tag, each), key=tag)
+        return
     target = command.target_workflow_id or ""
     out.add(
         topic(TopicKind.WORKFLOW_CMD, name),

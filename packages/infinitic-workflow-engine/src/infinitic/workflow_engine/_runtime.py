@@ -385,6 +385,24 @@ class WorkflowInstance:
         )
         return self._deferred(record, load_result)
 
+    def new_method_dispatch_by_tag(
+        self, workflow_name: str, tag: str, method_name: str, args: list[Any]
+    ) -> Deferred[None]:
+        record, _ = self._new_command(
+            kind="method",
+            name=f"{workflow_name}.{method_name}",
+            workflow_name=workflow_name,
+            method_name=method_name,
+            args=args,
+            tags=[tag],
+            status="completed",  # nothing comes back: sent is done
+        )
+        deferred: Deferred[None] = Deferred(
+            loop=self.loop, id=record.command_id, description=record.describe()
+        )
+        deferred.set_result(None)
+        return deferred
+
     def new_signal(
         self,
         workflow_name: str,
