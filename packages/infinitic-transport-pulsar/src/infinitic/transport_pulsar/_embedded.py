@@ -232,22 +232,7 @@ class EmbeddedPulsarLite:
             ImportError: pulsar-lite is not installed.
             RuntimeError: the broker exited or did not open its port in time.
         """
-        if self._process is not None:
-            return
-        with self._lock:
-            try:
-                self._launch()
-            except BaseException:
-                self.stop_blocking()  # removes a temporary directory it made
-                raise
-        deadline = time.monotonic() + self._startup_timeout
-        while not await asyncio.to_thread(self._port_open):
-            self._check_alive()
-            if time.monotonic() > deadline:
-                await self.stop()
-                raise RuntimeError(f"pulsar-lite did not open port {self.port} in time")
-            await asyncio.sleep(0.02)
-        self._watch()
+        await asyncio.to_thread(self.start_blocking)
 
     def start_blocking(self) -> None:
         """:meth:`start` for synchronous code (fixtures, scripts)."""

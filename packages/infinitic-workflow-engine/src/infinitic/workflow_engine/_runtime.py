@@ -388,20 +388,14 @@ class WorkflowInstance:
     def new_method_dispatch_by_tag(
         self, workflow_name: str, tag: str, method_name: str, args: list[Any]
     ) -> Deferred[None]:
-        record, _ = self._new_command(
+        return self._sent(
             kind="method",
             name=f"{workflow_name}.{method_name}",
             workflow_name=workflow_name,
             method_name=method_name,
             args=args,
             tags=[tag],
-            status="completed",  # nothing comes back: sent is done
         )
-        deferred: Deferred[None] = Deferred(
-            loop=self.loop, id=record.command_id, description=record.describe()
-        )
-        deferred.set_result(None)
-        return deferred
 
     def new_signal(
         self,
@@ -412,7 +406,7 @@ class WorkflowInstance:
         type_names: list[str],
         tag: str | None = None,
     ) -> Deferred[None]:
-        record, _ = self._new_command(
+        return self._sent(
             kind="signal",
             name=f"{workflow_name}.{channel.name}",
             workflow_name=workflow_name,
@@ -421,8 +415,11 @@ class WorkflowInstance:
             args=[data],
             type_names=type_names,
             tags=[tag] if tag else [],
-            status="completed",
         )
+
+    def _sent(self, **spec: Any) -> Deferred[None]:
+        """A command that is done once sent (nothing comes back): its Deferred is complete."""
+        record, _ = self._new_command(status="completed", **spec)
         deferred: Deferred[None] = Deferred(
             loop=self.loop, id=record.command_id, description=record.describe()
         )
