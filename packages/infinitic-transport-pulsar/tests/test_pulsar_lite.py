@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ from infinitic.transport import (
 )
 from infinitic.transport_pulsar import EmbeddedPulsarLite, PulsarSettings, PulsarTransport
 from infinitic.transport_pulsar._consumer import PulsarConsumer
-from infinitic.transport_pulsar._embedded import _running
+from infinitic.transport_pulsar._embedded import _free_port, _running
 
 pytestmark = pytest.mark.pulsar
 WAIT = 30.0
@@ -301,9 +300,7 @@ time.sleep(600)
 async def test_a_broker_left_by_a_killed_owner_is_taken_over(
     tmp_path: Any, namespace: str, topic: str
 ) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = _free_port()
     owner = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",

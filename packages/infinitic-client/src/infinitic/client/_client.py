@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Generic, ParamSpec, Self, TypeVar, cast
 
-from infinitic.client._config import client_settings, load_yaml
+from infinitic.client._config import DEFAULT_REQUEST_TIMEOUT, client_settings, load_yaml
 from infinitic.client._existing import ExistingWorkflowStub, dispatch_method
 from infinitic.client._tags import TagOperations, WorkflowByTagStub
 from infinitic.common import (
@@ -184,7 +184,7 @@ class InfiniticClient(TagOperations):
         transport: Transport,
         name: str | None = None,
         storage: Any = None,
-        request_timeout: float | None = 30.0,
+        request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
     ) -> None:
         self._transport = transport
         self._storage = storage

@@ -37,6 +37,9 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
+DEFAULT_REQUEST_TIMEOUT = 30.0  # seconds a client waits for a tag engine's answer
+
+
 def client_settings(config: Mapping[str, Any]) -> tuple[Transport, str | None, float | None]:
     """Return the transport (built for a client), the client name (``client.name`` if set,
     else None: a unique name is generated) and request timeout
@@ -61,7 +64,9 @@ def client_settings(config: Mapping[str, Any]) -> tuple[Transport, str | None, f
     name = client.get("name")
     if name is not None and not isinstance(name, str):
         raise ConfigurationError(f"client.name must be a string, got {name!r}")
-    timeout = client.get("requestTimeoutSeconds", client.get("request_timeout_seconds", 30.0))
+    timeout = client.get(
+        "requestTimeoutSeconds", client.get("request_timeout_seconds", DEFAULT_REQUEST_TIMEOUT)
+    )
     if timeout is not None and (
         isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
     ):

@@ -134,21 +134,18 @@ def pulsar_transport_from_config(
     return _build(data, context, embedded, lite=False)
 
 
-_BROKER_KEYS = {
-    "port",
-    "datadir",
-    "data_dir",
-    "loglevel",
-    "log_level",
-    "healconnectionresets",
-    "heal_connection_resets",
-}
+# EmbeddedBrokerOptions' keys, lower case without underscores (``dataDir``, ``data_dir``)
+_BROKER_KEYS = {"port", "datadir", "loglevel", "healconnectionresets"}
 
 
 def pulsar_lite_transport_from_config(
     options: Mapping[str, Any], context: TransportContext
 ) -> Transport:
     """Build the transport of a ``transport.pulsarLite`` section (an embedded broker)."""
-    broker = {k: v for k, v in options.items() if str(k).lower() in _BROKER_KEYS}
-    rest = {k: v for k, v in options.items() if str(k).lower() not in _BROKER_KEYS}
+
+    def is_broker_key(key: object) -> bool:
+        return str(key).lower().replace("_", "") in _BROKER_KEYS
+
+    broker = {k: v for k, v in options.items() if is_broker_key(k)}
+    rest = {k: v for k, v in options.items() if not is_broker_key(k)}
     return _build(rest, context, broker or True, lite=True)

@@ -241,17 +241,24 @@ class EmbeddedPulsarLite:
         with self._lock:
             try:
                 self._launch()
+                self._wait_for_port()
             except BaseException:
                 self.stop_blocking()  # removes a temporary directory it made
                 raise
+        self._watch()
+
+    def _wait_for_port(self) -> None:
+        """Wait until the launched broker accepts connections (in a thread: it sleeps).
+
+        Raises:
+            RuntimeError: the broker exited, or did not open its port in time.
+        """
         deadline = time.monotonic() + self._startup_timeout
         while not self._port_open():
             self._check_alive()
             if time.monotonic() > deadline:
-                self.stop_blocking()
                 raise RuntimeError(f"pulsar-lite did not open port {self.port} in time")
             time.sleep(0.02)
-        self._watch()
 
     def _watch(self) -> None:
         if self._heal and self._watcher is None:
@@ -271,15 +278,7 @@ class EmbeddedPulsarLite:
             self._terminate()
             before_launch()  # what the old broker logged while stopping is not news
             self._launch(self.port)
-            deadline = time.monotonic() + self._startup_timeout
-            while not self._port_open():
-                if self._process.poll() is not None or time.monotonic() > deadline:
-                    logger.error(
-                        "pulsar-lite did not come back after a restart; see %s/broker.log",
-                        self.data_dir,
-                    )
-                    return
-                time.sleep(0.02)
+            self._wait_for_port()
             self.restarts += 1
 
     async def stop(self) -> None:
