@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from infinitic.common import command_id, decode_message, encode_message
 from infinitic.common._messages import (
     CommandRecord,
@@ -16,7 +18,7 @@ from infinitic.common._messages import (
     WorkflowTaskCompleted,
 )
 from infinitic.storage import InMemoryKeyValueStorage
-from infinitic.transport import InMemoryTransport
+from infinitic.transport import InMemoryTransport, RetryLater
 from infinitic.workflow_engine import WorkflowStateEngine, decode_state, state_key
 
 
@@ -54,6 +56,8 @@ async def test_duplicate_messages_have_no_double_effect() -> None:
         workflow_name="W",
         workflow_id="wf",
         workflow_task_id=tasks[0].workflow_task_id,
+        state_version=tasks[0].state_version,
+        incarnation=tasks[0].incarnation,
         step=0,
         new_commands=[
             CommandRecord(
@@ -86,10 +90,14 @@ async def test_duplicate_messages_have_no_double_effect() -> None:
     tasks = [m for t, m in transport.sent if isinstance(m, ExecuteWorkflowTask)]
     assert len(tasks) == 2
 
+    assert tasks[1].state_version == 2
+    assert tasks[1].previous_task_id == tasks[0].workflow_task_id
     done = WorkflowTaskCompleted(
         workflow_name="W",
         workflow_id="wf",
         workflow_task_id=tasks[1].workflow_task_id,
+        state_version=tasks[1].state_version,
+        incarnation=tasks[1].incarnation,
         step=1,
         method_outcomes=[MethodOutcomeInfo(method_run_id="wf", status="completed", value=5)],
     )
@@ -108,20 +116,35 @@ async def test_result_arriving_before_its_workflow_task_completed_is_buffered() 
     )
     task = next(m for t, m in transport.sent if isinstance(m, ExecuteWorkflowTask))
     cid = command_id("wf", "wf", 0)
-    await engine.handle(
-        CommandResult(
-            workflow_name="W", workflow_id="wf", command_id=cid, status="completed", value="early"
-        )
+    early = CommandResult(
+        workflow_name="W",
+        workflow_id="wf",
+        command_id=cid,
+        status="completed",
+        value="early",
+        emitted_at=1000.0,
     )
+    with pytest.raises(RetryLater):  # fresh: the state that records the command may be coming
+        await engine.handle(early)
+    # Still unknown a while later: kept in the state (the dispatcher may have crashed first)
+    await engine.handle(early.model_copy(update={"emitted_at": 990.0}))
     await engine.handle(
         WorkflowTaskCompleted(
             workflow_name="W",
             workflow_id="wf",
             workflow_task_id=task.workflow_task_id,
+            state_version=task.state_version,
             step=0,
             new_commands=[
                 CommandRecord(
-                    command_id=cid, method_run_id="wf", position=0, step=0, kind="task", name="S.m"
+                    command_id=cid,
+                    method_run_id="wf",
+                    position=0,
+                    step=0,
+                    kind="task",
+                    name="S.m",
+                    service_name="S",
+                    method_name="m",
                 )
             ],
         )
@@ -160,10 +183,18 @@ async def test_decoded_states_are_reused_only_while_nobody_else_wrote() -> None:
             workflow_name="W",
             workflow_id="wf",
             workflow_task_id=task.workflow_task_id,
+            state_version=task.state_version,
             step=0,
             new_commands=[
                 CommandRecord(
-                    command_id=cid, method_run_id="wf", position=0, step=0, kind="task", name="S.m"
+                    command_id=cid,
+                    method_run_id="wf",
+                    position=0,
+                    step=0,
+                    kind="task",
+                    name="S.m",
+                    service_name="S",
+                    method_name="m",
                 )
             ],
         )

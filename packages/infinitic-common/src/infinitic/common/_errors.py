@@ -212,3 +212,16 @@ class WorkflowChangedError(InfiniticError):
         self.position = position
         self.recorded = recorded
         self.found = found
+
+
+class MessageDeadLetteredError(InfiniticError):
+    """A message something waited for was dead-lettered: no worker could handle it.
+
+    ``topic`` is where it was consumed and ``reason`` the last error; the message itself is on
+    the topic's dead-letter twin (``<topic>-dlq``), where it can be inspected or replayed.
+    """
+
+    def __init__(self, topic: str, reason: str) -> None:
+        super().__init__(f"a message on {topic} was dead-lettered: {reason}")
+        self.topic = topic
+        self.reason = reason

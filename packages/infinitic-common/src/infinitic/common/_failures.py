@@ -100,6 +100,10 @@ def failure_from_exception(exc: BaseException) -> FailureInfo:
             found=exc.found,
             message=str(exc),
         )
+    if isinstance(exc, err.MessageDeadLetteredError):
+        return FailureInfo(
+            kind="dead_lettered", message=exc.reason, attributes={"topic": exc.topic}
+        )
     if isinstance(exc, err.RemoteError):
         return FailureInfo(
             kind="remote",
@@ -159,6 +163,8 @@ def exception_from_failure(info: FailureInfo) -> err.InfiniticError:
         return err.WorkflowChangedError(
             info.workflow_name or "?", info.position or "?", info.recorded or "?", info.found or "?"
         )
+    if k == "dead_lettered":
+        return err.MessageDeadLetteredError(str(info.attributes.get("topic", "?")), info.message)
     return err.RemoteError(
         info.class_name or "Exception", info.message, info.stack, dict(info.attributes), cause
     )

@@ -217,20 +217,31 @@ class CommandResult(WorkflowMessage):
     failure: FailureInfo | None = None
 
 
-class WorkflowTaskCompleted(WorkflowMessage):
-    TYPE = "WorkflowTaskCompleted"
+class WorkflowTaskOutcome(WorkflowMessage):
+    """How a workflow task ended; names the exact state it was computed from.
+
+    ``state_version`` is the stored version of the state that dispatched the task (the
+    dispatch is stored as the next version) and ``incarnation`` the instance it belongs to: a
+    state engine that reads an older version knows the outcome came early, and one that reads a
+    newer version without this task running knows it is superseded.
+    """
+
     workflow_task_id: str
     step: int
+    state_version: int = 0
+    incarnation: str = ""
+
+
+class WorkflowTaskCompleted(WorkflowTaskOutcome):
+    TYPE = "WorkflowTaskCompleted"
     new_commands: list[CommandRecord] = Field(default_factory=list)
     method_outcomes: list[MethodOutcomeInfo] = Field(default_factory=list)
     workflow_version: int | None = None
     inline_digest: str = ""
 
 
-class WorkflowTaskFailed(WorkflowMessage):
+class WorkflowTaskFailed(WorkflowTaskOutcome):
     TYPE = "WorkflowTaskFailed"
-    workflow_task_id: str
-    step: int
     failure: FailureInfo
     method_run_id: str | None = None
 
@@ -239,8 +250,19 @@ class WorkflowTaskFailed(WorkflowMessage):
 
 
 class ExecuteWorkflowTask(WorkflowMessage):
+    """Run the last step of ``steps``.
+
+    ``state_version`` and ``incarnation`` name the state the task was computed from (see
+    WorkflowTaskOutcome); ``previous_task_id`` is the workflow task whose outcome the history
+    holds for the step before, so an executor reuses a live instance only if that instance ran
+    exactly that task.
+    """
+
     TYPE = "ExecuteWorkflowTask"
     workflow_task_id: str
+    state_version: int = 0
+    incarnation: str = ""
+    previous_task_id: str | None = None
     tags: list[str] = Field(default_factory=list)
     meta: dict[str, bytes] = Field(default_factory=dict)
     workflow_version: int | None = None

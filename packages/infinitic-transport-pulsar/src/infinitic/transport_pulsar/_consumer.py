@@ -29,6 +29,7 @@ from infinitic.transport import (
     Consumer,
     ConsumerSettings,
     MessageHandler,
+    RetryLater,
     SubscriptionType,
     dead_letter_topic,
 )
@@ -298,6 +299,12 @@ class PulsarConsumer(Consumer):
         except asyncio.CancelledError:
             self._release_slot(envelope)
             raise
+        except RetryLater as later:
+            try:
+                await self._later(envelope, later)
+            except Exception as e:
+                logger.warning("cannot postpone a message of %s: %s", self._topic, e)
+                await self._nack(envelope)
         except Exception as error:
             try:
                 await self._failed(envelope, error)
@@ -337,6 +344,26 @@ class PulsarConsumer(Consumer):
         )
         await self._ack(envelope)
 
+    async def _later(self, envelope: Envelope, later: RetryLater) -> None:
+        """Republish a message that came too early to the retry topic, due after the delay;
+        its attempt count is kept (it did not fail; the broker's redeliveries are carried)."""
+        logger.debug("message %s of %s postponed: %s", envelope.origin_id, self._topic, later)
+        now_ms = int(self._broker.now() * 1000)
+        due_ms = now_ms + int(later.delay * 1000)
+        changes = {
+            ATTEMPTS: str(envelope.redelivery_count),
+            DELIVER_AT: str(due_ms),
+            PARKED_AT: str(now_ms),
+        }
+        await self._broker._send(
+            self._retry_topic,
+            bytes(envelope.raw.data()),
+            key=envelope.key,
+            properties=envelope.republish_properties(**changes),
+            deliver_at_ms=due_ms,
+        )
+        await self._ack(envelope)
+
     async def _dead_letter(self, envelope: Envelope, reason: str) -> None:
         logger.error(
             "message %s of %s dead-lettered after %d deliveries: %s",
@@ -356,6 +383,12 @@ class PulsarConsumer(Consumer):
             properties=properties,
         )
         await self._ack(envelope)
+        hook = self._settings.on_dead_letter
+        if hook is not None:
+            try:
+                await hook(envelope.to_transport_message(), reason)
+            except Exception:
+                logger.exception("dead-letter hook of %s failed", self._topic)
 
     async def _ack(self, envelope: Envelope) -> None:
         try:

@@ -28,6 +28,7 @@ from infinitic.transport._interfaces import (
     Consumer,
     ConsumerSettings,
     MessageHandler,
+    RetryLater,
     SubscriptionType,
     Transport,
     TransportMessage,
@@ -162,11 +163,26 @@ class _InMemoryConsumer(Consumer):
             sub.put(message, front=True)
             sub.release_key(message.key if sub._keyed(message) else None)
             raise
+        except RetryLater as later:
+            # Too early: later messages of the key may go first (it is not a failure).
+            sub.release_key(message.key if sub._keyed(message) else None)
+
+            def again_later() -> None:
+                sub.put(message)
+                self._transport._schedule(sub.notify())
+
+            self._transport._call_later(later.delay, again_later)
+            return
         except Exception as e:
             if message.redelivery_count >= self._settings.max_redeliveries:
-                await self._transport._dead_letter(message, e)
+                reason = await self._transport._dead_letter(message, e)
                 sub.release_key(message.key if sub._keyed(message) else None)
                 await sub.notify()
+                if self._settings.on_dead_letter is not None:
+                    try:
+                        await self._settings.on_dead_letter(message, reason)
+                    except Exception:
+                        logger.exception("dead-letter hook of %s failed", message.topic)
                 return
             again = replace(message, redelivery_count=message.redelivery_count + 1)
             keyed = sub._keyed(message)
@@ -288,7 +304,7 @@ class InMemoryTransport(Transport):
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _dead_letter(self, message: TransportMessage, error: BaseException) -> None:
+    async def _dead_letter(self, message: TransportMessage, error: BaseException) -> str:
         reason = f"{type(error).__name__}: {error}"
         logger.error(
             "message %s on %s dead-lettered after %d deliveries: %s",
@@ -309,6 +325,7 @@ class InMemoryTransport(Transport):
                 DLQ_DELIVERIES_PROPERTY: str(message.redelivery_count + 1),
             },
         )
+        return reason
 
     async def subscribe(
         self,

@@ -4,7 +4,8 @@ Engines publish bytes to named topics and register handlers on subscriptions. A 
 returns acknowledges its message; a handler that raises negatively acknowledges it: the message
 is delivered again after ``redelivery_delay`` seconds, and after ``max_redeliveries`` failed
 redeliveries it goes to the topic's dead-letter twin (``<topic>-dlq``) with the error recorded, so
-a poison message never blocks its topic. Delivery is at least once.
+a poison message never blocks its topic. A handler that raises :class:`RetryLater` has its message
+delivered again after the given delay, without using that budget. Delivery is at least once.
 """
 
 from __future__ import annotations
@@ -57,6 +58,28 @@ class TransportMessage:
 
 MessageHandler = Callable[[TransportMessage], Awaitable[None]]
 
+#: Called once a message has been dead-lettered, with the message and the reason; lets the
+#: subscriber tell whoever waits for the message's effect (it must not raise).
+DeadLetterHook = Callable[[TransportMessage, str], Awaitable[None]]
+
+
+class RetryLater(Exception):  # a signal to the consumer, not an error
+    """Raised by a handler for a message that came too early: deliver it again later.
+
+    Unlike a failure, it does not count towards the dead-letter budget: the handler raises it
+    only while it knows the message will become processable (e.g. it waits for a state that
+    another process has sent its messages for and is storing now).
+
+    Args:
+        delay: seconds before the message is delivered again.
+        reason: why (logged at debug level).
+    """
+
+    def __init__(self, delay: float, reason: str) -> None:
+        super().__init__(reason)
+        self.delay = max(0.0, delay)
+        self.reason = reason
+
 
 @dataclass(frozen=True, slots=True)
 class ConsumerSettings:
@@ -68,12 +91,14 @@ class ConsumerSettings:
             most one per key).
         max_redeliveries: failed redeliveries after which a message is dead-lettered.
         redelivery_delay: seconds before a negatively acknowledged message comes back.
+        on_dead_letter: awaited after a message was dead-lettered (see DeadLetterHook).
     """
 
     type: SubscriptionType = SubscriptionType.SHARED
     concurrency: int = 1
     max_redeliveries: int = 3
     redelivery_delay: float = 1.0
+    on_dead_letter: DeadLetterHook | None = None
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:

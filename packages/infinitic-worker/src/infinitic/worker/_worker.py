@@ -37,10 +37,10 @@ from infinitic.transport import (
     TransportMessage,
 )
 from infinitic.worker._config import InfiniticConfig, load_config
+from infinitic.worker._dead_letters import tell_waiters
 from infinitic.workflow_engine import (
     CheckMode,
     StorageHistoryLoader,
-    WorkflowCommandHandler,
     WorkflowDelayHandler,
     WorkflowEventHandler,
     WorkflowExecutor,
@@ -315,7 +315,11 @@ class InfiniticWorker:
             concurrency=concurrency,
             max_redeliveries=self._max_redeliveries,
             redelivery_delay=self._redelivery_delay,
+            on_dead_letter=self._tell_waiters,
         )
+
+    async def _tell_waiters(self, message: TransportMessage, reason: str) -> None:
+        await tell_waiters(self.transport, message, reason)
 
     async def _subscribe(
         self,
@@ -417,25 +421,30 @@ class InfiniticWorker:
             if not isinstance(message, ExecuteWorkflowTask):
                 raise ValueError(f"unexpected {type(message).__name__} on workflow-task-executor")
             result = await executor.execute(message)
-            if result is not None:
+            if result is not None:  # straight to the state engine, which starts its commands
                 out = Outbox()
-                out.add(topic(TopicKind.WORKFLOW_TASK_EVENTS, n), result)
+                out.add(topic(TopicKind.WORKFLOW_ENGINE, n), result, key=result.workflow_id)
                 await out.send(t)
 
         async def run_engine(message: Message) -> None:
-            if not isinstance(message, WorkflowMessage):
-                raise ValueError(f"unexpected {type(message).__name__} on workflow-engine")
+            if not isinstance(message, WorkflowMessage) or message.workflow_name != n:
+                raise ValueError(
+                    f"unexpected {type(message).__name__} for the state engine of workflow {n}"
+                    f" (workflow {getattr(message, 'workflow_name', None)!r})"
+                )
             await engine.handle(message)
 
         se = w.state_engine_concurrency
         await self._subscribe(TopicKind.WORKFLOW_EVENTS, n, WorkflowEventHandler(n, t).handle, se)
         await self._subscribe(TopicKind.WORKFLOW_ENGINE, n, run_engine, se)
+        # Outcomes published there by executors of an earlier version.
         await self._subscribe(
             TopicKind.WORKFLOW_TASK_EVENTS, n, WorkflowTaskEventHandler(n, t).handle, se
         )
         await self._subscribe(TopicKind.WORKFLOW_DELAY, n, WorkflowDelayHandler(n, t).handle, se)
         await self._subscribe(TopicKind.WORKFLOW_TASK_EXECUTOR, n, execute, c)
-        await self._subscribe(TopicKind.WORKFLOW_CMD, n, WorkflowCommandHandler(n, t).handle, se)
+        # The state engine takes commands itself: the command handler would only forward them.
+        await self._subscribe(TopicKind.WORKFLOW_CMD, n, run_engine, se)
         tag_engine = WorkflowTagEngine(n, t, self.storage.key_set)
         await self._subscribe(
             TopicKind.WORKFLOW_TAG, n, tag_engine.handle, w.tag_engine_concurrency

@@ -5,6 +5,18 @@ For each message: load the state, compute the new state and the messages to send
 conflict (another writer) restarts the whole cycle on the fresh state; every step is idempotent,
 so a message processed twice, or a cycle restarted after sending, has the effect of once.
 
+Correctness never rests on broker ordering or on which process gets a message: several engines
+(processes) may handle messages of one workflow at once. Outgoing messages are sent before the
+state that records them is stored, so a message caused by them can reach another engine first:
+- a workflow task names the exact state it was computed from (its stored version and the
+  instance's incarnation) and has a fresh id: its outcome is applied only if it is the running
+  task; if the stored version is not yet past the one it was computed from, the outcome is early
+  and comes back later (RetryLater); otherwise it is superseded and dropped;
+- a result for a command the state does not know yet comes back later for a moment, then is
+  kept in the state (``early_results``) until the workflow task that created it is applied;
+- commands are dispatched only by the engine that applies the workflow task creating them, so a
+  superseded workflow task never starts anything.
+
 Decoding a long workflow's state costs time in proportion to its history, at every message: the
 engine keeps the states it stored last, decoded, and reuses one when the stored bytes are still
 exactly the ones it wrote (so another writer, a deletion or a failed write is never missed).
@@ -16,7 +28,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable
 
-from infinitic.common import TopicKind, deterministic_id, topic
+from infinitic.common import TopicKind, deterministic_id, new_id, topic
 from infinitic.common._errors import VersionConflictError
 from infinitic.common._failures import FailureInfo
 from infinitic.common._json_filter import compile_filter
@@ -42,11 +54,12 @@ from infinitic.common._messages import (
     WorkflowMessage,
     WorkflowTaskCompleted,
     WorkflowTaskFailed,
+    WorkflowTaskOutcome,
 )
 from infinitic.common._tag_messages import RemoveTagFromWorkflow
 from infinitic.storage import KeyValueStorage
-from infinitic.transport import Outbox, Transport
-from infinitic.workflow_engine._handlers import task_message
+from infinitic.transport import Outbox, RetryLater, Transport
+from infinitic.workflow_engine._handlers import dispatch_command, task_message
 from infinitic.workflow_engine._state import (
     EarlyResult,
     WorkflowState,
@@ -61,6 +74,15 @@ logger = logging.getLogger("infinitic.workflow_engine")
 MAX_CAS_ATTEMPTS = 20
 RECENT_SIGNALS = 1000  # signal ids remembered per instance, to drop duplicates
 DEFAULT_STATE_CACHE_BYTES = 16 * 2**20
+#: An outcome or result that came before the state expecting it comes back after this delay.
+EARLY_RETRY_SECONDS = 0.05
+#: A result for a command the state does not know yet is kept in the state after this age
+#: (the engine that dispatched the command may have crashed before storing it: its input message
+#: comes again and records the same command).
+EARLY_RESULT_WAIT_SECONDS = 2.0
+#: A workflow task outcome for an absent instance is waited for at most this long (the first
+#: state may still be being stored), then dropped with a warning.
+ABSENT_OUTCOME_WAIT_SECONDS = 30.0
 
 
 class _DecodedStates:
@@ -110,6 +132,8 @@ class WorkflowStateEngine:
         self._storage = storage
         self._clock = clock or transport.now
         self._decoded = _DecodedStates(state_cache_bytes)
+        self.unknown_instance_messages = 0  # messages dropped for an absent instance
+        self.superseded_outcomes = 0  # outcomes of superseded workflow tasks dropped
 
     async def handle(self, message: WorkflowMessage) -> None:
         """Process one message; idempotent; returns once the new state is stored."""
@@ -117,10 +141,12 @@ class WorkflowStateEngine:
         for _ in range(MAX_CAS_ATTEMPTS):
             stored = await with_storage_retry(self._storage.get, key)
             state = None
+            version = 0
             if stored is not None:
                 state = self._decoded.take(key, stored.value) or decode_state(key, stored.value)
+                version = stored.version
             outbox = Outbox()
-            new_state, changed = self._process(state, message, outbox)
+            new_state, changed = self._process(state, version, message, outbox)
             await outbox.send(self._transport)
             if not changed:
                 return
@@ -145,11 +171,16 @@ class WorkflowStateEngine:
     # -- the pure part ----------------------------------------------------------------------
 
     def _process(
-        self, state: WorkflowState | None, m: Message, out: Outbox
+        self, state: WorkflowState | None, version: int, m: Message, out: Outbox
     ) -> tuple[WorkflowState | None, bool]:
+        """Apply ``m`` to ``state`` (stored at ``version``, 0 if absent).
+
+        Raises:
+            RetryLater: ``m`` came before the state that expects it was stored.
+        """
         if state is None:
             return self._process_absent(m, out)
-        changed = self._apply(state, m, out)
+        changed = self._apply(state, version, m, out)
         if state.terminated():
             for tag in state.tags:  # sent before the state is deleted: a crash loses nothing
                 out.add(
@@ -163,7 +194,7 @@ class WorkflowStateEngine:
                     key=tag,
                 )
             return None, True
-        if self._dispatch_workflow_task(state, out):
+        if self._dispatch_workflow_task(state, version, out):
             changed = True
         return state, changed
 
@@ -172,6 +203,7 @@ class WorkflowStateEngine:
             state = WorkflowState(
                 workflow_name=m.workflow_name,
                 workflow_id=m.workflow_id,
+                incarnation=new_id(),
                 tags=m.tags,
                 meta=m.meta,
                 parent=m.parent,
@@ -184,18 +216,30 @@ class WorkflowStateEngine:
             )
             state.method_runs[run.method_run_id] = run
             state.pending.append(Delivery(kind="method", id=run.method_run_id))
-            self._dispatch_workflow_task(state, out)
+            self._dispatch_workflow_task(state, 0, out)
             return state, True
+        if (
+            isinstance(m, WorkflowTaskOutcome)
+            and m.state_version == 0
+            and self._clock() - m.emitted_at < ABSENT_OUTCOME_WAIT_SECONDS
+        ):
+            # The first state of the instance may not be stored yet.
+            raise RetryLater(EARLY_RETRY_SECONDS, f"{m.TYPE} before the first state")
         if isinstance(m, DispatchMethod | WaitMethod) and m.requester is not None:
             method_name = m.method_name if isinstance(m, DispatchMethod) else None
             self._notify_unknown(m, method_name, m.requester, out)
-        elif isinstance(m, SendSignal | CancelWorkflow | RetryWorkflowTask | RetryTasks):
-            logger.info(
-                "%s for unknown workflow %s %s ignored", m.TYPE, m.workflow_name, m.workflow_id
+        elif isinstance(m, WorkflowMessage):
+            self.unknown_instance_messages += 1
+            logger.warning(
+                "%s %s for unknown workflow %s %s dropped (the instance ended or never existed)",
+                m.TYPE,
+                m.message_id,
+                m.workflow_name,
+                m.workflow_id,
             )
         return None, False
 
-    def _apply(self, state: WorkflowState, m: Message, out: Outbox) -> bool:
+    def _apply(self, state: WorkflowState, version: int, m: Message, out: Outbox) -> bool:
         if isinstance(m, DispatchWorkflow):
             run = state.method_runs.get(m.workflow_id)
             if m.requester is None or run is None:
@@ -221,6 +265,12 @@ class WorkflowStateEngine:
                 return False
             return self._wait(state, run, m.requester, out)
         if isinstance(m, CommandResult):
+            if (
+                m.command_id not in state.commands
+                and m.command_id not in state.early_results
+                and self._clock() - m.emitted_at < EARLY_RESULT_WAIT_SECONDS
+            ):
+                raise RetryLater(EARLY_RETRY_SECONDS, f"result of unknown command {m.command_id}")
             return self._command_result(state, m.command_id, m.status, m.value, m.failure)
         if isinstance(m, SendSignal):
             if state.running_task_id is not None:  # receives created meanwhile must see it
@@ -229,6 +279,8 @@ class WorkflowStateEngine:
                 state.buffered_signals.append(m)
                 return True
             return self._signal(state, m)
+        if isinstance(m, WorkflowTaskOutcome) and not self._is_running(state, version, m):
+            return False
         if isinstance(m, WorkflowTaskCompleted):
             return self._task_completed(state, m, out)
         if isinstance(m, WorkflowTaskFailed):
@@ -236,7 +288,7 @@ class WorkflowStateEngine:
         if isinstance(m, CancelWorkflow):
             return self._cancel(state, out)
         if isinstance(m, RetryWorkflowTask):
-            return self._retry_workflow_task(state, out)
+            return self._retry_workflow_task(state, version, out)
         if isinstance(m, RetryTasks):
             return self._retry_tasks(state, m, out)
         if isinstance(m, CompleteTimers):
@@ -311,10 +363,36 @@ class WorkflowStateEngine:
         )
         return True
 
+    def _is_running(self, state: WorkflowState, version: int, m: WorkflowTaskOutcome) -> bool:
+        """True if ``m`` is the outcome of the running workflow task.
+
+        Raises:
+            RetryLater: the state that dispatched the task is not stored yet.
+        """
+        if m.incarnation and state.incarnation and m.incarnation != state.incarnation:
+            self.superseded_outcomes += 1
+            return False  # a former instance with the same id
+        if m.workflow_task_id == state.running_task_id:
+            return True
+        if version <= m.state_version:
+            raise RetryLater(
+                EARLY_RETRY_SECONDS,
+                f"outcome of workflow task {m.workflow_task_id} before its state (version "
+                f"{m.state_version + 1}, stored: {version})",
+            )
+        # Completed already, or computed from a state that was never stored.
+        self.superseded_outcomes += 1
+        logger.debug(
+            "outcome of superseded workflow task %s of %s %s dropped",
+            m.workflow_task_id,
+            m.workflow_name,
+            m.workflow_id,
+        )
+        return False
+
     def _task_completed(self, state: WorkflowState, m: WorkflowTaskCompleted, out: Outbox) -> bool:
-        if m.workflow_task_id != state.running_task_id:
-            return False
         state.running_task_id = None
+        state.last_task_id = m.workflow_task_id
         if state.workflow_version is None:
             state.workflow_version = m.workflow_version
         state.inline_digest = m.inline_digest
@@ -322,6 +400,7 @@ class WorkflowStateEngine:
             if command.command_id in state.commands:
                 continue
             state.commands[command.command_id] = command
+            dispatch_command(state.workflow_name, state.workflow_id, command, out)
             if command.status in TERMINAL:  # inline, signal, patch: already done
                 continue
             early = state.early_results.pop(command.command_id, None)
@@ -341,8 +420,6 @@ class WorkflowStateEngine:
         return True
 
     def _task_failed(self, state: WorkflowState, m: WorkflowTaskFailed, out: Outbox) -> bool:
-        if m.workflow_task_id != state.running_task_id:
-            return False
         state.running_task_id = None
         state.failed_task = m.failure
         for run in state.method_runs.values():
@@ -372,13 +449,13 @@ class WorkflowStateEngine:
             self._release(state, run, out)
         return True
 
-    def _retry_workflow_task(self, state: WorkflowState, out: Outbox) -> bool:
+    def _retry_workflow_task(self, state: WorkflowState, version: int, out: Outbox) -> bool:
         if state.failed_task is None or state.running_task_id is not None:
             return False
         state.failed_task = None
         if state.steps:
             state.task_attempt += 1
-            self._send_workflow_task(state, out)
+            self._send_workflow_task(state, version, out)
         return True
 
     def _retry_tasks(self, state: WorkflowState, m: RetryTasks, out: Outbox) -> bool:
@@ -438,7 +515,7 @@ class WorkflowStateEngine:
                 )
         return changed
 
-    def _dispatch_workflow_task(self, state: WorkflowState, out: Outbox) -> bool:
+    def _dispatch_workflow_task(self, state: WorkflowState, version: int, out: Outbox) -> bool:
         if state.running_task_id is not None or state.failed_task is not None:
             return False
         if not state.pending:
@@ -451,13 +528,16 @@ class WorkflowStateEngine:
         state.pending = []
         state.steps.append(step)
         state.task_attempt = 0
-        self._send_workflow_task(state, out)
+        self._send_workflow_task(state, version, out)
         return True
 
-    def _send_workflow_task(self, state: WorkflowState, out: Outbox) -> None:
+    def _send_workflow_task(self, state: WorkflowState, version: int, out: Outbox) -> None:
         index = len(state.steps) - 1
-        task_id = deterministic_id("workflow-task", state.workflow_id, index, state.task_attempt)
+        # A fresh id: a task computed again from another state (after a compare-and-set
+        # conflict, or by another engine) is another task, whose outcome the state can tell.
+        task_id = new_id()
         state.running_task_id = task_id
+
         if index > 0:
             # Only what this step delivers: an executor holding the live instance needs no
             # more, and one that does not reads the whole history from storage.
@@ -480,6 +560,9 @@ class WorkflowStateEngine:
                     signals=signals,
                     complete_history=False,
                     inline_digest=state.inline_digest,
+                    state_version=version,
+                    incarnation=state.incarnation,
+                    previous_task_id=state.last_task_id,
                 ),
                 key=state.workflow_id,
             )
@@ -497,6 +580,9 @@ class WorkflowStateEngine:
                 steps=state.steps,
                 commands=list(state.commands.values()),
                 signals=list(state.signals.values()),
+                state_version=version,
+                incarnation=state.incarnation,
+                previous_task_id=state.last_task_id,
             ),
             key=state.workflow_id,
         )

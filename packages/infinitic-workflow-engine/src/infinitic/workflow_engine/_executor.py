@@ -1,9 +1,11 @@
 """The workflow executor: runs workflow code for a workflow task and reports new commands.
 
 Live instances are kept in a bounded LRU (workflow tasks are routed by workflow id), so a long
-workflow is not replayed from its start at every step. A cached instance is used only when it
-applied exactly the steps before the requested one and its inline values match the history;
-otherwise the history is replayed on a fresh instance, which gives the same result.
+workflow is not replayed from its start at every step. A cached instance is used only when the
+last workflow task it ran is the one whose outcome the history holds for the step before (a task
+that was superseded, or run by another executor meanwhile, does not match) and its inline values
+match the history; otherwise the history is replayed on a fresh instance, which gives the same
+result.
 """
 
 from __future__ import annotations
@@ -62,17 +64,21 @@ class WorkflowExecutor:
                 versions[version] = cls
         self._cache_size = cache_size
         self._check_mode = check_mode
-        self._cache: OrderedDict[str, WorkflowInstance] = OrderedDict()
+        # workflow id -> (the workflow task the instance ran last, the instance)
+        self._cache: OrderedDict[str, tuple[str, WorkflowInstance]] = OrderedDict()
         self.replayed_steps = 0
         self.cpu_seconds = 0.0
         self.executed_tasks = 0
 
     def _cached(self, task: ExecuteWorkflowTask) -> WorkflowInstance | None:
-        instance = self._cache.pop(task.workflow_id, None)
-        if instance is None:
+        item = self._cache.pop(task.workflow_id, None)
+        if item is None:
             return None
+        last_task_id, instance = item
         if (
-            instance.last_step != task.steps[-1].index - 1
+            last_task_id != task.previous_task_id
+            or task.previous_task_id is None
+            or instance.last_step != task.steps[-1].index - 1
             or instance.inline_digest != task.inline_digest
         ):
             instance.close()  # not this history (e.g. another worker ran a step): replay
@@ -175,9 +181,9 @@ class WorkflowExecutor:
             instance.close()
             return self._failed(task, failed.failure, failed.method_run_id)
         if self._cache_size > 0:
-            self._cache[task.workflow_id] = instance
+            self._cache[task.workflow_id] = (task.workflow_task_id, instance)
             while len(self._cache) > self._cache_size:
-                _, evicted = self._cache.popitem(last=False)
+                _, (_, evicted) = self._cache.popitem(last=False)
                 evicted.close()
         else:
             instance.close()
@@ -190,6 +196,8 @@ class WorkflowExecutor:
             method_outcomes=result.method_outcomes,
             workflow_version=version,
             inline_digest=instance.inline_digest,
+            state_version=task.state_version,
+            incarnation=task.incarnation,
             message_id=deterministic_id("workflow-task-completed", task.workflow_task_id),
         )
 
@@ -203,14 +211,16 @@ class WorkflowExecutor:
             step=task.steps[-1].index,
             failure=failure,
             method_run_id=method_run_id,
+            state_version=task.state_version,
+            incarnation=task.incarnation,
             message_id=deterministic_id("workflow-task-failed", task.workflow_task_id),
         )
 
     def forget(self, workflow_id: str) -> None:
         """Drop the live instance of a workflow, if cached."""
-        instance = self._cache.pop(workflow_id, None)
-        if instance is not None:
-            instance.close()
+        item = self._cache.pop(workflow_id, None)
+        if item is not None:
+            item[1].close()
 
     def cached_count(self) -> int:
         return len(self._cache)

@@ -1,9 +1,11 @@
 """The stateless workflow handlers around the state engine.
 
-- command handler (``workflow-cmd``): checks and forwards commands to the state engine;
-- workflow task event handler (``workflow-task-events``): sends the commands a workflow task
-  created (tasks, child workflows, timers), then forwards the outcome to the state engine, so
-  a result can never reach the engine before it knows the workflow task ended (it is buffered);
+- command handler (``workflow-cmd``): checks and forwards commands to the state engine (the
+  worker lets the state engine consume ``workflow-cmd`` itself; this handler is for separate
+  deployments that want the relay);
+- workflow task event handler (``workflow-task-events``): forwards outcomes of workflow tasks
+  that an executor of an earlier version published there (executors now publish them to
+  ``workflow-engine``, whose engine starts the commands they created);
 - delay handler (``workflow-delay``): forwards due timers to the state engine;
 - event handler (``workflow-events``): tells waiting clients and parent workflows how a method
   run ended.
@@ -58,43 +60,57 @@ class WorkflowCommandHandler:
         await out.send(self._transport)
 
 
-def dispatch_commands(parent: WorkflowTaskCompleted, out: Outbox) -> None:
-    """Add to ``out`` the messages that start the new commands of a workflow task."""
-    for command in parent.new_commands:
-        requester = Requester(
-            workflow_name=parent.workflow_name,
-            workflow_id=parent.workflow_id,
-            method_run_id=command.method_run_id,
-            command_id=command.command_id,
+def dispatch_command(
+    workflow_name: str, workflow_id: str, command: CommandRecord, out: Outbox
+) -> None:
+    """Add to ``out`` the messages that start ``command``, created by a workflow task of the
+    instance ``workflow_id`` (nothing for commands done at creation: inline, patch)."""
+    requester = Requester(
+        workflow_name=workflow_name,
+        workflow_id=workflow_id,
+        method_run_id=command.method_run_id,
+        command_id=command.command_id,
+    )
+    if command.kind == "task":
+        out.add(
+            topic(TopicKind.TASK_EXECUTOR, check_entity_name(command.service_name or "")),
+            task_message(command, requester),
         )
-        if command.kind == "task":
-            out.add(
-                topic(TopicKind.TASK_EXECUTOR, check_entity_name(command.service_name or "")),
-                task_message(command, requester),
-            )
-        elif command.kind == "workflow":
-            _dispatch_child(command, requester, out)
-        elif command.kind == "method":
-            _dispatch_method(command, requester, out)
-        elif command.kind == "signal":
-            _send_signal(command, out)
-        elif command.kind == "timer":
-            assert command.due_at is not None
-            _delayed_result(parent, command, "completed", command.due_at, None, command.due_at, out)
-        if command.timeout_at is not None and command.status == "ongoing":
-            kind = "task_timed_out" if command.kind == "task" else "workflow_timed_out"
-            failure = FailureInfo(
-                kind=kind,
-                service_name=command.service_name,
-                workflow_name=command.workflow_name,
-                method_name=command.method_name,
-                id=command.target_workflow_id or command.command_id,
-            )
-            _delayed_result(parent, command, "timed_out", None, failure, command.timeout_at, out)
+    elif command.kind == "workflow":
+        _dispatch_child(command, requester, out)
+    elif command.kind == "method":
+        _dispatch_method(command, requester, out)
+    elif command.kind == "signal":
+        _send_signal(command, out)
+    elif command.kind == "timer":
+        assert command.due_at is not None
+        _delayed_result(
+            workflow_name,
+            workflow_id,
+            command,
+            "completed",
+            command.due_at,
+            None,
+            command.due_at,
+            out,
+        )
+    if command.timeout_at is not None and command.status == "ongoing":
+        kind = "task_timed_out" if command.kind == "task" else "workflow_timed_out"
+        failure = FailureInfo(
+            kind=kind,
+            service_name=command.service_name,
+            workflow_name=command.workflow_name,
+            method_name=command.method_name,
+            id=command.target_workflow_id or command.command_id,
+        )
+        _delayed_result(
+            workflow_name, workflow_id, command, "timed_out", None, failure, command.timeout_at, out
+        )
 
 
 def _delayed_result(
-    parent: WorkflowTaskCompleted,
+    workflow_name: str,
+    workflow_id: str,
     command: CommandRecord,
     status: str,
     value: Any,
@@ -103,10 +119,10 @@ def _delayed_result(
     out: Outbox,
 ) -> None:
     out.add(
-        topic(TopicKind.WORKFLOW_DELAY, parent.workflow_name),
+        topic(TopicKind.WORKFLOW_DELAY, workflow_name),
         CommandResult(
-            workflow_name=parent.workflow_name,
-            workflow_id=parent.workflow_id,
+            workflow_name=workflow_name,
+            workflow_id=workflow_id,
             command_id=command.command_id,
             status=status,  # type: ignore[arg-type]
             value=value,
@@ -199,7 +215,7 @@ def _send_signal(command: CommandRecord, out: Outbox) -> None:
 
 
 class WorkflowTaskEventHandler:
-    """Handles ``workflow-task-events:<name>``: sends new commands, then informs the engine."""
+    """Handles ``workflow-task-events:<name>``: forwards outcomes to the state engine."""
 
     def __init__(self, workflow_name: str, transport: Transport) -> None:
         self.workflow_name = workflow_name
@@ -209,9 +225,6 @@ class WorkflowTaskEventHandler:
         if not isinstance(message, WorkflowTaskCompleted | WorkflowTaskFailed):
             raise ValueError(f"unexpected {type(message).__name__} on workflow-task-events")
         out = Outbox()
-        if isinstance(message, WorkflowTaskCompleted):
-            dispatch_commands(message, out)
-            await out.send(self._transport)
         out.add(
             topic(TopicKind.WORKFLOW_ENGINE, self.workflow_name), message, key=message.workflow_id
         )

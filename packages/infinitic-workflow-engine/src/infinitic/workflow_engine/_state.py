@@ -35,6 +35,7 @@ class WorkflowState(BaseModel):
 
     workflow_name: str
     workflow_id: str
+    incarnation: str = ""  # random at creation: tells instances that reuse an id apart
     tags: list[str] = Field(default_factory=list)
     meta: dict[str, bytes] = Field(default_factory=dict)
     parent: Requester | None = None
@@ -46,6 +47,7 @@ class WorkflowState(BaseModel):
     early_results: dict[str, EarlyResult] = Field(default_factory=dict)
     pending: list[Delivery] = Field(default_factory=list)
     running_task_id: str | None = None
+    last_task_id: str | None = None  # the workflow task whose outcome ended the last step
     failed_task: FailureInfo | None = None
     task_attempt: int = 0
     signals: dict[str, SignalRecord] = Field(default_factory=dict)
