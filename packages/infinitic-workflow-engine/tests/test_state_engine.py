@@ -110,24 +110,25 @@ async def test_duplicate_messages_have_no_double_effect() -> None:
 
 
 async def test_result_arriving_before_its_workflow_task_completed_is_buffered() -> None:
-    engine, transport, kv = await _setup()
+    transport, kv = CapturingTransport(), InMemoryKeyValueStorage()
+    now = [1000.0]
+    engine = WorkflowStateEngine("W", transport, kv, clock=lambda: now[0])
     await engine.handle(
         DispatchWorkflow(workflow_name="W", workflow_id="wf", method_name="run", method_args=[])
     )
     task = next(m for t, m in transport.sent if isinstance(m, ExecuteWorkflowTask))
     cid = command_id("wf", "wf", 0)
     early = CommandResult(
-        workflow_name="W",
-        workflow_id="wf",
-        command_id=cid,
-        status="completed",
-        value="early",
-        emitted_at=1000.0,
+        workflow_name="W", workflow_id="wf", command_id=cid, status="completed", value="early"
     )
     with pytest.raises(RetryLater):  # fresh: the state that records the command may be coming
         await engine.handle(early)
+    now[0] += 1.0
+    with pytest.raises(RetryLater):
+        await engine.handle(early)
     # Still unknown a while later: kept in the state (the dispatcher may have crashed first)
-    await engine.handle(early.model_copy(update={"emitted_at": 990.0}))
+    now[0] += 1.5
+    await engine.handle(early)
     await engine.handle(
         WorkflowTaskCompleted(
             workflow_name="W",

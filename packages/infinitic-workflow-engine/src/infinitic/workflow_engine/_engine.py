@@ -76,6 +76,8 @@ RECENT_SIGNALS = 1000  # signal ids remembered per instance, to drop duplicates
 DEFAULT_STATE_CACHE_BYTES = 16 * 2**20
 #: An outcome or result that came before the state expecting it comes back after this delay.
 EARLY_RETRY_SECONDS = 0.05
+#: Messages whose postponement this engine keeps track of.
+MAX_POSTPONED = 10_000
 #: A result for a command the state does not know yet is kept in the state after this age
 #: (the engine that dispatched the command may have crashed before storing it: its input message
 #: comes again and records the same command).
@@ -132,6 +134,8 @@ class WorkflowStateEngine:
         self._storage = storage
         self._clock = clock or transport.now
         self._decoded = _DecodedStates(state_cache_bytes)
+        # message id -> when this engine first postponed it (its clock), to bound the waits
+        self._postponed: OrderedDict[str, float] = OrderedDict()
         self.unknown_instance_messages = 0  # messages dropped for an absent instance
         self.superseded_outcomes = 0  # outcomes of superseded workflow tasks dropped
 
@@ -218,13 +222,9 @@ class WorkflowStateEngine:
             state.pending.append(Delivery(kind="method", id=run.method_run_id))
             self._dispatch_workflow_task(state, 0, out)
             return state, True
-        if (
-            isinstance(m, WorkflowTaskOutcome)
-            and m.state_version == 0
-            and self._clock() - m.emitted_at < ABSENT_OUTCOME_WAIT_SECONDS
-        ):
+        if isinstance(m, WorkflowTaskOutcome) and m.state_version == 0:
             # The first state of the instance may not be stored yet.
-            raise RetryLater(EARLY_RETRY_SECONDS, f"{m.TYPE} before the first state")
+            self._postpone(m, ABSENT_OUTCOME_WAIT_SECONDS, f"{m.TYPE} before the first state")
         if isinstance(m, DispatchMethod | WaitMethod) and m.requester is not None:
             method_name = m.method_name if isinstance(m, DispatchMethod) else None
             self._notify_unknown(m, method_name, m.requester, out)
@@ -265,12 +265,9 @@ class WorkflowStateEngine:
                 return False
             return self._wait(state, run, m.requester, out)
         if isinstance(m, CommandResult):
-            if (
-                m.command_id not in state.commands
-                and m.command_id not in state.early_results
-                and self._clock() - m.emitted_at < EARLY_RESULT_WAIT_SECONDS
-            ):
-                raise RetryLater(EARLY_RETRY_SECONDS, f"result of unknown command {m.command_id}")
+            if m.command_id not in state.commands and m.command_id not in state.early_results:
+                reason = f"result of unknown command {m.command_id}"
+                self._postpone(m, EARLY_RESULT_WAIT_SECONDS, reason)
             return self._command_result(state, m.command_id, m.status, m.value, m.failure)
         if isinstance(m, SendSignal):
             if state.running_task_id is not None:  # receives created meanwhile must see it
@@ -362,6 +359,17 @@ class WorkflowStateEngine:
             state.workflow_id,
         )
         return True
+
+    def _postpone(self, m: Message, limit: float, reason: str) -> None:
+        """Raise RetryLater for ``m`` unless this engine has been postponing it for ``limit``
+        seconds already (then the caller goes on without waiting any more)."""
+        now = self._clock()
+        first = self._postponed.setdefault(m.message_id, now)
+        if now - first < limit:
+            while len(self._postponed) > MAX_POSTPONED:
+                self._postponed.popitem(last=False)
+            raise RetryLater(EARLY_RETRY_SECONDS, reason)
+        self._postponed.pop(m.message_id, None)
 
     def _is_running(self, state: WorkflowState, version: int, m: WorkflowTaskOutcome) -> bool:
         """True if ``m`` is the outcome of the running workflow task.
