@@ -6,6 +6,7 @@ interface it implements.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
 from collections.abc import Callable
@@ -128,7 +129,17 @@ def workflow_version(cls: type) -> int:
 
 
 def _lookup(owner: type | object, method: str, attr: str) -> Any:
+    cls = owner if isinstance(owner, type) else type(owner)
+    if isinstance(owner, type) or method not in getattr(owner, "__dict__", {}):
+        return _class_lookup(cls, method, attr)  # declarations live on classes: cached
     fn = inspect.getattr_static(owner, method, None)
+    fn = getattr(fn, "__func__", fn)
+    return getattr(fn, attr, None)
+
+
+@functools.lru_cache(maxsize=4096)
+def _class_lookup(cls: type, method: str, attr: str) -> Any:
+    fn = inspect.getattr_static(cls, method, None)
     fn = getattr(fn, "__func__", fn)
     return getattr(fn, attr, None)
 

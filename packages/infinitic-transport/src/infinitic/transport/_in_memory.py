@@ -57,7 +57,7 @@ class _Subscription:
         self.ready_keys: deque[str] = deque()
         self.busy_keys: set[str] = set()
         self.consumers: list[_InMemoryConsumer] = []
-        self.changed = asyncio.Condition()
+        self.waiters: deque[asyncio.Future[None]] = deque()
         self.in_flight = 0
 
     def _keyed(self, message: TransportMessage) -> bool:
@@ -105,9 +105,17 @@ class _Subscription:
     def pending(self) -> int:
         return len(self.queue) + sum(len(q) for q in self.by_key.values())
 
+    def wake(self, count: int) -> None:
+        while count > 0 and self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                count -= 1
+
     async def notify(self) -> None:
-        async with self.changed:
-            self.changed.notify_all()
+        """Wake as many idle handlers as there are runnable messages: one message wakes one
+        handler, not every idle one."""
+        self.wake(len(self.ready_keys) + len(self.queue))
 
 
 class _InMemoryConsumer(Consumer):
@@ -134,15 +142,22 @@ class _InMemoryConsumer(Consumer):
             self._tasks.append(task)
 
     async def _next(self) -> TransportMessage | None:
-        async with self._sub.changed:
-            while True:
-                if self._closing:
-                    return None
-                message = self._sub.take()
-                if message is not None:
-                    self._sub.in_flight += 1
-                    return message
-                await self._sub.changed.wait()
+        sub = self._sub
+        while True:
+            if self._closing:
+                return None
+            message = sub.take()
+            if message is not None:
+                sub.in_flight += 1
+                return message
+            waiter = asyncio.get_running_loop().create_future()
+            sub.waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    sub.wake(1)  # it was woken for a message: pass the turn on
+                raise
 
     async def _run(self) -> None:
         while True:
@@ -203,7 +218,8 @@ class _InMemoryConsumer(Consumer):
         if self._closing:
             return
         self._closing = True
-        await self._sub.notify()
+        self._sub.wake(len(self._sub.waiters))  # every idle handler of the subscription
+        # looks again: this consumer's stop; the others wait again
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         with contextlib.suppress(ValueError):

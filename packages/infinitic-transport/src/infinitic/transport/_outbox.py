@@ -39,9 +39,11 @@ class Outbox:
 
     async def send(self, transport: Transport) -> None:
         """Publish every message; returns once the broker accepted them all."""
-        if self.items:
+        if len(self.items) == 1:  # the common case: no tasks to create
+            await send(transport, self.items[0])
+        elif self.items:
             await asyncio.gather(*(send(transport, o) for o in self.items))
-            self.items.clear()
+        self.items.clear()
 
 
 async def send(transport: Transport, outgoing: Outgoing) -> None:
