@@ -10,7 +10,7 @@ import pytest
 import infinitic.task_tag
 from infinitic.common import decode_message
 from infinitic.common._failures import FailureInfo
-from infinitic.common._messages import Message, Requester, TaskOutcome
+from infinitic.common._messages import CommandResult, Message, Requester
 from infinitic.common._tag_messages import (
     AddTagToTask,
     CompleteDelegatedTask,
@@ -92,18 +92,22 @@ async def test_tags_added_and_removed(engine: TaskTagEngine, storage: InMemorySt
     assert await storage.key_set.count("task-tag:Bank:a") == 0
 
 
-async def test_completion_goes_to_task_events_once(
+async def test_completion_goes_to_the_requester_once(
     engine: TaskTagEngine, storage: InMemoryStorage, transport: Recording
 ) -> None:
     await delegate(engine)
     assert await storage.key_set.count("task-tag:Bank:vip") == 1
     complete = CompleteDelegatedTask(service_name="Bank", task_id="t1", value=3)
     await engine.handle(complete)
-    ((to, outcome, _),) = transport.sent
-    assert to == "task-events:Bank"
-    assert isinstance(outcome, TaskOutcome)
-    assert (outcome.status, outcome.value, outcome.requester) == ("completed", 3, REQUESTER)
-    assert (outcome.tags, outcome.meta, outcome.method_name) == (["vip"], {"k": b"v"}, "approve")
+    ((to, result, _),) = transport.sent
+    assert to == "workflow-engine:W"  # straight to the requesting workflow's state engine
+    assert isinstance(result, CommandResult)
+    assert (result.status, result.value, result.workflow_id, result.command_id) == (
+        "completed",
+        3,
+        REQUESTER.workflow_id,
+        REQUESTER.command_id,
+    )
     assert await storage.key_set.count("task-tag:Bank:vip") == 0
     assert await storage.key_value.get(delegated_key("Bank", "t1")) is None
     await engine.handle(complete)  # again: nothing
@@ -126,6 +130,12 @@ async def test_a_failure_from_the_executor(engine: TaskTagEngine, transport: Rec
     await engine.handle(
         CompleteDelegatedTask(service_name="Bank", task_id="t1", status="failed", failure=failure)
     )
-    ((_, outcome, _),) = transport.sent
-    assert isinstance(outcome, TaskOutcome)
-    assert (outcome.status, outcome.failure) == ("failed", failure)
+    ((_, result, _),) = transport.sent
+    assert isinstance(result, CommandResult)
+    assert result.status == "failed"
+    assert result.failure is not None
+    assert (result.failure.kind, result.failure.method_name, result.failure.cause) == (
+        "task_failed",
+        "approve",
+        failure,
+    )

@@ -20,6 +20,12 @@ from infinitic.common._failures import FailureInfo, exception_from_failure, fail
 from infinitic.common._ids import command_id, deterministic_id, new_id
 from infinitic.common._messages import decode_message, encode_message
 from infinitic.common._retry import ExponentialBackoff, NoRetry, RetryPolicy
+from infinitic.common._routes import (
+    Route,
+    method_outcome_routes,
+    task_failure,
+    task_outcome_route,
+)
 from infinitic.common._serialization import pack, unpack
 from infinitic.common._task_context import TaskContext, set_task_context
 from infinitic.common._topics import (
@@ -43,6 +49,7 @@ __all__ = [
     "MethodSignature",
     "NoRetry",
     "RetryPolicy",
+    "Route",
     "TaskContext",
     "TopicKind",
     "WorkflowRuntimeApi",
@@ -57,6 +64,7 @@ __all__ = [
     "failure_from_exception",
     "is_delegated",
     "messages",
+    "method_outcome_routes",
     "method_signature",
     "method_timeout",
     "new_id",
@@ -67,6 +75,8 @@ __all__ = [
     "set_runtime",
     "set_task_context",
     "tag_messages",
+    "task_failure",
+    "task_outcome_route",
     "topic",
     "unpack",
     "workflow_state_key",

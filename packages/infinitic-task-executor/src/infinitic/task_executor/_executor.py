@@ -36,14 +36,13 @@ from infinitic.common import (
     method_signature,
     method_timeout,
     public_methods,
-    response_topic,
     retry_policy,
     set_task_context,
+    task_outcome_route,
     topic,
 )
 from infinitic.common._errors import InvalidPayloadError, UnknownMethodError
-from infinitic.common._failures import FailureInfo
-from infinitic.common._messages import CommandResult, ExecuteTask, Message, TaskOutcome
+from infinitic.common._messages import ExecuteTask, Message, TaskOutcome
 from infinitic.common._tag_messages import (
     AddTagToTask,
     CompleteDelegatedTask,
@@ -293,21 +292,21 @@ class ServiceExecutor:
                 key=m.task_id,
             )
             return
-        out.add(
-            topic(TopicKind.TASK_EVENTS, self.service_name),
-            TaskOutcome(
-                task_id=m.task_id,
-                service_name=m.service_name,
-                method_name=m.method_name,
-                status="completed" if failure is None else "failed",
-                value=value,
-                failure=info,
-                requester=m.requester,
-                tags=m.tags,
-                meta=m.meta,
-                message_id=deterministic_id(m.message_id, "outcome"),
-            ),
+        outcome = TaskOutcome(
+            task_id=m.task_id,
+            service_name=m.service_name,
+            method_name=m.method_name,
+            status="completed" if failure is None else "failed",
+            value=value,
+            failure=info,
+            requester=m.requester,
+            tags=m.tags,
+            meta=m.meta,
+            message_id=deterministic_id(m.message_id, "outcome"),
         )
+        route = task_outcome_route(outcome)  # straight to the requester: no relay hop
+        if route is not None:
+            out.add(route[0], route[1], key=route[2])
         for tag in m.tags:
             out.add(
                 self._tag_topic,
@@ -340,7 +339,8 @@ class TaskRetryHandler:
 
 
 class TaskEventHandler:
-    """Handles ``task-events:<service>``: forwards each outcome to whoever asked."""
+    """Handles ``task-events:<service>``: forwards each outcome to whoever asked (executors send
+    outcomes to requesters directly; this drains what reaches the topic)."""
 
     def __init__(self, service_name: str, transport: Transport) -> None:
         self.service_name = service_name
@@ -349,36 +349,8 @@ class TaskEventHandler:
     async def handle(self, message: Message) -> None:
         if not isinstance(message, TaskOutcome):
             raise ValueError(f"unexpected {type(message).__name__} on task-events")
-        m = message
-        r = m.requester
-        out = Outbox()
-        failure = _task_failure(m) if m.failure is not None else None
-        if r.workflow_name and r.workflow_id and r.command_id:
-            out.add(
-                topic(TopicKind.WORKFLOW_ENGINE, r.workflow_name),
-                CommandResult(
-                    workflow_name=r.workflow_name,
-                    workflow_id=r.workflow_id,
-                    command_id=r.command_id,
-                    status=m.status,
-                    value=m.value,
-                    failure=failure,
-                    message_id=deterministic_id(m.message_id, "forward"),
-                ),
-                key=r.workflow_id,
-            )
-        elif r.client_name:
-            out.add(response_topic(r.client_name), m)
-        await out.send(self._transport)
-
-
-def _task_failure(m: TaskOutcome) -> FailureInfo:
-    """The failure seen by the requester: a task failure naming service, method and task id,
-    caused by what the task raised."""
-    return FailureInfo(
-        kind="task_failed",
-        service_name=m.service_name,
-        method_name=m.method_name,
-        id=m.task_id,
-        cause=m.failure,
-    )
+        route = task_outcome_route(message)
+        if route is not None:
+            out = Outbox()
+            out.add(route[0], route[1], key=route[2])
+            await out.send(self._transport)

@@ -21,11 +21,10 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from infinitic.common import (
-    TopicKind,
     deterministic_id,
     method_signature,
     pack,
-    topic,
+    task_outcome_route,
     unpack,
 )
 from infinitic.common._errors import CorruptedValueError, InfiniticError, MessageDecodeError
@@ -164,21 +163,21 @@ class TaskTagEngine:
                 )
                 return
         out = Outbox()
-        out.add(
-            topic(TopicKind.TASK_EVENTS, self.service_name),
-            TaskOutcome(
-                task_id=m.task_id,
-                service_name=self.service_name,
-                method_name=data.method_name,
-                status=status,
-                value=value,
-                failure=failure if status != "completed" else None,
-                requester=data.requester,
-                tags=data.tags,
-                meta=data.meta,
-                message_id=deterministic_id(m.message_id, "delegated-outcome"),
-            ),
+        outcome = TaskOutcome(
+            task_id=m.task_id,
+            service_name=self.service_name,
+            method_name=data.method_name,
+            status=status,
+            value=value,
+            failure=failure if status != "completed" else None,
+            requester=data.requester,
+            tags=data.tags,
+            meta=data.meta,
+            message_id=deterministic_id(m.message_id, "delegated-outcome"),
         )
+        route = task_outcome_route(outcome)  # straight to the requester
+        if route is not None:
+            out.add(route[0], route[1], key=route[2])
         await out.send(self._transport)
         for tag in data.tags:
             await self._key_set.remove(task_tag_key(self.service_name, tag), m.task_id)

@@ -11,7 +11,14 @@ from __future__ import annotations
 
 import logging
 
-from infinitic.common import TopicKind, decode_message, deterministic_id, topic
+from infinitic.common import (
+    TopicKind,
+    decode_message,
+    deterministic_id,
+    method_outcome_routes,
+    task_outcome_route,
+    topic,
+)
 from infinitic.common._errors import MessageDecodeError
 from infinitic.common._failures import FailureInfo
 from infinitic.common._messages import (
@@ -53,8 +60,7 @@ async def tell_waiters(transport: Transport, message: TransportMessage, reason: 
 def _failure_messages(m: Message, failure: FailureInfo, out: Outbox) -> None:
     message_id = deterministic_id("dead-lettered", m.message_id)
     if isinstance(m, ExecuteTask):
-        out.add(
-            topic(TopicKind.TASK_EVENTS, m.service_name),
+        route = task_outcome_route(
             TaskOutcome(
                 task_id=m.task_id,
                 service_name=m.service_name,
@@ -65,8 +71,10 @@ def _failure_messages(m: Message, failure: FailureInfo, out: Outbox) -> None:
                 tags=m.tags,
                 meta=m.meta,
                 message_id=message_id,
-            ),
+            )
         )
+        if route is not None:
+            out.add(route[0], route[1], key=route[2])
     elif isinstance(m, ExecuteWorkflowTask | WorkflowTaskCompleted):
         # The instance's workflow task fails (its waiters learn it; retry_workflow_task resumes).
         step = m.steps[-1].index if isinstance(m, ExecuteWorkflowTask) else m.step
@@ -109,16 +117,15 @@ def _fail_method(
         run_id, method_name = m.method_run_id, m.method_name
     else:
         run_id, method_name = m.method_run_id, ""
-    out.add(
-        topic(TopicKind.WORKFLOW_EVENTS, m.workflow_name),
-        MethodOutcome(
-            workflow_name=m.workflow_name,
-            workflow_id=m.workflow_id,
-            method_run_id=run_id,
-            method_name=method_name,
-            status="failed",
-            failure=failure,
-            waiters=[requester],
-            message_id=deterministic_id("dead-lettered", m.message_id),
-        ),
+    outcome = MethodOutcome(
+        workflow_name=m.workflow_name,
+        workflow_id=m.workflow_id,
+        method_run_id=run_id,
+        method_name=method_name,
+        status="failed",
+        failure=failure,
+        waiters=[requester],
+        message_id=deterministic_id("dead-lettered", m.message_id),
     )
+    for to, message, key in method_outcome_routes(outcome):
+        out.add(to, message, key=key)

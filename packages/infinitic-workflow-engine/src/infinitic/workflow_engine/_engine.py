@@ -28,7 +28,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable
 
-from infinitic.common import TopicKind, deterministic_id, new_id, topic
+from infinitic.common import TopicKind, deterministic_id, method_outcome_routes, new_id, topic
 from infinitic.common._errors import VersionConflictError
 from infinitic.common._failures import FailureInfo
 from infinitic.common._json_filter import compile_filter
@@ -679,16 +679,15 @@ class WorkflowStateEngine:
     ) -> None:
         if not waiters:
             return
-        out.add(
-            topic(TopicKind.WORKFLOW_EVENTS, self.workflow_name),
-            MethodOutcome(
-                workflow_name=workflow_name,
-                workflow_id=workflow_id,
-                method_run_id=method_run_id,
-                method_name=method_name,
-                status=status,  # type: ignore[arg-type]
-                value=value,
-                failure=failure,
-                waiters=list(waiters),
-            ),
+        outcome = MethodOutcome(
+            workflow_name=workflow_name,
+            workflow_id=workflow_id,
+            method_run_id=method_run_id,
+            method_name=method_name,
+            status=status,  # type: ignore[arg-type]
+            value=value,
+            failure=failure,
+            waiters=list(waiters),
         )
+        for to, message, key in method_outcome_routes(outcome):  # straight to each waiter
+            out.add(to, message, key=key)

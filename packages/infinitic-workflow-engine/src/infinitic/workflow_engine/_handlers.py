@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from infinitic.common import TopicKind, deterministic_id, response_topic, topic
+from infinitic.common import TopicKind, deterministic_id, method_outcome_routes, topic
 from infinitic.common._failures import FailureInfo
 from infinitic.common._messages import (
     CommandRecord,
@@ -31,7 +31,6 @@ from infinitic.common._messages import (
     WorkflowMessage,
     WorkflowTaskCompleted,
     WorkflowTaskFailed,
-    method_outcome_failure,
 )
 from infinitic.common._tag_messages import SendToWorkflowsByTag, dispatch_route
 from infinitic.common._topics import check_entity_name
@@ -249,7 +248,8 @@ class WorkflowDelayHandler:
 
 
 class WorkflowEventHandler:
-    """Handles ``workflow-events:<name>``: tells each waiter how a method run ended."""
+    """Handles ``workflow-events:<name>``: tells each waiter how a method run ended (the state
+    engine tells waiters directly; this drains what reaches the topic)."""
 
     def __init__(self, workflow_name: str, transport: Transport) -> None:
         self.workflow_name = workflow_name
@@ -259,25 +259,6 @@ class WorkflowEventHandler:
         if not isinstance(message, MethodOutcome):
             raise ValueError(f"unexpected {type(message).__name__} on workflow-events")
         out = Outbox()
-        for waiter in message.waiters:
-            if waiter.client_name is not None:
-                out.add(
-                    response_topic(waiter.client_name), message.model_copy(update={"waiters": []})
-                )
-            elif waiter.workflow_name and waiter.workflow_id and waiter.command_id:
-                out.add(
-                    topic(TopicKind.WORKFLOW_ENGINE, waiter.workflow_name),
-                    CommandResult(
-                        workflow_name=waiter.workflow_name,
-                        workflow_id=waiter.workflow_id,
-                        command_id=waiter.command_id,
-                        status=message.status,
-                        value=message.value,
-                        failure=method_outcome_failure(message),
-                        message_id=deterministic_id(
-                            "child-result", waiter.command_id, message.method_run_id
-                        ),
-                    ),
-                    key=waiter.workflow_id,
-                )
+        for to, m, key in method_outcome_routes(message):
+            out.add(to, m, key=key)
         await out.send(self._transport)
