@@ -119,3 +119,26 @@ def test_mysql_upsert_uses_a_row_alias_on_mysql_8() -> None:
         "INSERT INTO `db`.`kv` (k, v, version) VALUES (%s, %s, 1) AS new "
         "ON DUPLICATE KEY UPDATE v = new.v, version = version + 1"
     )
+
+
+@pytest.mark.redis
+async def test_redis_operations_beyond_the_pool_size_wait_for_a_connection() -> None:
+    # Two worker processes once exhausted the pool: MaxConnectionsError, retried. An operation
+    # past max_connections waits for a free connection instead.
+    from infinitic.storage import RedisStorage
+
+    from .conftest import REDIS_URL, drop_redis_keys, require, unique
+
+    prefix = unique("infinitic-pool") + ":"
+    storage = RedisStorage.from_url(
+        require("Redis", REDIS_URL), key_prefix=prefix, max_connections=2
+    )
+    try:
+        kv = storage.key_value
+        versions = await asyncio.gather(*(kv.put(f"k{i}", b"v") for i in range(50)))
+        assert versions == [1] * 50
+        found = await asyncio.gather(*(kv.get(f"k{i}") for i in range(50)))
+        assert found == [VersionedValue(b"v", 1)] * 50
+    finally:
+        await storage.close()
+        await drop_redis_keys(REDIS_URL, prefix)

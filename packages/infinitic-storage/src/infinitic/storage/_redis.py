@@ -123,8 +123,11 @@ class _RedisClient(SharedClient["aioredis.Redis"]):
 
     async def _open(self) -> aioredis.Redis:
         s = self.settings
+        # A blocking pool: past max_connections, an operation waits for a free connection
+        # (up to the operation timeout) instead of failing with MaxConnectionsError.
         options: dict[str, Any] = {
             "max_connections": s.max_connections,
+            "timeout": s.operation_timeout,
             "socket_connect_timeout": s.connect_timeout,
             "socket_timeout": s.operation_timeout,
             "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), s.retries),
@@ -133,9 +136,10 @@ class _RedisClient(SharedClient["aioredis.Redis"]):
         if s.url is not None:
             if s.password is not None:
                 options["password"] = s.password
-            client = aioredis.Redis.from_url(s.url, **options)
+            pool = aioredis.BlockingConnectionPool.from_url(s.url, **options)
         else:
-            client = self._from_parts(options)
+            pool = self._pool_from_parts(options)
+        client = aioredis.Redis.from_pool(pool)
         self.scripts = {
             "put": client.register_script(_PUT),
             "put_many": client.register_script(_PUT_MANY),
@@ -143,18 +147,18 @@ class _RedisClient(SharedClient["aioredis.Redis"]):
         }
         return client
 
-    def _from_parts(self, options: dict[str, Any]) -> aioredis.Redis:
+    def _pool_from_parts(self, options: dict[str, Any]) -> aioredis.BlockingConnectionPool:
         s = self.settings
         tls: dict[str, Any] = {}
         if s.ssl:
             tls = {
-                "ssl": True,
+                "connection_class": aioredis.SSLConnection,
                 "ssl_ca_certs": s.ssl_ca_certs,
                 "ssl_certfile": s.ssl_certfile,
                 "ssl_keyfile": s.ssl_keyfile,
                 "ssl_check_hostname": s.ssl_check_hostname,
             }
-        return aioredis.Redis(
+        return aioredis.BlockingConnectionPool(
             host=s.host,
             port=s.port,
             db=s.db,
