@@ -7,7 +7,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN := $(UV) run --frozen
 
 .DEFAULT_GOAL := help
-.PHONY: help uv install format lint typecheck test test-isolated demo bench build services
+.PHONY: help uv install format lint typecheck test test-isolated demo bench chaos simulate build services
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -30,7 +30,7 @@ lint: install ## ruff, format check, lock check, layering check
 	$(RUN) python tools/check_layering.py
 
 typecheck: install ## mypy --strict on every package
-	$(RUN) mypy packages/*/src examples/src tools/check_layering.py
+	$(RUN) mypy packages/*/src examples/src tools/check_layering.py tools/chaos.py tools/chaos_signals.py
 
 services: ## Start Redis, PostgreSQL and MariaDB on loopback if one is down
 	@bash tools/ensure_services.sh
@@ -44,8 +44,18 @@ test-isolated: uv ## Each package imports with only its own dependencies
 demo: install ## Run 100 bank wires on the in-memory transport and storage
 	$(RUN) python -m infinitic_examples.bank_wire
 
-bench: install services ## Benchmarks (never part of the test run)
-	@for b in tools/bench_*.py; do echo "== $$b"; $(RUN) python $$b || exit 1; done
+bench: install services ## Benchmarks, never part of the test run (BENCH_PATH_ARGS=--quick)
+	@for b in tools/bench_*.py; do \
+		case $$b in tools/bench_path_*.py) continue;; esac; \
+		args=; [ $$b = tools/bench_path.py ] && args="$(BENCH_PATH_ARGS)"; \
+		echo "== $$b $$args"; $(RUN) python $$b $$args || exit 1; \
+	done
+
+simulate: install ## Deterministic simulation of the engines: 5000 seeded schedules (SIM_SCHEDULES, SIM_SEED)
+	SIM_SCHEDULES=$${SIM_SCHEDULES:-5000} $(RUN) pytest -q tests/simulation -k every_schedule
+
+chaos: install services ## Bank wires while workers, broker and storage crash (CHAOS_ARGS=--help)
+	$(RUN) python tools/chaos.py $(CHAOS_ARGS)
 
 build: uv ## Build every distribution into dist/
 	$(UV) build --all-packages -o dist

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+# The chaos tool's process cluster and wire runs (tools/chaos_*.py), shared with the crash and
+# chaos tests: tools never import from tests, so the tests import the tools by path.
+TOOLS = str(Path(__file__).resolve().parents[1] / "tools")
+if TOOLS not in sys.path:
+    sys.path.append(TOOLS)
 
 CACHE_SIZES = (
     [1000, 0]

@@ -18,6 +18,7 @@ from infinitic.exceptions import ConfigurationError
 from infinitic.transport import (
     DLQ_ERROR_PROPERTY,
     ConsumerSettings,
+    RetryLater,
     SubscriptionType,
     TransportMessage,
     dead_letter_topic,
@@ -343,3 +344,57 @@ async def test_an_embedded_broker_refuses_a_port_in_use(lite_url: str) -> None:
     port = int(lite_url.rsplit(":", 1)[1])
     with pytest.raises(RuntimeError, match=f"127.0.0.1:{port} is already in use"):
         await EmbeddedPulsarLite(port=port).start()
+
+
+async def test_messages_left_by_closed_consumers_are_not_counted_as_failures(
+    make_transport: Callable[..., PulsarTransport], topic: str
+) -> None:
+    # A consumer that stops (or crashes) with messages buffered makes the broker deliver them
+    # again, with a higher redelivery count, although no handler failed on them. Chaos runs
+    # lost workflows that way: a result buffered through a few crashes was dead-lettered at
+    # its first real failure. Only failures count towards max_redeliveries.
+    settings = ConsumerSettings(
+        type=SubscriptionType.KEY_SHARED, concurrency=1, max_redeliveries=1, redelivery_delay=0.05
+    )
+    async with make_transport() as t:
+        for i in range(5):
+            await t.publish(topic, b"%d" % i, key="one-key")
+        for _ in range(4):  # each time: the first message is handled, the others are buffered
+            gate = asyncio.Event()
+            started = asyncio.Event()
+
+            async def blocked(
+                message: TransportMessage,
+                gate: asyncio.Event = gate,
+                started: asyncio.Event = started,
+            ) -> None:
+                started.set()
+                await gate.wait()
+                raise RetryLater(0.05, "not now")  # neither handled nor failed
+
+            consumer = await t.subscribe(topic, "s", blocked, settings)
+            await asyncio.wait_for(started.wait(), WAIT)
+            closing = asyncio.ensure_future(consumer.close())
+            gate.set()
+            await closing
+        seen: list[bytes] = []
+        failed: dict[bytes, int] = {}  # message -> its redelivery count when it failed
+
+        async def flaky(message: TransportMessage) -> None:
+            if message.data not in failed:  # each message fails once, then succeeds
+                failed[message.data] = message.redelivery_count
+                raise RuntimeError("once")
+            seen.append(message.data)
+
+        letters: list[TransportMessage] = []
+
+        async def dead(message: TransportMessage) -> None:
+            letters.append(message)
+
+        await t.subscribe(dead_letter_topic(topic), "dlq", dead)
+        await t.subscribe(topic, "s", flaky, settings)
+        await until(lambda: len(seen) + len(letters) >= 5)
+        await asyncio.sleep(0.3)
+    assert sorted(seen) == [b"%d" % i for i in range(5)]
+    assert letters == []
+    assert max(failed.values()) >= 2  # the broker had delivered them again before

@@ -207,11 +207,15 @@ class PulsarConsumer(Consumer):
 
     async def _route(self, envelope: Envelope) -> None:
         """Dead-letter, delay or queue a received message."""
+        # Only this copy's broker redeliveries: a copy republished after a failure or a
+        # postponement starts again at 0, and failures are counted apart (see _failed). Messages
+        # merely buffered by a consumer that crashed are redelivered too, so the allowance must
+        # cover a few crashes; a message that keeps killing its consumer still ends here.
         limit = self._settings.max_redeliveries + self._tuning.unacked_redelivery_allowance
-        if envelope.redelivery_count > limit:
+        if envelope.broker_redeliveries > limit:
             reason = (
-                f"delivered {envelope.redelivery_count + 1} times without being acknowledged "
-                "(the consumer crashed or closed while handling it)"
+                f"delivered {envelope.broker_redeliveries + 1} times without being acknowledged "
+                "(the consumer crashed or closed while holding it)"
             )
             await self._dead_letter(envelope, reason)
             return
@@ -314,8 +318,13 @@ class PulsarConsumer(Consumer):
         else:
             await self._ack(envelope)
 
+    def _failures(self, envelope: Envelope) -> int:
+        """The handler failures of a message so far: recorded on its republished copies, and
+        counted by the broker when failures are negative acknowledgements."""
+        return envelope.attempts + (envelope.broker_redeliveries if self._use_nack else 0)
+
     async def _failed(self, envelope: Envelope, error: Exception) -> None:
-        count = envelope.redelivery_count
+        count = self._failures(envelope)
         if count >= self._settings.max_redeliveries:
             await self._dead_letter(envelope, f"{type(error).__name__}: {error}")
             return
@@ -333,7 +342,6 @@ class PulsarConsumer(Consumer):
             return
         now_ms = int(self._broker.now() * 1000)
         due_ms = now_ms + int(self._settings.redelivery_delay * 1000)
-        # The attempt count carries the broker's redeliveries too: the copy starts at 0 there.
         changes = {ATTEMPTS: str(count + 1), DELIVER_AT: str(due_ms), PARKED_AT: str(now_ms)}
         await self._broker._send(
             self._retry_topic,
@@ -346,12 +354,12 @@ class PulsarConsumer(Consumer):
 
     async def _later(self, envelope: Envelope, later: RetryLater) -> None:
         """Republish a message that came too early to the retry topic, due after the delay;
-        its attempt count is kept (it did not fail; the broker's redeliveries are carried)."""
+        its failure count is kept (postponing is not failing)."""
         logger.debug("message %s of %s postponed: %s", envelope.origin_id, self._topic, later)
         now_ms = int(self._broker.now() * 1000)
         due_ms = now_ms + int(later.delay * 1000)
         changes = {
-            ATTEMPTS: str(envelope.redelivery_count),
+            ATTEMPTS: str(self._failures(envelope)),
             DELIVER_AT: str(due_ms),
             PARKED_AT: str(now_ms),
         }
