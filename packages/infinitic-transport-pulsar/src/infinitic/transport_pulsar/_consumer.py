@@ -89,6 +89,7 @@ class PulsarConsumer(Consumer):
         tuning: PulsarConsumerSettings,
         *,
         use_nack: bool,
+        crash_allowance: int = 3,
     ) -> None:
         self._broker = broker
         self._topic = topic
@@ -98,6 +99,7 @@ class PulsarConsumer(Consumer):
         self._settings = settings
         self._tuning = tuning
         self._use_nack = use_nack and settings.type is not SubscriptionType.KEY_SHARED
+        self._crash_allowance = crash_allowance
         self._ready = ReadyQueue(keyed=settings.type is SubscriptionType.KEY_SHARED)
         self._slots = asyncio.Semaphore(settings.concurrency + tuning.max_buffered_messages)
         self._held = asyncio.Semaphore(tuning.max_held_messages)
@@ -211,7 +213,7 @@ class PulsarConsumer(Consumer):
         # postponement starts again at 0, and failures are counted apart (see _failed). Messages
         # merely buffered by a consumer that crashed are redelivered too, so the allowance must
         # cover a few crashes; a message that keeps killing its consumer still ends here.
-        limit = self._settings.max_redeliveries + self._tuning.unacked_redelivery_allowance
+        limit = self._settings.max_redeliveries + self._crash_allowance
         if envelope.broker_redeliveries > limit:
             reason = (
                 f"delivered {envelope.broker_redeliveries + 1} times without being acknowledged "

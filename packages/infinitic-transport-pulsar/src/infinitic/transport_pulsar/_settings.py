@@ -90,7 +90,10 @@ class PulsarConsumerSettings(_Section):
             each look costs one republish on brokers without native delayed delivery.
         unacked_redelivery_allowance: broker redeliveries (after a crash or a close while
             the message was unacknowledged) tolerated beyond ``max_redeliveries`` before the
-            message is dead-lettered without being handled again.
+            message is dead-lettered without being handled again. Default: 3 on Apache
+            Pulsar, 1000 on pulsar-lite, whose count also grows at each failed attempt to
+            dispatch to a consumer of a dead connection (dozens in a few seconds), so a low
+            allowance there dead-letters healthy messages after a worker crash.
         subscribe_retries: attempts to subscribe when the broker answers with a timeout
             (pulsar-lite's consumer-id collision between processes).
         consumer_id_offset: pulsar-lite only: consumer ids burnt at start-up so that
@@ -107,7 +110,7 @@ class PulsarConsumerSettings(_Section):
     delay_hold_seconds: float = Field(default=5.0, ge=0)
     max_held_messages: int = Field(default=100, ge=1)
     park_recheck_seconds: float = Field(default=10.0, gt=0)
-    unacked_redelivery_allowance: int = Field(default=3, ge=0)
+    unacked_redelivery_allowance: int | None = Field(default=None, ge=0)
     subscribe_retries: int = Field(default=5, ge=1)
     consumer_id_offset: int | None = Field(default=None, ge=0)
 

@@ -31,6 +31,9 @@ from infinitic.transport_pulsar._topics import TopicNamer
 
 logger = logging.getLogger("infinitic.transport_pulsar")
 _client_logger = logging.getLogger("infinitic.transport_pulsar.client")
+# Broker redeliveries tolerated beyond max_redeliveries (see unacked_redelivery_allowance).
+PULSAR_CRASH_ALLOWANCE = 3
+LITE_CRASH_ALLOWANCE = 1000
 # Default consumer-id offsets on pulsar-lite are drawn below this (about 1 ms per id).
 _RANDOM_CONSUMER_ID_OFFSETS = 256
 
@@ -249,7 +252,7 @@ class PulsarTransport(Transport):
         }
         if tuning.retry_mode == "nack" and kind == pulsar.ConsumerType.Shared:
             # A safety net behind the transport's own dead-lettering (which records the error).
-            limit = settings.max_redeliveries + tuning.unacked_redelivery_allowance + 1
+            limit = settings.max_redeliveries + self._crash_allowance() + 1
             kwargs["dead_letter_policy"] = pulsar.ConsumerDeadLetterPolicy(
                 max_redeliver_count=limit,
                 dead_letter_topic=self._namer.physical(dead_letter_topic(topic)),
@@ -299,10 +302,17 @@ class PulsarTransport(Transport):
             settings,
             self.settings.consumer,
             use_nack=self.settings.consumer.retry_mode == "nack",
+            crash_allowance=self._crash_allowance(),
         )
         await consumer.start()
         self._consumers.append(consumer)
         return consumer
+
+    def _crash_allowance(self) -> int:
+        allowance = self.settings.consumer.unacked_redelivery_allowance
+        if allowance is not None:
+            return allowance
+        return LITE_CRASH_ALLOWANCE if self.is_pulsar_lite else PULSAR_CRASH_ALLOWANCE
 
     async def close(self) -> None:
         """Close every consumer (waiting for in-flight messages), the producers (flushing
