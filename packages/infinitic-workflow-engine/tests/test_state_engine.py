@@ -10,16 +10,19 @@ from infinitic.common import command_id, decode_message, encode_message
 from infinitic.common._messages import (
     CommandRecord,
     CommandResult,
+    Delivery,
     DispatchWorkflow,
     ExecuteWorkflowTask,
     MethodOutcome,
     MethodOutcomeInfo,
     Requester,
+    Step,
     WorkflowTaskCompleted,
 )
 from infinitic.storage import InMemoryKeyValueStorage
 from infinitic.transport import InMemoryTransport, RetryLater
 from infinitic.workflow_engine import WorkflowStateEngine, decode_state, state_key
+from infinitic.workflow_engine._state import EncodedParts, WorkflowState, encode_state
 
 
 class CapturingTransport(InMemoryTransport):
@@ -214,4 +217,51 @@ async def test_decoded_states_are_reused_only_while_nobody_else_wrote() -> None:
     # A's copy is reused for its next message: same result as reading it again
     reused = a._decoded.take(state_key("W", "wf"), stored.value)
     assert reused is not None
-    assert reused.model_dump() == state.model_dump()
+    assert reused[0].model_dump() == state.model_dump()
+
+
+def test_settled_parts_packed_once_encode_the_same_state() -> None:
+    # The engine reuses the packed bytes of past steps and delivered commands; whatever
+    # changes (new steps, results, a retried task reset to ongoing, a removed step), the bytes
+    # decode to the state itself.
+    state = WorkflowState(workflow_name="W", workflow_id="wf", incarnation="i")
+    parts = EncodedParts()
+
+    def same() -> None:
+        plain = decode_state("k", encode_state(state))
+        assert decode_state("k", encode_state(state, parts)).model_dump() == plain.model_dump()
+        assert plain.model_dump() == state.model_dump()
+
+    same()
+    for i in range(6):
+        cid = f"c{i}"
+        state.commands[cid] = CommandRecord(
+            command_id=cid, method_run_id="wf", position=i, step=i, kind="task", name="S.m"
+        )
+        state.steps.append(Step(index=i, instant=float(i), deliveries=[]))
+        same()
+        state.commands[cid].status = "completed"
+        state.commands[cid].value = i
+        same()
+        state.commands[cid].delivered_step = i + 1
+        state.steps.append(
+            Step(index=i + 1, instant=float(i), deliveries=[Delivery(kind="result", id=cid)])
+        )
+        same()
+    inline = CommandRecord(
+        command_id="x", method_run_id="wf", position=9, step=9, kind="inline", status="completed"
+    )
+    state.commands["x"] = inline
+    same()
+    retried = state.commands["c2"]  # retry_tasks: back to ongoing, then a new outcome
+    retried.status, retried.value, retried.delivered_step = "ongoing", None, None
+    retried.retry_sequence += 1
+    same()
+    retried.status, retried.value, retried.delivered_step = "failed", None, 20
+    same()
+    state.steps[-1].deliveries = []  # the last step may change, then go
+    same()
+    state.steps.pop()
+    same()
+    del state.commands["c0"]
+    same()

@@ -26,7 +26,7 @@ from infinitic.common._routes import (
     task_failure,
     task_outcome_route,
 )
-from infinitic.common._serialization import pack, unpack
+from infinitic.common._serialization import array_header, map_header, pack, unpack
 from infinitic.common._task_context import TaskContext, set_task_context
 from infinitic.common._topics import (
     SERVICE_TOPICS,
@@ -53,6 +53,7 @@ __all__ = [
     "TaskContext",
     "TopicKind",
     "WorkflowRuntimeApi",
+    "array_header",
     "batch_settings",
     "check_entity_name",
     "command_id",
@@ -63,6 +64,7 @@ __all__ = [
     "exception_from_failure",
     "failure_from_exception",
     "is_delegated",
+    "map_header",
     "messages",
     "method_outcome_routes",
     "method_signature",

@@ -14,6 +14,20 @@ def pack(value: Any) -> bytes:
     return msgpack.packb(value, use_bin_type=True, datetime=False)  # type: ignore[no-any-return]
 
 
+def map_header(size: int) -> bytes:
+    """The msgpack header of a map of ``size`` pairs: followed by the packed keys and values, it
+    makes the same bytes as :func:`pack` of the map (so packed parts can be reused)."""
+    return _HEADERS.pack_map_header(size)  # type: ignore[no-any-return]
+
+
+def array_header(size: int) -> bytes:
+    """The msgpack header of an array of ``size`` items (see :func:`map_header`)."""
+    return _HEADERS.pack_array_header(size)  # type: ignore[no-any-return]
+
+
+_HEADERS = msgpack.Packer(use_bin_type=True, datetime=False, autoreset=True)
+
+
 def unpack(data: bytes) -> Any:
     """Decode bytes written by :func:`pack`; raises :class:`MessageDecodeError` on garbage."""
     try:

@@ -62,6 +62,7 @@ from infinitic.transport import Outbox, RetryLater, Transport
 from infinitic.workflow_engine._handlers import dispatch_command, task_message
 from infinitic.workflow_engine._state import (
     EarlyResult,
+    EncodedParts,
     WorkflowState,
     decode_state,
     encode_state,
@@ -88,7 +89,8 @@ ABSENT_OUTCOME_WAIT_SECONDS = 30.0
 
 
 class _DecodedStates:
-    """The states an engine stored last, decoded, within a budget of encoded bytes (LRU).
+    """The states an engine stored last, decoded, with their packed settled parts, within a
+    budget of encoded bytes (LRU).
 
     An entry is taken out while a message is processed, so a state changed by a cycle that
     then fails to store it is never reused.
@@ -96,24 +98,24 @@ class _DecodedStates:
 
     def __init__(self, max_bytes: int) -> None:
         self._max_bytes = max_bytes
-        self._items: OrderedDict[str, tuple[bytes, WorkflowState]] = OrderedDict()
+        self._items: OrderedDict[str, tuple[bytes, WorkflowState, EncodedParts]] = OrderedDict()
         self._bytes = 0
 
-    def take(self, key: str, stored: bytes) -> WorkflowState | None:
+    def take(self, key: str, stored: bytes) -> tuple[WorkflowState, EncodedParts] | None:
         """The decoded state of ``key`` if ``stored`` is what was written with it."""
         item = self._items.pop(key, None)
         if item is None:
             return None
         self._bytes -= len(item[0])
-        return item[1] if item[0] == stored else None
+        return (item[1], item[2]) if item[0] == stored else None
 
-    def keep(self, key: str, encoded: bytes, state: WorkflowState) -> None:
+    def keep(self, key: str, encoded: bytes, state: WorkflowState, parts: EncodedParts) -> None:
         if len(encoded) > self._max_bytes:
             return
-        self._items[key] = (encoded, state)
+        self._items[key] = (encoded, state, parts)
         self._bytes += len(encoded)
         while self._bytes > self._max_bytes:
-            _, (old, _) = self._items.popitem(last=False)
+            _, (old, _, _) = self._items.popitem(last=False)
             self._bytes -= len(old)
 
 
@@ -146,8 +148,13 @@ class WorkflowStateEngine:
             stored = await with_storage_retry(self._storage.get, key)
             state = None
             version = 0
+            parts = EncodedParts()
             if stored is not None:
-                state = self._decoded.take(key, stored.value) or decode_state(key, stored.value)
+                kept = self._decoded.take(key, stored.value)
+                if kept is not None:
+                    state, parts = kept
+                else:
+                    state = decode_state(key, stored.value)
                 version = stored.version
             outbox = Outbox()
             new_state, changed = self._process(state, version, message, outbox)
@@ -162,11 +169,11 @@ class WorkflowStateEngine:
                             self._storage.delete, key, expected_version=expected
                         )
                 else:
-                    encoded = encode_state(new_state)
+                    encoded = encode_state(new_state, parts)
                     await with_storage_retry(
                         self._storage.put, key, encoded, expected_version=expected
                     )
-                    self._decoded.keep(key, encoded, new_state)
+                    self._decoded.keep(key, encoded, new_state, parts)
                 return
             except VersionConflictError:
                 logger.debug("state of %s changed concurrently, processing again", key)

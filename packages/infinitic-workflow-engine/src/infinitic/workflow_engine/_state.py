@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
-from infinitic.common import pack, unpack, workflow_state_key
+from infinitic.common import array_header, map_header, pack, unpack, workflow_state_key
 from infinitic.common._errors import CorruptedValueError, MessageDecodeError
 from infinitic.common._failures import FailureInfo
 from infinitic.common._messages import (
@@ -67,9 +67,87 @@ def state_key(workflow_name: str, workflow_id: str) -> str:
     return workflow_state_key(workflow_name, workflow_id)
 
 
-def encode_state(state: WorkflowState) -> bytes:
-    """Encode a state with its format version."""
-    return pack({"format": STATE_FORMAT_VERSION, "state": state.model_dump(exclude_defaults=True)})
+def encode_state(state: WorkflowState, parts: EncodedParts | None = None) -> bytes:
+    """Encode a state with its format version.
+
+    With ``parts`` (kept by the caller with the state, from one encoding to the next), the
+    history's settled items are packed once and reused: past steps, and commands whose outcome
+    was delivered. The bytes decode to the same state as without it.
+    """
+    if parts is None:
+        return pack(
+            {"format": STATE_FORMAT_VERSION, "state": state.model_dump(exclude_defaults=True)}
+        )
+    return parts.encode(state)
+
+
+_DONE_AT_CREATION = frozenset({"inline", "signal", "patch"})
+
+
+class EncodedParts:
+    """The packed settled items of one workflow state's history (see :func:`encode_state`).
+
+    A step is settled once another step follows it (only the last one may still change, when
+    tasks are retried). A command is settled once its outcome was delivered; its packed bytes
+    are reused while its status, delivery step and retry sequence are the same (retrying a task
+    changes them).
+    """
+
+    def __init__(self) -> None:
+        self._steps: list[bytes] = []
+        self._commands: dict[str, tuple[tuple[str, int | None, int], bytes]] = {}
+
+    def encode(self, state: WorkflowState) -> bytes:
+        body = state.model_dump(exclude_defaults=True, exclude={"steps", "commands"})
+        head = pack(body)  # a map: its pairs follow its header
+        pairs = [head[len(map_header(len(body))) :]]
+        size = len(body)
+        if state.steps:
+            size += 1
+            pairs.append(pack("steps") + self._packed_steps(state))
+        if state.commands:
+            size += 1
+            pairs.append(pack("commands") + self._packed_commands(state))
+        return b"".join(
+            [
+                map_header(2),
+                pack("format"),
+                pack(STATE_FORMAT_VERSION),
+                pack("state"),
+                map_header(size),
+                *pairs,
+            ]
+        )
+
+    def _packed_steps(self, state: WorkflowState) -> bytes:
+        steps = state.steps
+        settled = len(steps) - 1
+        del self._steps[settled:]  # steps removed or not settled any more
+        while len(self._steps) < settled:
+            self._steps.append(pack(steps[len(self._steps)].model_dump(exclude_defaults=True)))
+        last = pack(steps[-1].model_dump(exclude_defaults=True))
+        return b"".join([array_header(len(steps)), *self._steps, last])
+
+    def _packed_commands(self, state: WorkflowState) -> bytes:
+        out = [map_header(len(state.commands))]
+        cache = self._commands
+        for command_id, command in state.commands.items():
+            if command.status == "ongoing" or (
+                command.delivered_step is None and command.kind not in _DONE_AT_CREATION
+            ):
+                cache.pop(command_id, None)
+                out.append(pack(command_id) + pack(command.model_dump(exclude_defaults=True)))
+                continue
+            fingerprint = (command.status, command.delivered_step, command.retry_sequence)
+            item = cache.get(command_id)
+            if item is None or item[0] != fingerprint:
+                packed = pack(command_id) + pack(command.model_dump(exclude_defaults=True))
+                item = cache[command_id] = (fingerprint, packed)
+            out.append(item[1])
+        if len(cache) > len(state.commands):
+            for gone in set(cache) - set(state.commands):
+                del cache[gone]
+        return b"".join(out)
 
 
 def decode_state(key: str, data: bytes) -> WorkflowState:
