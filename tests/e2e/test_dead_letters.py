@@ -14,7 +14,12 @@ from infinitic.exceptions import (
     TaskFailedError,
     WorkflowFailedError,
 )
-from infinitic.storage import InMemoryKeyValueStorage, InMemoryStorage, Storage
+from infinitic.storage import (
+    InMemoryKeySetStorage,
+    InMemoryKeyValueStorage,
+    InMemoryStorage,
+    Storage,
+)
 from infinitic.transport import (
     ConsumerSettings,
     InMemoryTransport,
@@ -112,3 +117,25 @@ async def test_a_dead_lettered_start_fails_the_client_waiting_for_it() -> None:
         cause = raised.value.cause
         assert isinstance(cause, MessageDeadLetteredError)
         assert "refused" in cause.reason
+
+
+class RefusingTags(InMemoryKeySetStorage):
+    """Refuses one tag (as a backend refusing a too long member would)."""
+
+    async def add(self, key: str, member: str) -> None:
+        if key.endswith(":refused"):
+            raise ValueError(f"tag key {key} refused")
+        await super().add(key, member)
+
+
+async def test_a_start_whose_tag_is_refused_fails_the_client_waiting_for_it() -> None:
+    transport = InMemoryTransport()
+    storage = Storage(InMemoryKeyValueStorage(), RefusingTags())
+    async with _worker(transport, storage), InfiniticClient(transport=transport) as client:
+        assert await client.new_workflow(CallsFragile, tags={"fine"}).plain() == 1
+        with pytest.raises(WorkflowFailedError) as raised:
+            await asyncio.wait_for(client.new_workflow(CallsFragile, tags={"refused"}).plain(), 10)
+    cause = raised.value.cause
+    assert isinstance(cause, MessageDeadLetteredError)
+    assert cause.topic == "workflow-tag:CallsFragile"
+    assert "refused" in cause.reason
