@@ -19,6 +19,7 @@ from infinitic.transport import (
     DLQ_ERROR_PROPERTY,
     DLQ_ORIGINAL_TOPIC_PROPERTY,
     ConsumerSettings,
+    RetryLater,
     SubscriptionType,
     Transport,
     TransportMessage,
@@ -233,7 +234,12 @@ async def test_dead_letter_after_max_redeliveries_and_topic_keeps_flowing(
         handled.append(message.data)
 
     dead = Recorder()
-    settings = ConsumerSettings(max_redeliveries=2, redelivery_delay=0.1)
+    told: list[tuple[TransportMessage, str]] = []
+
+    async def tell(message: TransportMessage, reason: str) -> None:
+        told.append((message, reason))
+
+    settings = ConsumerSettings(max_redeliveries=2, redelivery_delay=0.1, on_dead_letter=tell)
     await transport.subscribe(topic, "engine", handler, settings)
     await transport.subscribe(dead_letter_topic(topic), "inspect", dead)
     await transport.publish(topic, b"poison", key="k1", properties={"origin": "test"})
@@ -254,6 +260,37 @@ async def test_dead_letter_after_max_redeliveries_and_topic_keeps_flowing(
     await asyncio.sleep(0.3)
     assert len(attempts) == 3
     assert len(dead.messages) == 1
+    # the subscriber's hook learnt it once, with the message and the reason (to tell waiters)
+    assert [(m.data, m.topic) for m, _ in told] == [(b"poison", topic)]
+    assert "cannot decode poison" in told[0][1]
+
+
+async def test_retry_later_comes_back_without_using_the_failure_budget(
+    transport: Transport, topic: str
+) -> None:
+    seen: list[bytes] = []
+    postponed = 0
+
+    async def handler(message: TransportMessage) -> None:
+        nonlocal postponed
+        if message.data == b"early" and postponed < 5:
+            postponed += 1
+            raise RetryLater(0.05, "the state that expects it is not stored yet")
+        seen.append(message.data)
+
+    dead = Recorder()
+    settings = ConsumerSettings(
+        type=SubscriptionType.KEY_SHARED, max_redeliveries=1, redelivery_delay=0.05
+    )
+    await transport.subscribe(topic, "engine", handler, settings)
+    await transport.subscribe(dead_letter_topic(topic), "inspect", dead)
+    await transport.publish(topic, b"early", key="k")
+    await transport.publish(topic, b"later", key="k")
+    await until(lambda: len(seen) == 2)
+    assert postponed == 5
+    assert seen == [b"later", b"early"]  # the key was not blocked meanwhile
+    await asyncio.sleep(0.2)
+    assert dead.messages == []
 
 
 async def test_key_shared_failure_does_not_block_other_keys(
