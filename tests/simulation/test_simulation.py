@@ -27,7 +27,7 @@ from infinitic.workflows import Channel, Workflow, new_service, new_workflow, ti
 
 from .sim import Faults, SimBroker, SimTransport, gated_storage, restore_ids, seed_everything
 
-SCHEDULES = int(os.environ.get("SIM_SCHEDULES", "300"))
+SCHEDULES = int(os.environ.get("SIM_SCHEDULES", "1000"))
 SEED = os.environ.get("SIM_SEED")
 PROCESSES = 3
 SIGNALS = 5
