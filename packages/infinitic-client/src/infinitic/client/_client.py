@@ -246,6 +246,8 @@ class InfiniticClient(TagOperations):
         for future in self._futures.values():
             if not future.done():
                 future.set_exception(InfiniticError(f"client {self.name} was closed"))
+                # Whoever awaits it gets the error; nobody awaiting it is no error to log.
+                future.add_done_callback(_retrieve)
         self._futures.clear()
         self._fail_replies(InfiniticError(f"client {self.name} was closed"))
 
@@ -426,3 +428,8 @@ class InfiniticClient(TagOperations):
         future = self._futures.pop((decoded.workflow_id, decoded.method_run_id), None)
         if future is not None and not future.done():
             future.set_result(decoded)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
