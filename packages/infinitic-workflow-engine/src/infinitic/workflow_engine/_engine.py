@@ -24,6 +24,7 @@ exactly the ones it wrote (so another writer, a deletion or a failed write is ne
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
@@ -119,6 +120,14 @@ class _DecodedStates:
             self._bytes -= len(old)
 
 
+class _CountedLock(asyncio.Lock):
+    """A lock that knows how many handlers use or wait for it (dropped at 0)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.users = 0
+
+
 class WorkflowStateEngine:
     """Applies messages of the ``workflow-engine`` topic of one workflow to its stored states."""
 
@@ -136,13 +145,33 @@ class WorkflowStateEngine:
         self._storage = storage
         self._clock = clock or transport.now
         self._decoded = _DecodedStates(state_cache_bytes)
+        self._locks: dict[str, _CountedLock] = {}
         # message id -> when this engine first postponed it (its clock), to bound the waits
         self._postponed: OrderedDict[str, float] = OrderedDict()
         self.unknown_instance_messages = 0  # messages dropped for an absent instance
         self.superseded_outcomes = 0  # outcomes of superseded workflow tasks dropped
 
     async def handle(self, message: WorkflowMessage) -> None:
-        """Process one message; idempotent; returns once the new state is stored."""
+        """Process one message; idempotent; returns once the new state is stored.
+
+        Messages of one instance are processed one at a time by this engine, whatever topic
+        they come from (``workflow-cmd`` and ``workflow-engine`` are consumed apart): inside a
+        process no message meets a state whose store is still under way.
+        """
+        workflow_id = message.workflow_id
+        lock = self._locks.get(workflow_id)
+        if lock is None:
+            lock = self._locks[workflow_id] = _CountedLock()
+        lock.users += 1
+        try:
+            async with lock:
+                await self._handle(message)
+        finally:
+            lock.users -= 1
+            if lock.users == 0:
+                del self._locks[workflow_id]
+
+    async def _handle(self, message: WorkflowMessage) -> None:
         key = state_key(self.workflow_name, message.workflow_id)
         for _ in range(MAX_CAS_ATTEMPTS):
             stored = await with_storage_retry(self._storage.get, key)
