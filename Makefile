@@ -30,7 +30,7 @@ lint: install ## ruff, format check, lock check, layering check
 	$(RUN) python tools/check_layering.py
 
 typecheck: install ## mypy --strict on every package
-	$(RUN) mypy packages/*/src examples/src tools/check_layering.py tools/chaos.py tools/chaos_signals.py
+	$(RUN) mypy packages/*/src examples/src tools/check_layering.py tools/chaos.py tools/chaos_signals.py tools/bench_path.py
 
 services: ## Start Redis, PostgreSQL and MariaDB on loopback if one is down
 	@bash tools/ensure_services.sh

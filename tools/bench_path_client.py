@@ -1,0 +1,199 @@
+"""The client process of the message-path benchmark (started by tools/bench_path.py).
+
+    python tools/bench_path_client.py --config infinitic.yml --wires 1000 --sequential 50
+    python tools/bench_path_client.py --in-memory --wires 2000 --sequential 50
+
+With ``--config`` it is a client only (``InfiniticClient.from_yaml``; the workers run in other
+processes); with ``--in-memory`` it runs a worker and a client on one in-memory transport and
+storage, and counts the messages published and the storage operations itself.
+
+It talks to the benchmark through JSON lines on stdout and commands on stdin, so the benchmark
+can read every process's counters around each phase:
+
+1. warm-up, then ``{"event": "ready"}``;
+2. on ``concurrent``: dispatch every wire, await every result, then ``{"event": "concurrent"}``;
+3. on ``sequential``: the wires one at a time, then ``{"event": "sequential"}``;
+4. on ``quit`` (or end of input): close and exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from bench_path_services import QuietEmails
+from infinitic.client import InfiniticClient
+from infinitic.storage import (
+    InMemoryKeySetStorage,
+    InMemoryKeyValueStorage,
+    KeyValueStorage,
+    Storage,
+    VersionedValue,
+)
+from infinitic.transport import InMemoryTransport
+from infinitic.worker import InfiniticWorker
+from infinitic_examples.bank_wire.services import BankService, EmailService, InMemoryBank
+from infinitic_examples.bank_wire.workflows import BankWorkflow
+
+
+class CountingKeyValueStorage(KeyValueStorage):
+    """In-memory key-value storage counting reads and writes and the bytes it holds (the
+    in-memory stack has no server to ask)."""
+
+    def __init__(self) -> None:
+        self._inner = InMemoryKeyValueStorage()
+        self.reads = 0
+        self.writes = 0
+        self.sizes: dict[str, int] = {}
+
+    async def get(self, key: str) -> VersionedValue | None:
+        self.reads += 1
+        return await self._inner.get(key)
+
+    async def get_many(self, keys: Sequence[str]) -> dict[str, VersionedValue]:
+        self.reads += 1
+        return await self._inner.get_many(keys)
+
+    async def put(self, key: str, value: bytes, *, expected_version: int | None = None) -> int:
+        self.writes += 1
+        version = await self._inner.put(key, value, expected_version=expected_version)
+        self.sizes[key] = len(value)
+        return version
+
+    async def put_many(self, items: Mapping[str, bytes]) -> None:
+        self.writes += 1
+        await self._inner.put_many(items)
+        self.sizes.update((k, len(v)) for k, v in items.items())
+
+    async def delete(self, key: str, *, expected_version: int | None = None) -> None:
+        self.writes += 1
+        await self._inner.delete(key, expected_version=expected_version)
+        self.sizes.pop(key, None)
+
+
+def emit(event: str, **fields: Any) -> None:
+    sys.stdout.write(json.dumps({"event": event, **fields}) + "\n")
+    sys.stdout.flush()
+
+
+async def command() -> str:
+    line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    return line.strip() or "quit"
+
+
+async def one_wire(client: InfiniticClient, wire_id: str, i: int) -> float:
+    """Dispatch one wire and await its result; return its latency in seconds."""
+    started = time.perf_counter()
+    wf = client.new_workflow(BankWorkflow)
+    deferred = await client.dispatch(wf.wire, wire_id, f"acc-{i}", f"acc-{i + 1}", 1)
+    result = await deferred
+    elapsed = time.perf_counter() - started
+    if not result.startswith(f"{deferred.id}:email-{wire_id}-"):
+        raise AssertionError(f"wire {wire_id}: unexpected result {result!r}")
+    return elapsed
+
+
+async def concurrent(client: InfiniticClient, label: str, wires: int) -> dict[str, Any]:
+    """Dispatch ``wires`` wires at once and await them all."""
+    started = time.perf_counter()
+    outcomes = await asyncio.gather(
+        *(one_wire(client, f"{label}-{i}", i) for i in range(wires)), return_exceptions=True
+    )
+    elapsed = time.perf_counter() - started
+    return summary(outcomes, elapsed)
+
+
+async def sequential(client: InfiniticClient, label: str, wires: int) -> dict[str, Any]:
+    """Run ``wires`` wires one after the other."""
+    outcomes: list[float | BaseException] = []
+    started = time.perf_counter()
+    for i in range(wires):
+        try:
+            outcomes.append(await one_wire(client, f"{label}-{i}", i))
+        except Exception as e:
+            outcomes.append(e)
+    return summary(outcomes, time.perf_counter() - started)
+
+
+def summary(outcomes: Sequence[float | BaseException], elapsed: float) -> dict[str, Any]:
+    latencies = [x for x in outcomes if isinstance(x, float)]
+    errors = [f"{type(x).__name__}: {x}"[:300] for x in outcomes if isinstance(x, BaseException)]
+    return {
+        "elapsed": elapsed,
+        "latencies": latencies,
+        "errors": len(errors),
+        "first_errors": sorted(set(errors))[:5],
+    }
+
+
+class Sampler:
+    """Samples the states held by a counting storage while a phase runs."""
+
+    def __init__(self, kv: CountingKeyValueStorage) -> None:
+        self._kv = kv
+        self.samples: list[tuple[int, int]] = []  # (values stored, bytes)
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(0.25)
+            self.samples.append((len(self._kv.sizes), sum(self._kv.sizes.values())))
+
+
+async def main(args: argparse.Namespace) -> None:
+    worker: InfiniticWorker | None = None
+    kv: CountingKeyValueStorage | None = None
+    transport: InMemoryTransport | None = None
+    if args.in_memory:
+        transport, kv = InMemoryTransport(), CountingKeyValueStorage()
+        worker = InfiniticWorker(transport=transport, storage=Storage(kv, InMemoryKeySetStorage()))
+        worker.add_service(InMemoryBank(), interface=BankService, concurrency=args.concurrency)
+        worker.add_service(QuietEmails(), interface=EmailService, concurrency=args.concurrency)
+        worker.add_workflow(BankWorkflow, concurrency=args.concurrency)
+        await worker.start()
+        client = InfiniticClient(transport=transport)
+    else:
+        client = InfiniticClient.from_yaml(args.config)
+
+    def counters() -> dict[str, int]:
+        if kv is None or transport is None:
+            return {}
+        return {"messages": transport.published_count, "reads": kv.reads, "writes": kv.writes}
+
+    try:
+        async with client:
+            warm = await concurrent(client, "warm", args.warmup)
+            warm_seq = await sequential(client, "warm-seq", min(args.warmup, 10))
+            emit("ready", errors=warm["errors"] + warm_seq["errors"], counters=counters())
+            while (what := await command()) != "quit":
+                if what == "concurrent":
+                    sampler = Sampler(kv) if kv is not None else None
+                    sampling = asyncio.create_task(sampler.run()) if sampler else None
+                    result = await concurrent(client, "wire", args.wires)
+                    if sampling is not None:
+                        sampling.cancel()
+                    samples = sampler.samples if sampler else []
+                    emit("concurrent", **result, counters=counters(), samples=samples)
+                elif what == "sequential":
+                    emit("sequential", **await sequential(client, "seq", args.sequential))
+                else:
+                    emit("error", message=f"unknown command {what!r}")
+    finally:
+        if worker is not None:
+            await worker.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--config", help="the workers' YAML file (its transport section is read)")
+    where.add_argument("--in-memory", action="store_true", help="run a worker in this process")
+    parser.add_argument("--wires", type=int, default=1000)
+    parser.add_argument("--sequential", type=int, default=50)
+    parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--concurrency", type=int, default=50, help="in-memory worker only")
+    asyncio.run(main(parser.parse_args()))
