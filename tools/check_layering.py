@@ -1,6 +1,6 @@
 """Fails when a package imports an infinitic package it does not declare, breaks the layering
-of ARCHITECTURE.md, or when declared version ranges of infinitic packages disagree with their
-versions.
+of ARCHITECTURE.md, imports another package's private (``_``) module, or when declared version
+ranges of infinitic packages disagree with their versions.
 
     python tools/check_layering.py
 """
@@ -103,6 +103,11 @@ def main() -> int:
                     elif target not in reqs:
                         errors.append(
                             f"{rel}:{line}: {name} imports {module} but does not declare {target}"
+                        )
+                    if any(part.startswith("_") for part in module.split(".")[2:]):
+                        errors.append(
+                            f"{rel}:{line}: {name} imports {module}, a private module of "
+                            f"{target}: use a public name it exports"
                         )
                 root = module.split(".")[0]
                 if root in HEAVY and at_top and path.name == "__init__.py":

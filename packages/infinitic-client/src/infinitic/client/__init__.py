@@ -1,6 +1,7 @@
 """Infinitic for Python: the client that starts workflows and waits for their results."""
 
 from infinitic.client._client import ByTagDeferred, InfiniticClient, WorkflowDeferred
+from infinitic.client._config import load_yaml
 from infinitic.client._existing import ChannelSender, ExistingWorkflowStub
 from infinitic.client._tags import WorkflowByTagStub
 
@@ -11,4 +12,5 @@ __all__ = [
     "InfiniticClient",
     "WorkflowByTagStub",
     "WorkflowDeferred",
+    "load_yaml",
 ]

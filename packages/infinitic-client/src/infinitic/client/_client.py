@@ -25,8 +25,9 @@ from infinitic.common import (
     unpack,
     workflow_state_key,
 )
-from infinitic.common._errors import InfiniticError
-from infinitic.common._messages import (
+from infinitic.common import Stub as _Stub
+from infinitic.common import StubMethod as _StubMethod
+from infinitic.common.messages import (
     CancelWorkflow,
     CompleteTimers,
     DispatchWorkflow,
@@ -37,8 +38,8 @@ from infinitic.common._messages import (
     WorkflowMessage,
     method_outcome_failure,
 )
-from infinitic.common._stubs import _Stub, _StubMethod
-from infinitic.common._tag_messages import ClientReply
+from infinitic.common.tag_messages import ClientReply
+from infinitic.exceptions import InfiniticError
 from infinitic.transport import (
     Consumer,
     ConsumerSettings,

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from infinitic.common._errors import ConfigurationError
+from infinitic.exceptions import ConfigurationError
 from infinitic.transport import Transport, apply_env_overrides, transport_from_config
 
 

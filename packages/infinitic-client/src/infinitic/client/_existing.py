@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
-from infinitic.common import MethodSignature, TopicKind, new_id, topic
-from infinitic.common._channels import Channel, type_names
-from infinitic.common._messages import DispatchMethod, Requester, SendSignal, WorkflowMessage
-from infinitic.common._stubs import _Stub
+from infinitic.common import Channel, MethodSignature, TopicKind, new_id, topic, type_names
+from infinitic.common import Stub as _Stub
+from infinitic.common.messages import DispatchMethod, Requester, SendSignal, WorkflowMessage
 from infinitic.transport import Outbox
 
 if TYPE_CHECKING:

@@ -12,16 +12,15 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from pydantic import TypeAdapter
 
+from infinitic.common import Stub as _Stub
 from infinitic.common import TopicKind, check_entity_name, entity_name, new_id, topic
-from infinitic.common._errors import InfiniticError
-from infinitic.common._messages import (
+from infinitic.common.messages import (
     DispatchMethod,
     DispatchWorkflow,
     MethodOutcome,
     WorkflowMessage,
 )
-from infinitic.common._stubs import _Stub
-from infinitic.common._tag_messages import (
+from infinitic.common.tag_messages import (
     ClientReply,
     CompleteDelegatedTask,
     GetWorkflowIdsByTag,
@@ -31,6 +30,7 @@ from infinitic.common._tag_messages import (
     dispatch_route,
     is_custom_id,
 )
+from infinitic.exceptions import InfiniticError
 from infinitic.transport import Outbox, Transport
 
 if TYPE_CHECKING:

@@ -4,8 +4,8 @@ This package is the shared vocabulary of every other Infinitic package. Applicat
 :mod:`infinitic.workflows`, :mod:`infinitic.services` and :mod:`infinitic.exceptions` instead.
 """
 
-from infinitic.common import _messages as messages
-from infinitic.common import _tag_messages as tag_messages  # registers the tag messages
+from infinitic.common import messages, tag_messages  # tag_messages registers the tag messages
+from infinitic.common._channels import Channel, Receiving, type_names
 from infinitic.common._converter import MethodSignature, method_signature, public_methods
 from infinitic.common._declarations import (
     BatchSettings,
@@ -18,6 +18,7 @@ from infinitic.common._declarations import (
 )
 from infinitic.common._failures import FailureInfo, exception_from_failure, failure_from_exception
 from infinitic.common._ids import command_id, deterministic_id, new_id
+from infinitic.common._json_filter import compile_filter
 from infinitic.common._messages import decode_message, encode_message
 from infinitic.common._retry import ExponentialBackoff, NoRetry, RetryPolicy
 from infinitic.common._routes import (
@@ -27,6 +28,8 @@ from infinitic.common._routes import (
     task_outcome_route,
 )
 from infinitic.common._serialization import array_header, map_header, pack, unpack
+from infinitic.common._stubs import _Stub as Stub
+from infinitic.common._stubs import _StubMethod as StubMethod
 from infinitic.common._task_context import TaskContext, set_task_context
 from infinitic.common._topics import (
     SERVICE_TOPICS,
@@ -43,13 +46,17 @@ __all__ = [
     "SERVICE_TOPICS",
     "WORKFLOW_TOPICS",
     "BatchSettings",
+    "Channel",
     "Deferred",
     "ExponentialBackoff",
     "FailureInfo",
     "MethodSignature",
     "NoRetry",
+    "Receiving",
     "RetryPolicy",
     "Route",
+    "Stub",
+    "StubMethod",
     "TaskContext",
     "TopicKind",
     "WorkflowRuntimeApi",
@@ -57,6 +64,7 @@ __all__ = [
     "batch_settings",
     "check_entity_name",
     "command_id",
+    "compile_filter",
     "decode_message",
     "deterministic_id",
     "encode_message",
@@ -80,6 +88,7 @@ __all__ = [
     "task_failure",
     "task_outcome_route",
     "topic",
+    "type_names",
     "unpack",
     "workflow_state_key",
     "workflow_version",

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar, Generic, Self, TypeVar, cast
 
-from infinitic.common._errors import InfiniticError, StorageError
+from infinitic.exceptions import InfiniticError, StorageError
 
 ClientT = TypeVar("ClientT")
 SettingsT = TypeVar("SettingsT")

@@ -16,7 +16,7 @@ import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from infinitic.common._errors import CorruptedValueError
+from infinitic.exceptions import CorruptedValueError
 from infinitic.storage._backend import missing_driver
 from infinitic.storage._interfaces import KeyValueStorage, VersionedValue
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bisect
 
-from infinitic.common._errors import VersionConflictError
+from infinitic.exceptions import VersionConflictError
 from infinitic.storage._interfaces import (
     KeySetPage,
     KeySetStorage,

@@ -18,7 +18,7 @@ from functools import partial
 from typing import Any, Self
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from infinitic.common._errors import VersionConflictError
+from infinitic.exceptions import VersionConflictError
 from infinitic.storage._backend import (
     SharedClient,
     SharedClientUser,

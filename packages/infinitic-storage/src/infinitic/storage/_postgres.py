@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
-from infinitic.common._errors import VersionConflictError
+from infinitic.exceptions import VersionConflictError
 from infinitic.storage._backend import (
     SharedClient,
     SharedClientUser,

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from infinitic.common import BatchSettings
-from infinitic.common._errors import InfiniticError, InvalidPayloadError
-from infinitic.common._messages import ExecuteTask
-from infinitic.common._tag_messages import BATCH_KEY
+from infinitic.common.messages import ExecuteTask
+from infinitic.common.tag_messages import BATCH_KEY
+from infinitic.exceptions import InfiniticError, InvalidPayloadError
 from infinitic.transport import Outbox
 
 if TYPE_CHECKING:

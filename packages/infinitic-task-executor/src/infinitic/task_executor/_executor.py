@@ -41,14 +41,14 @@ from infinitic.common import (
     task_outcome_route,
     topic,
 )
-from infinitic.common._errors import InvalidPayloadError, UnknownMethodError
-from infinitic.common._messages import ExecuteTask, Message, TaskOutcome
-from infinitic.common._tag_messages import (
+from infinitic.common.messages import ExecuteTask, Message, TaskOutcome
+from infinitic.common.tag_messages import (
     AddTagToTask,
     CompleteDelegatedTask,
     RemoveTagFromTask,
     SetDelegatedTaskData,
 )
+from infinitic.exceptions import InvalidPayloadError, UnknownMethodError
 from infinitic.task_executor._batch import TaskBatcher
 from infinitic.transport import Outbox, Transport
 

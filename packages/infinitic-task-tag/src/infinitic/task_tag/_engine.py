@@ -27,9 +27,8 @@ from infinitic.common import (
     task_outcome_route,
     unpack,
 )
-from infinitic.common._errors import CorruptedValueError, InfiniticError, MessageDecodeError
-from infinitic.common._messages import Message, Requester, TaskOutcome
-from infinitic.common._tag_messages import (
+from infinitic.common.messages import Message, Requester, TaskOutcome
+from infinitic.common.tag_messages import (
     AddTagToTask,
     CompleteDelegatedTask,
     RemoveTagFromTask,
@@ -37,6 +36,7 @@ from infinitic.common._tag_messages import (
     TaskTagMessage,
     task_tag_key,
 )
+from infinitic.exceptions import CorruptedValueError, InfiniticError, MessageDecodeError
 from infinitic.storage import KeySetStorage, KeyValueStorage
 from infinitic.transport import Outbox, Transport
 

@@ -27,7 +27,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
-from infinitic.common._errors import ConfigurationError
+from infinitic.exceptions import ConfigurationError
 from infinitic.transport import Transport, TransportContext
 from infinitic.transport_pulsar._embedded import EmbeddedPulsarLite
 from infinitic.transport_pulsar._settings import PulsarSettings

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from infinitic.common._errors import InfiniticError
+from infinitic.exceptions import InfiniticError
 
 
 class PulsarTransportError(InfiniticError):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from infinitic.common._errors import ConfigurationError
+from infinitic.exceptions import ConfigurationError
 
 #: Longest local topic name accepted (after escaping); Pulsar stores names in its metadata
 #: store and on disk paths, where very long names fail late and obscurely.

@@ -6,6 +6,7 @@ from infinitic.transport._config import (
     TransportBuilder,
     TransportContext,
     apply_env_overrides,
+    normalize_key,
     transport_from_config,
 )
 from infinitic.transport._in_memory import DeadLetter, InMemoryTransport
@@ -49,6 +50,7 @@ __all__ = [
     "TransportMessage",
     "apply_env_overrides",
     "dead_letter_topic",
+    "normalize_key",
     "send",
     "transport_from_config",
 ]

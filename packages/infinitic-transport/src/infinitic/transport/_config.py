@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, Protocol
 
-from infinitic.common._errors import ConfigurationError
+from infinitic.exceptions import ConfigurationError
 from infinitic.transport._in_memory import InMemoryTransport
 from infinitic.transport._interfaces import Transport
 

@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
-from infinitic.common._errors import ConfigurationError
+from infinitic.exceptions import ConfigurationError
 from infinitic.transport._clock import ManualClock
 from infinitic.transport._interfaces import (
     DLQ_DELIVERIES_PROPERTY,

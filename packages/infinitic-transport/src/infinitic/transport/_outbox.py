@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from infinitic.common import encode_message
-from infinitic.common._messages import Message
+from infinitic.common.messages import Message
 from infinitic.transport._interfaces import Transport
 
 

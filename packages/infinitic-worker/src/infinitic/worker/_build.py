@@ -15,10 +15,9 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from infinitic.common import ExponentialBackoff
-from infinitic.common._errors import ConfigurationError
+from infinitic.exceptions import ConfigurationError
 from infinitic.storage import CompressedKeyValueStorage, InMemoryStorage, Storage
-from infinitic.transport import Transport, transport_from_config
-from infinitic.transport._config import normalize_key
+from infinitic.transport import Transport, normalize_key, transport_from_config
 from infinitic.worker._config import InfiniticConfig, ServiceConfig, StorageConfig, WorkflowConfig
 
 if TYPE_CHECKING:

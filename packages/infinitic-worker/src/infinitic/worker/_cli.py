@@ -11,7 +11,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from infinitic.common._errors import ConfigurationError
+from infinitic.exceptions import ConfigurationError
 
 
 def _parser() -> argparse.ArgumentParser:

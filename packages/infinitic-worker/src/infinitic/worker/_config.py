@@ -38,10 +38,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic.alias_generators import to_camel
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from infinitic.client._config import load_yaml
-from infinitic.common._errors import ConfigurationError
-from infinitic.transport import apply_env_overrides
-from infinitic.transport._config import normalize_key
+from infinitic.client import load_yaml
+from infinitic.exceptions import ConfigurationError
+from infinitic.transport import apply_env_overrides, normalize_key
 
 
 def _canonical_keys(model: type[BaseModel], data: Any) -> Any:

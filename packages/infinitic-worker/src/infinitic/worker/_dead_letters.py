@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 
 from infinitic.common import (
+    FailureInfo,
     TopicKind,
     decode_message,
     deterministic_id,
@@ -19,9 +20,7 @@ from infinitic.common import (
     task_outcome_route,
     topic,
 )
-from infinitic.common._errors import MessageDecodeError
-from infinitic.common._failures import FailureInfo
-from infinitic.common._messages import (
+from infinitic.common.messages import (
     DispatchMethod,
     DispatchWorkflow,
     ExecuteTask,
@@ -34,7 +33,8 @@ from infinitic.common._messages import (
     WorkflowTaskCompleted,
     WorkflowTaskFailed,
 )
-from infinitic.common._tag_messages import DispatchWorkflowByTags
+from infinitic.common.tag_messages import DispatchWorkflowByTags
+from infinitic.exceptions import MessageDecodeError
 from infinitic.transport import Outbox, Transport, TransportMessage
 
 logger = logging.getLogger("infinitic.worker")

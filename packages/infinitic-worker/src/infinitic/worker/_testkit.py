@@ -8,8 +8,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from infinitic.client import InfiniticClient
-from infinitic.common import unpack, workflow_state_key
-from infinitic.common._declarations import entity_name
+from infinitic.common import entity_name, unpack, workflow_state_key
 from infinitic.storage import InMemoryStorage
 from infinitic.transport import InMemoryTransport, ManualClock
 from infinitic.worker._worker import InfiniticWorker

@@ -22,9 +22,8 @@ from infinitic.common import (
     topic,
     workflow_version,
 )
-from infinitic.common._errors import ConfigurationError
-from infinitic.common._messages import ExecuteWorkflowTask, Message, WorkflowMessage
-from infinitic.common._workflow import Workflow
+from infinitic.common.messages import ExecuteWorkflowTask, Message, WorkflowMessage
+from infinitic.exceptions import ConfigurationError
 from infinitic.storage import Storage
 from infinitic.task_executor import ServiceExecutor, TaskEventHandler, TaskRetryHandler
 from infinitic.task_tag import TaskTagEngine
@@ -48,6 +47,7 @@ from infinitic.workflow_engine import (
     WorkflowTaskEventHandler,
 )
 from infinitic.workflow_tag import WorkflowTagEngine
+from infinitic.workflows import Workflow
 
 logger = logging.getLogger("infinitic.worker")
 

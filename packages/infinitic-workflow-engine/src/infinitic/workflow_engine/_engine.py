@@ -29,11 +29,16 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable
 
-from infinitic.common import TopicKind, deterministic_id, method_outcome_routes, new_id, topic
-from infinitic.common._errors import VersionConflictError
-from infinitic.common._failures import FailureInfo
-from infinitic.common._json_filter import compile_filter
-from infinitic.common._messages import (
+from infinitic.common import (
+    FailureInfo,
+    TopicKind,
+    compile_filter,
+    deterministic_id,
+    method_outcome_routes,
+    new_id,
+    topic,
+)
+from infinitic.common.messages import (
     TERMINAL,
     CancelWorkflow,
     CommandResult,
@@ -57,7 +62,8 @@ from infinitic.common._messages import (
     WorkflowTaskFailed,
     WorkflowTaskOutcome,
 )
-from infinitic.common._tag_messages import RemoveTagFromWorkflow
+from infinitic.common.tag_messages import RemoveTagFromWorkflow
+from infinitic.exceptions import VersionConflictError
 from infinitic.storage import KeyValueStorage
 from infinitic.transport import Outbox, RetryLater, Transport
 from infinitic.workflow_engine._handlers import dispatch_command, task_message

@@ -15,14 +15,13 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
-from infinitic.common import deterministic_id, failure_from_exception, workflow_version
-from infinitic.common._errors import ConfigurationError, UnknownWorkflowError
-from infinitic.common._failures import FailureInfo
-from infinitic.common._messages import (
+from infinitic.common import FailureInfo, deterministic_id, failure_from_exception, workflow_version
+from infinitic.common.messages import (
     ExecuteWorkflowTask,
     WorkflowTaskCompleted,
     WorkflowTaskFailed,
 )
+from infinitic.exceptions import ConfigurationError, UnknownWorkflowError
 from infinitic.workflow_engine._runtime import CheckMode, WorkflowInstance
 from infinitic.workflow_engine._state import WorkflowState
 

@@ -16,9 +16,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from infinitic.common import TopicKind, deterministic_id, method_outcome_routes, topic
-from infinitic.common._failures import FailureInfo
-from infinitic.common._messages import (
+from infinitic.common import (
+    FailureInfo,
+    TopicKind,
+    check_entity_name,
+    deterministic_id,
+    method_outcome_routes,
+    topic,
+)
+from infinitic.common.messages import (
     CommandRecord,
     CommandResult,
     DispatchMethod,
@@ -32,8 +38,7 @@ from infinitic.common._messages import (
     WorkflowTaskCompleted,
     WorkflowTaskFailed,
 )
-from infinitic.common._tag_messages import SendToWorkflowsByTag, dispatch_route
-from infinitic.common._topics import check_entity_name
+from infinitic.common.tag_messages import SendToWorkflowsByTag, dispatch_route
 from infinitic.transport import Outbox, Transport
 
 logger = logging.getLogger("infinitic.workflow_engine")

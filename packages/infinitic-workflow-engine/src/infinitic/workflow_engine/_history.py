@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from infinitic.common._messages import ExecuteWorkflowTask
+from infinitic.common.messages import ExecuteWorkflowTask
 from infinitic.storage import KeyValueStorage
 from infinitic.transport import RetryLater
 from infinitic.workflow_engine._state import WorkflowState, decode_state, state_key

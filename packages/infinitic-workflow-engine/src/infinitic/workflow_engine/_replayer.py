@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from infinitic.common import workflow_version
-from infinitic.common._errors import ConfigurationError
+from infinitic.exceptions import ConfigurationError
 from infinitic.workflow_engine._runtime import CheckMode, WorkflowInstance
 from infinitic.workflow_engine._state import WorkflowState, decode_state
 

@@ -23,6 +23,7 @@ from pydantic import TypeAdapter
 
 from infinitic.common import (
     Deferred,
+    Receiving,
     command_id,
     exception_from_failure,
     failure_from_exception,
@@ -30,15 +31,14 @@ from infinitic.common import (
     pack,
     set_runtime,
 )
-from infinitic.common._channels import Receiving
-from infinitic.common._errors import InfiniticError, WorkflowChangedError
-from infinitic.common._messages import (
+from infinitic.common.messages import (
     CommandRecord,
     MethodOutcomeInfo,
     MethodRun,
     SignalRecord,
     Step,
 )
+from infinitic.exceptions import InfiniticError, WorkflowChangedError
 from infinitic.workflow_engine._loop import WorkflowEventLoop
 
 _ANY: TypeAdapter[Any] = TypeAdapter(Any)

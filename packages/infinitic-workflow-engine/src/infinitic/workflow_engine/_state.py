@@ -6,10 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
-from infinitic.common import array_header, map_header, pack, unpack, workflow_state_key
-from infinitic.common._errors import CorruptedValueError, MessageDecodeError
-from infinitic.common._failures import FailureInfo
-from infinitic.common._messages import (
+from infinitic.common import FailureInfo, array_header, map_header, pack, unpack, workflow_state_key
+from infinitic.common.messages import (
     CommandRecord,
     Delivery,
     MethodRun,
@@ -18,6 +16,7 @@ from infinitic.common._messages import (
     SignalRecord,
     Step,
 )
+from infinitic.exceptions import CorruptedValueError, MessageDecodeError
 
 STATE_FORMAT_VERSION = 1
 

@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import ParamSpec, TypeVar
 
-from infinitic.common._errors import CorruptedValueError, StorageError, VersionConflictError
+from infinitic.exceptions import CorruptedValueError, StorageError, VersionConflictError
 
 logger = logging.getLogger("infinitic.workflow_engine")
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 
 from infinitic.common import TopicKind, deterministic_id, response_topic, topic
-from infinitic.common._messages import Message, WaitMethod
-from infinitic.common._tag_messages import (
+from infinitic.common.messages import Message, WaitMethod
+from infinitic.common.tag_messages import (
     AddTagToWorkflow,
     DispatchWorkflowByTags,
     GetWorkflowIdsByTag,

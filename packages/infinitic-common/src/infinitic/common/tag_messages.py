@@ -1,0 +1,51 @@
+"""The messages of the tag engines, and the routes of tagged starts.
+
+The public home of these names for the other Infinitic packages."""
+
+from infinitic.common._tag_messages import (
+    BATCH_KEY,
+    CUSTOM_ID_PREFIX,
+    AddTagToTask,
+    AddTagToWorkflow,
+    ClientReply,
+    CompleteDelegatedTask,
+    DispatchWorkflowByTags,
+    GetWorkflowIdsByTag,
+    RemoveTagFromTask,
+    RemoveTagFromWorkflow,
+    SendToWorkflowsByTag,
+    SetDelegatedTaskData,
+    TaskTagMessage,
+    WorkflowDispatchResolved,
+    WorkflowIdsPage,
+    WorkflowTagMessage,
+    dispatch_route,
+    is_custom_id,
+    tag_order,
+    task_tag_key,
+    workflow_tag_key,
+)
+
+__all__ = [
+    "BATCH_KEY",
+    "CUSTOM_ID_PREFIX",
+    "AddTagToTask",
+    "AddTagToWorkflow",
+    "ClientReply",
+    "CompleteDelegatedTask",
+    "DispatchWorkflowByTags",
+    "GetWorkflowIdsByTag",
+    "RemoveTagFromTask",
+    "RemoveTagFromWorkflow",
+    "SendToWorkflowsByTag",
+    "SetDelegatedTaskData",
+    "TaskTagMessage",
+    "WorkflowDispatchResolved",
+    "WorkflowIdsPage",
+    "WorkflowTagMessage",
+    "dispatch_route",
+    "is_custom_id",
+    "tag_order",
+    "task_tag_key",
+    "workflow_tag_key",
+]
