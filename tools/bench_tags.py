@@ -25,10 +25,9 @@ import tracemalloc
 from collections.abc import Awaitable, Callable
 
 from infinitic.client import InfiniticClient
-from infinitic.common import topic
-from infinitic.common._messages import CancelWorkflow
-from infinitic.common._tag_messages import workflow_tag_key
-from infinitic.common._topics import TopicKind
+from infinitic.common import TopicKind, topic
+from infinitic.common.messages import CancelWorkflow
+from infinitic.common.tag_messages import workflow_tag_key
 from infinitic.exceptions import WorkflowCanceledError
 from infinitic.storage import InMemoryStorage
 from infinitic.transport import (

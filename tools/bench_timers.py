@@ -23,9 +23,8 @@ import time
 import uuid
 from typing import Any
 
-from infinitic.common import encode_message, topic
-from infinitic.common._messages import CommandResult
-from infinitic.common._topics import TopicKind
+from infinitic.common import TopicKind, encode_message, topic
+from infinitic.common.messages import CommandResult
 from infinitic.workflows import Workflow
 
 WORKFLOW = "BenchTimers"

@@ -115,6 +115,22 @@ def main() -> int:
                         f"{rel}:{line}: heavy driver {root} imported by a package "
                         "__init__; import it in a leaf module behind an extra"
                     )
+    # Tests and tools use public names too: a package's tests may reach its own private modules.
+    checked: list[tuple[Path, str | None]] = [
+        (p, owner_dir.name)
+        for owner_dir in sorted(ROOT.glob("packages/*"))
+        for p in sorted((owner_dir / "tests").rglob("*.py"))
+    ]
+    checked += [(p, None) for d in ("tests", "tools") for p in sorted((ROOT / d).rglob("*.py"))]
+    for path, own in checked:
+        for module, line, _ in imports(path):
+            target = owner(module)
+            private = any(part.startswith("_") for part in module.split(".")[2:])
+            if target is not None and private and target != own:
+                errors.append(
+                    f"{path.relative_to(ROOT)}:{line}: imports {module}, a private module of "
+                    f"{target}: use a public name it exports"
+                )
     for error in errors:
         print(error, file=sys.stderr)
     print(f"layering: {len(declared)} packages checked, {len(errors)} problems")

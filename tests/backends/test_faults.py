@@ -11,7 +11,7 @@ import pytest
 
 from infinitic.client import InfiniticClient
 from infinitic.common import decode_message
-from infinitic.common._messages import MethodOutcome
+from infinitic.common.messages import MethodOutcome
 from infinitic.transport import InMemoryTransport
 from infinitic.worker import InfiniticWorker
 from infinitic.workflow_engine import state_key

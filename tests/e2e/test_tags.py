@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from infinitic.client import InfiniticClient, WorkflowByTagStub
-from infinitic.common._messages import CancelWorkflow, SendSignal
+from infinitic.common.messages import CancelWorkflow, SendSignal
 from infinitic.exceptions import WorkflowCanceledError
 from infinitic.storage import InMemoryStorage
 from infinitic.transport import InMemoryTransport

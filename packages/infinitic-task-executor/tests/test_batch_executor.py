@@ -10,7 +10,7 @@ import pytest
 
 import infinitic.task_executor
 from infinitic.common import decode_message
-from infinitic.common._messages import ExecuteTask, Message, Requester, TaskOutcome
+from infinitic.common.messages import ExecuteTask, Message, Requester, TaskOutcome
 from infinitic.services import batch
 from infinitic.task_executor import ServiceExecutor
 from infinitic.transport import Consumer, Transport

@@ -8,10 +8,9 @@ from typing import Protocol
 import pytest
 
 import infinitic.task_tag
-from infinitic.common import decode_message
-from infinitic.common._failures import FailureInfo
-from infinitic.common._messages import CommandResult, Message, Requester
-from infinitic.common._tag_messages import (
+from infinitic.common import FailureInfo, decode_message
+from infinitic.common.messages import CommandResult, Message, Requester
+from infinitic.common.tag_messages import (
     AddTagToTask,
     CompleteDelegatedTask,
     RemoveTagFromTask,

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from infinitic.common import command_id, decode_message, encode_message
-from infinitic.common._messages import (
+from infinitic.common.messages import (
     CommandRecord,
     CommandResult,
     Delivery,
@@ -32,6 +32,20 @@ class CapturingTransport(InMemoryTransport):
 
     async def publish(self, topic: str, data: bytes, **kwargs: Any) -> None:
         self.sent.append((topic, decode_message(data)))
+
+
+def task_command(cid: str, position: int = 0) -> CommandRecord:
+    """The command of a task S.m at ``position`` of the method run ``wf``."""
+    return CommandRecord(
+        command_id=cid,
+        method_run_id="wf",
+        position=position,
+        step=position,
+        kind="task",
+        name="S.m",
+        service_name="S",
+        method_name="m",
+    )
 
 
 async def _setup() -> tuple[WorkflowStateEngine, CapturingTransport, InMemoryKeyValueStorage]:
@@ -62,18 +76,7 @@ async def test_duplicate_messages_have_no_double_effect() -> None:
         state_version=tasks[0].state_version,
         incarnation=tasks[0].incarnation,
         step=0,
-        new_commands=[
-            CommandRecord(
-                command_id=cid,
-                method_run_id="wf",
-                position=0,
-                step=0,
-                kind="task",
-                name="S.m",
-                service_name="S",
-                method_name="m",
-            )
-        ],
+        new_commands=[task_command(cid)],
     )
     await engine.handle(completed)
     await engine.handle(completed)
@@ -139,18 +142,7 @@ async def test_result_arriving_before_its_workflow_task_completed_is_buffered() 
             workflow_task_id=task.workflow_task_id,
             state_version=task.state_version,
             step=0,
-            new_commands=[
-                CommandRecord(
-                    command_id=cid,
-                    method_run_id="wf",
-                    position=0,
-                    step=0,
-                    kind="task",
-                    name="S.m",
-                    service_name="S",
-                    method_name="m",
-                )
-            ],
+            new_commands=[task_command(cid)],
         )
     )
     stored = await kv.get(state_key("W", "wf"))
@@ -189,18 +181,7 @@ async def test_decoded_states_are_reused_only_while_nobody_else_wrote() -> None:
             workflow_task_id=task.workflow_task_id,
             state_version=task.state_version,
             step=0,
-            new_commands=[
-                CommandRecord(
-                    command_id=cid,
-                    method_run_id="wf",
-                    position=0,
-                    step=0,
-                    kind="task",
-                    name="S.m",
-                    service_name="S",
-                    method_name="m",
-                )
-            ],
+            new_commands=[task_command(cid)],
         )
     )
     await a.handle(
@@ -235,9 +216,7 @@ def test_settled_parts_packed_once_encode_the_same_state() -> None:
     same()
     for i in range(6):
         cid = f"c{i}"
-        state.commands[cid] = CommandRecord(
-            command_id=cid, method_run_id="wf", position=i, step=i, kind="task", name="S.m"
-        )
+        state.commands[cid] = task_command(cid, i)
         state.steps.append(Step(index=i, instant=float(i), deliveries=[]))
         same()
         state.commands[cid].status = "completed"

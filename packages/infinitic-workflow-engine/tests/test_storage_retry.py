@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from infinitic.common._messages import DispatchWorkflow, Requester
+from infinitic.common.messages import DispatchWorkflow, Requester
 from infinitic.exceptions import CorruptedValueError, StorageError, VersionConflictError
 from infinitic.storage import InMemoryKeyValueStorage, VersionedValue
 from infinitic.transport import InMemoryTransport

@@ -8,14 +8,14 @@ import pytest
 
 import infinitic.workflow_tag
 from infinitic.common import decode_message
-from infinitic.common._messages import (
+from infinitic.common.messages import (
     CancelWorkflow,
     DispatchWorkflow,
     Message,
     Requester,
     WaitMethod,
 )
-from infinitic.common._tag_messages import (
+from infinitic.common.tag_messages import (
     DispatchWorkflowByTags,
     GetWorkflowIdsByTag,
     SendToWorkflowsByTag,

@@ -342,29 +342,20 @@ class PulsarConsumer(Consumer):
         if self._use_nack:
             await self._nack(envelope)
             return
-        now_ms = int(self._broker.now() * 1000)
-        due_ms = now_ms + int(self._settings.redelivery_delay * 1000)
-        changes = {ATTEMPTS: str(count + 1), DELIVER_AT: str(due_ms), PARKED_AT: str(now_ms)}
-        await self._broker._send(
-            self._retry_topic,
-            bytes(envelope.raw.data()),
-            key=envelope.key,
-            properties=envelope.republish_properties(**changes),
-            deliver_at_ms=due_ms,
-        )
-        await self._ack(envelope)
+        await self._retry_later(envelope, self._settings.redelivery_delay, failures=count + 1)
 
     async def _later(self, envelope: Envelope, later: RetryLater) -> None:
-        """Republish a message that came too early to the retry topic, due after the delay;
-        its failure count is kept (postponing is not failing)."""
+        """A message that came too early: its failure count is kept (postponing is not
+        failing)."""
         logger.debug("message %s of %s postponed: %s", envelope.origin_id, self._topic, later)
+        await self._retry_later(envelope, later.delay, failures=self._failures(envelope))
+
+    async def _retry_later(self, envelope: Envelope, delay: float, *, failures: int) -> None:
+        """Republish a message to the retry topic, due after ``delay`` seconds with
+        ``failures`` recorded, then acknowledge it."""
         now_ms = int(self._broker.now() * 1000)
-        due_ms = now_ms + int(later.delay * 1000)
-        changes = {
-            ATTEMPTS: str(self._failures(envelope)),
-            DELIVER_AT: str(due_ms),
-            PARKED_AT: str(now_ms),
-        }
+        due_ms = now_ms + int(delay * 1000)
+        changes = {ATTEMPTS: str(failures), DELIVER_AT: str(due_ms), PARKED_AT: str(now_ms)}
         await self._broker._send(
             self._retry_topic,
             bytes(envelope.raw.data()),

@@ -6,15 +6,15 @@ number of workers. This holds on any broker: pulsar-lite has no usable Key_Share
 Pulsar's Key_Shared routes a key to one consumer but that consumer still runs its messages
 concurrently unless they are serialized here.
 
-Idle workers wait in line: a runnable message wakes one of them, not all (waking every idle
-worker at every message cost more CPU than handling the messages).
+Idle workers wait in line (:class:`~infinitic.transport.WaitLine`): a runnable message wakes one
+of them, not all.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
 
+from infinitic.transport import WaitLine
 from infinitic.transport_pulsar._envelope import Envelope
 
 
@@ -32,7 +32,7 @@ class ReadyQueue:
         self._by_key: dict[str, deque[Envelope]] = {}
         self._ready_keys: deque[str] = deque()
         self._busy_keys: set[str] = set()
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._idle = WaitLine()
         self._closed = False
         self.in_flight = 0
 
@@ -87,14 +87,7 @@ class ReadyQueue:
             if envelope is not None:
                 self.in_flight += 1
                 return envelope
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            try:
-                await waiter
-            except asyncio.CancelledError:
-                if waiter.done() and not waiter.cancelled():
-                    self._wake()  # it was woken for a message: pass the turn on
-                raise
+            await self._idle.wait()
 
     async def done(self, envelope: Envelope) -> None:
         """Mark a message taken by :meth:`get` as finished, releasing its key."""
@@ -109,16 +102,9 @@ class ReadyQueue:
     def _runnable(self) -> int:
         return len(self._ready_keys) + len(self._unkeyed)
 
-    def _wake(self, count: int = 1) -> None:
-        while count > 0 and self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                count -= 1
-
     async def notify(self) -> None:
         """Wake as many waiting workers as there are runnable messages (all once closed)."""
-        self._wake(len(self._waiters) if self._closed else self._runnable())
+        self._idle.wake(len(self._idle) if self._closed else self._runnable())
 
     async def close(self) -> list[Envelope]:
         """Stop handing out messages; return those never taken (left unacknowledged)."""

@@ -26,6 +26,7 @@ from infinitic.transport._interfaces import (
     dead_letter_topic,
 )
 from infinitic.transport._outbox import Outbox, Outgoing, send
+from infinitic.transport._wait_line import WaitLine
 
 __all__ = [
     "DEAD_LETTER_SUFFIX",
@@ -48,6 +49,7 @@ __all__ = [
     "TransportBuilder",
     "TransportContext",
     "TransportMessage",
+    "WaitLine",
     "apply_env_overrides",
     "dead_letter_topic",
     "normalize_key",

@@ -34,6 +34,7 @@ from infinitic.transport._interfaces import (
     TransportMessage,
     dead_letter_topic,
 )
+from infinitic.transport._wait_line import WaitLine
 
 logger = logging.getLogger("infinitic.transport")
 
@@ -57,7 +58,7 @@ class _Subscription:
         self.ready_keys: deque[str] = deque()
         self.busy_keys: set[str] = set()
         self.consumers: list[_InMemoryConsumer] = []
-        self.waiters: deque[asyncio.Future[None]] = deque()
+        self.idle = WaitLine()
         self.in_flight = 0
 
     def _keyed(self, message: TransportMessage) -> bool:
@@ -105,17 +106,9 @@ class _Subscription:
     def pending(self) -> int:
         return len(self.queue) + sum(len(q) for q in self.by_key.values())
 
-    def wake(self, count: int) -> None:
-        while count > 0 and self.waiters:
-            waiter = self.waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                count -= 1
-
     async def notify(self) -> None:
-        """Wake as many idle handlers as there are runnable messages: one message wakes one
-        handler, not every idle one."""
-        self.wake(len(self.ready_keys) + len(self.queue))
+        """Wake as many idle handlers as there are runnable messages."""
+        self.idle.wake(len(self.ready_keys) + len(self.queue))
 
 
 class _InMemoryConsumer(Consumer):
@@ -132,7 +125,6 @@ class _InMemoryConsumer(Consumer):
         self._settings = settings
         self._closing = False
         self._tasks: list[asyncio.Task[None]] = []
-        self._idle: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         for i in range(self._settings.concurrency):
@@ -150,14 +142,7 @@ class _InMemoryConsumer(Consumer):
             if message is not None:
                 sub.in_flight += 1
                 return message
-            waiter = asyncio.get_running_loop().create_future()
-            sub.waiters.append(waiter)
-            try:
-                await waiter
-            except asyncio.CancelledError:
-                if waiter.done() and not waiter.cancelled():
-                    sub.wake(1)  # it was woken for a message: pass the turn on
-                raise
+            await sub.idle.wait()
 
     async def _run(self) -> None:
         while True:
@@ -218,8 +203,9 @@ class _InMemoryConsumer(Consumer):
         if self._closing:
             return
         self._closing = True
-        self._sub.wake(len(self._sub.waiters))  # every idle handler of the subscription
-        # looks again: this consumer's stop; the others wait again
+        # every idle handler of the subscription looks again: this consumer's stop, the others
+        # wait again
+        self._sub.idle.wake(len(self._sub.idle))
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         with contextlib.suppress(ValueError):

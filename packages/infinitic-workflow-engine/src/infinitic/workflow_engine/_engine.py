@@ -587,7 +587,6 @@ class WorkflowStateEngine:
         # conflict, or by another engine) is another task, whose outcome the state can tell.
         task_id = new_id()
         state.running_task_id = task_id
-
         if index > 0:
             # Only what this step delivers: an executor holding the live instance needs no
             # more, and one that does not reads the whole history from storage.
@@ -595,28 +594,14 @@ class WorkflowStateEngine:
             ids = {d.id for d in step.deliveries}
             signals = [state.signals[i] for i in ids if i in state.signals]
             ids |= {s.command_id for s in signals}
-            out.add(
-                topic(TopicKind.WORKFLOW_TASK_EXECUTOR, state.workflow_name),
-                ExecuteWorkflowTask(
-                    workflow_name=state.workflow_name,
-                    workflow_id=state.workflow_id,
-                    workflow_task_id=task_id,
-                    tags=state.tags,
-                    meta=state.meta,
-                    workflow_version=state.workflow_version,
-                    method_runs=[state.method_runs[i] for i in ids if i in state.method_runs],
-                    steps=[step],
-                    commands=[state.commands[i] for i in ids if i in state.commands],
-                    signals=signals,
-                    complete_history=False,
-                    inline_digest=state.inline_digest,
-                    state_version=version,
-                    incarnation=state.incarnation,
-                    previous_task_id=state.last_task_id,
-                ),
-                key=state.workflow_id,
-            )
-            return
+            method_runs = [state.method_runs[i] for i in ids if i in state.method_runs]
+            steps = [step]
+            commands = [state.commands[i] for i in ids if i in state.commands]
+        else:
+            method_runs = list(state.method_runs.values())
+            steps = state.steps
+            commands = list(state.commands.values())
+            signals = list(state.signals.values())
         out.add(
             topic(TopicKind.WORKFLOW_TASK_EXECUTOR, state.workflow_name),
             ExecuteWorkflowTask(
@@ -626,10 +611,12 @@ class WorkflowStateEngine:
                 tags=state.tags,
                 meta=state.meta,
                 workflow_version=state.workflow_version,
-                method_runs=list(state.method_runs.values()),
-                steps=state.steps,
-                commands=list(state.commands.values()),
-                signals=list(state.signals.values()),
+                method_runs=method_runs,
+                steps=steps,
+                commands=commands,
+                signals=signals,
+                complete_history=index == 0,
+                inline_digest=state.inline_digest,
                 state_version=version,
                 incarnation=state.incarnation,
                 previous_task_id=state.last_task_id,
