@@ -11,15 +11,25 @@ Due times are enforced here, whatever the broker does: a message due soon is hel
 (at most ``max_held_messages``; the loop waits when that is reached), a message due later is
 republished to the retry topic and acknowledged, and looked at again every
 ``park_recheck_seconds``. Real Pulsar delays messages natively, so there this is a no-op.
+
+Receiving and acknowledging avoid thread hops: a message the C++ client has already prefetched
+is taken with a non-blocking receive on the event loop's thread, only an empty queue waits for
+the client's I/O thread (its completion comes through the transport's :class:`LoopBridge`), and
+acknowledgements are local calls (the client groups them). ``pulsar.asyncio`` would instead
+wake the loop from the I/O thread for every receive and every acknowledgement; its consumer
+still opens and closes the subscription, and serves every call on a client version that does
+not expose the C++ consumer it wraps.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from typing import Any, Protocol
 
+import pulsar
 import pulsar.asyncio as pa
 
 from infinitic.transport import (
@@ -33,6 +43,7 @@ from infinitic.transport import (
     SubscriptionType,
     dead_letter_topic,
 )
+from infinitic.transport_pulsar._bridge import LoopBridge, settle
 from infinitic.transport_pulsar._envelope import (
     ATTEMPTS,
     DELIVER_AT,
@@ -68,11 +79,58 @@ class _Broker(Protocol):
 class _Source:
     """One Pulsar consumer and its single pending receive."""
 
-    def __init__(self, consumer: pa.Consumer, topic: str, *, retry: bool) -> None:
+    def __init__(
+        self, consumer: pa.Consumer, topic: str, *, retry: bool, bridge: LoopBridge
+    ) -> None:
         self.consumer = consumer
         self.topic = topic
         self.retry = retry
-        self.pending: asyncio.Task[Any] | None = None
+        self.pending: asyncio.Future[Any] | None = None
+        self._bridge = bridge
+        # The C++ consumer pulsar.asyncio wraps (its methods are the binding's public ones).
+        native = getattr(consumer, "_consumer", None)
+        usable = all(
+            hasattr(native, name)
+            for name in ("receive", "receive_async", "acknowledge", "negative_acknowledge")
+        )
+        self.native: Any = native if usable else None
+
+    def receive_nowait(self) -> Any:
+        """A message the client has already prefetched, or None (then await :meth:`receive`)."""
+        if self.native is None:
+            return None
+        try:
+            return self.native.receive(0)
+        except pulsar.Timeout:
+            return None
+        except Exception:  # closed, disconnected: the waiting receive reports it
+            return None
+
+    def receive(self) -> asyncio.Future[Any]:
+        """Start a receive that waits for the next message."""
+        if self.native is None:
+            waiting: asyncio.Future[Any] = asyncio.ensure_future(self.consumer.receive())
+            return waiting
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.native.receive_async(functools.partial(self._bridge.post, _received, future))
+        return future
+
+    async def acknowledge(self, raw: Any) -> None:
+        if self.native is None:
+            await self.consumer.acknowledge(raw)
+        else:
+            self.native.acknowledge(raw)
+
+    async def negative_acknowledge(self, raw: Any) -> None:
+        if self.native is None:
+            await self.consumer.negative_acknowledge(raw)
+        else:
+            self.native.negative_acknowledge(raw)
+
+
+def _received(future: asyncio.Future[Any], result: pulsar.Result, message: Any) -> None:
+    error = None if result == pulsar.Result.Ok else pa.PulsarException(result)
+    settle(future, error, message)
 
 
 class PulsarConsumer(Consumer):
@@ -87,6 +145,7 @@ class PulsarConsumer(Consumer):
         handler: MessageHandler,
         settings: ConsumerSettings,
         tuning: PulsarConsumerSettings,
+        bridge: LoopBridge,
         *,
         use_nack: bool,
         crash_allowance: int = 3,
@@ -98,6 +157,7 @@ class PulsarConsumer(Consumer):
         self._handler = handler
         self._settings = settings
         self._tuning = tuning
+        self._bridge = bridge
         self._use_nack = use_nack and settings.type is not SubscriptionType.KEY_SHARED
         self._crash_allowance = crash_allowance
         self._ready = ReadyQueue(keyed=settings.type is SubscriptionType.KEY_SHARED)
@@ -120,7 +180,7 @@ class PulsarConsumer(Consumer):
                 consumer = await self._broker._open_consumer(
                     topic, self._subscription, self._settings
                 )
-                self._sources.append(_Source(consumer, topic, retry=retry))
+                self._sources.append(_Source(consumer, topic, retry=retry, bridge=self._bridge))
         except BaseException:
             await self._close_sources()
             raise
@@ -168,7 +228,10 @@ class PulsarConsumer(Consumer):
         """Return the next message, or None once the consumer is closed."""
         while True:
             if source.pending is None:
-                source.pending = asyncio.ensure_future(source.consumer.receive())
+                raw = source.receive_nowait()
+                if raw is not None:
+                    return raw
+                source.pending = source.receive()
             # Waiting, unlike awaiting the task, never cancels the receive itself.
             await asyncio.wait({source.pending})
             task, source.pending = source.pending, None
@@ -191,9 +254,7 @@ class PulsarConsumer(Consumer):
             if raw is None:
                 self._slots.release()
                 return
-            envelope = Envelope.wrap(
-                raw, source.consumer, topic=self._topic, from_retry_topic=source.retry
-            )
+            envelope = Envelope.wrap(raw, source, topic=self._topic, from_retry_topic=source.retry)
             try:
                 await self._route(envelope)
             except asyncio.CancelledError:
@@ -408,6 +469,6 @@ class PulsarConsumer(Consumer):
             self._release_slot(envelope)
 
 
-def _swallow(task: asyncio.Task[Any]) -> None:
+def _swallow(task: asyncio.Future[Any]) -> None:
     if not task.cancelled():
         task.exception()

@@ -1,5 +1,10 @@
 """One producer per topic, created on first use, with a bound on sends in flight.
 
+A send goes to the C++ producer that ``pulsar.asyncio`` wraps, with a callback that reaches the
+event loop through the transport's :class:`LoopBridge`: one wake-up settles every receipt that
+arrived meanwhile, where ``pulsar.asyncio`` wakes the loop once per send. On a client version
+without that C++ producer, sends go through ``pulsar.asyncio``.
+
 ``pulsar.asyncio`` sends fail with ``ProducerQueueIsFull`` when too many are pending, and the
 client's ``block_if_queue_full`` would block the event loop inside C++; an asyncio semaphore
 bounds the sends in flight instead.
@@ -8,6 +13,8 @@ bounds the sends in flight instead.
 from __future__ import annotations
 
 import asyncio
+import functools
+import importlib
 import itertools
 import logging
 import uuid
@@ -17,8 +24,15 @@ from typing import Any
 import pulsar
 import pulsar.asyncio as pa
 
+from infinitic.transport_pulsar._bridge import LoopBridge, settle
 from infinitic.transport_pulsar._errors import PulsarTransportError
 from infinitic.transport_pulsar._settings import PulsarProducerSettings
+
+_pulsar: Any
+try:  # the C++ binding pulsar-client is built on (untyped)
+    _pulsar = importlib.import_module("_pulsar")
+except ImportError:  # pragma: no cover - every pulsar-client release so far ships it
+    _pulsar = None
 
 logger = logging.getLogger("infinitic.transport_pulsar")
 
@@ -36,6 +50,7 @@ class ProducerPool:
 
     Args:
         client: the producing client (separate from the consuming one).
+        bridge: where send receipts reach the event loop.
         settings: producer tuning.
         prepare_topic: awaited once per topic before its producer exists (admin set-up).
     """
@@ -43,13 +58,16 @@ class ProducerPool:
     def __init__(
         self,
         client: pa.Client,
+        bridge: LoopBridge,
         settings: PulsarProducerSettings,
         prepare_topic: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self._client = client
+        self._bridge = bridge
         self._settings = settings
         self._prepare = prepare_topic
         self._producers: dict[str, pa.Producer] = {}
+        self._natives: dict[str, Any] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._in_flight = asyncio.Semaphore(settings.max_pending_messages)
         # Producer names must be unique per topic across the cluster.
@@ -89,6 +107,7 @@ class ProducerPool:
             except pa.PulsarException as e:
                 raise PulsarTransportError(f"cannot create a producer on {topic}: {e}") from e
             self._producers[topic] = producer
+            self._natives[topic] = _native_producer(producer)
             return producer
 
     async def send(
@@ -106,7 +125,14 @@ class ProducerPool:
         Raises:
             PulsarTransportError: the broker refused or the send timed out.
         """
-        producer = await self._producer(topic)
+        producer = self._producers.get(topic) or await self._producer(topic)
+        native = self._natives.get(topic)
+        if native is not None:
+            async with self._in_flight:
+                await self._send_native(
+                    native, topic, data, key, properties, deliver_at_ms, event_timestamp_ms
+                )
+            return
         kwargs: dict[str, Any] = {"properties": dict(properties)}
         if key is not None:
             kwargs["partition_key"] = key
@@ -120,13 +146,59 @@ class ProducerPool:
             except pa.PulsarException as e:
                 raise PulsarTransportError(f"cannot publish to {topic}: {e}") from e
 
+    async def _send_native(
+        self,
+        native: Any,
+        topic: str,
+        data: bytes,
+        key: str | None,
+        properties: Mapping[str, str],
+        deliver_at_ms: int | None,
+        event_timestamp_ms: int | None,
+    ) -> None:
+        builder = _pulsar.MessageBuilder()
+        builder.content(data)
+        for name, value in properties.items():
+            builder.property(name, value)
+        if key is not None:
+            builder.partition_key(key)
+        if deliver_at_ms is not None:
+            builder.deliver_at(deliver_at_ms)
+        if event_timestamp_ms is not None:
+            builder.event_timestamp(event_timestamp_ms)
+        receipt: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        try:
+            native.send_async(
+                builder.build(), functools.partial(self._bridge.post, _receipt, receipt, topic)
+            )
+        except Exception as e:  # a closed producer raises before sending
+            raise PulsarTransportError(f"cannot publish to {topic}: {e}") from e
+        await receipt
+
     async def close(self) -> None:
         """Flush and close every producer; idempotent, never raises."""
         self._closed = True
         producers, self._producers = list(self._producers.values()), {}
+        self._natives = {}
         for producer in producers:
             try:
                 await producer.flush()
                 await producer.close()
             except Exception as e:  # closing must go on for the others
                 logger.warning("error while closing a Pulsar producer: %s", e)
+
+
+def _native_producer(producer: pa.Producer) -> Any:
+    """The C++ producer behind ``producer``, or None if this client version hides it."""
+    native = getattr(producer, "_producer", None)
+    usable = _pulsar is not None and hasattr(native, "send_async")
+    return native if usable else None
+
+
+def _receipt(
+    receipt: asyncio.Future[None], topic: str, result: pulsar.Result, _message_id: Any
+) -> None:
+    error = None
+    if result != pulsar.Result.Ok:
+        error = PulsarTransportError(f"cannot publish to {topic}: {pa.PulsarException(result)}")
+    settle(receipt, error)

@@ -22,6 +22,7 @@ from infinitic.transport import (
     dead_letter_topic,
 )
 from infinitic.transport_pulsar._admin import PulsarAdmin
+from infinitic.transport_pulsar._bridge import LoopBridge
 from infinitic.transport_pulsar._consumer import PulsarConsumer
 from infinitic.transport_pulsar._envelope import DELIVER_AT, check_properties, to_millis
 from infinitic.transport_pulsar._errors import PulsarTransportError
@@ -69,6 +70,7 @@ class PulsarTransport(Transport):
         self._producer_client: pa.Client | None = None
         self._consumer_client: pa.Client | None = None
         self._producers: ProducerPool | None = None
+        self._bridge: LoopBridge | None = None
         self._consumers: list[PulsarConsumer] = []
         self._start_lock = asyncio.Lock()
         self._started = False
@@ -136,8 +138,9 @@ class PulsarTransport(Transport):
             try:
                 self._producer_client = self._new_client()
                 self._consumer_client = self._new_client()
+                self._bridge = LoopBridge()
                 self._producers = ProducerPool(
-                    self._producer_client, self.settings.producer, self._prepare_topic
+                    self._producer_client, self._bridge, self.settings.producer, self._prepare_topic
                 )
                 if self._admin is not None:
                     await self._admin.ensure_namespace()
@@ -293,6 +296,7 @@ class PulsarTransport(Transport):
             await self.start()
         settings = settings or ConsumerSettings()
         self._namer.physical(topic)  # fail early on a bad name
+        assert self._bridge is not None
         consumer = PulsarConsumer(
             self,
             topic,
@@ -301,6 +305,7 @@ class PulsarTransport(Transport):
             handler,
             settings,
             self.settings.consumer,
+            self._bridge,
             use_nack=self.settings.consumer.retry_mode == "nack",
             crash_allowance=self._crash_allowance(),
         )
