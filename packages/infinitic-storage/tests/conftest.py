@@ -98,12 +98,18 @@ async def drop_mysql_database(url: str, database: str) -> None:
 
 async def open_backend(name: str) -> tuple[Storage, object]:
     """Return a fresh storage for backend ``name`` and what its cleanup needs."""
-    if name == "redis":
+    if name in ("redis", "redis-unpipelined"):
         from infinitic.storage import RedisStorage
 
         url = require("Redis", REDIS_URL)
         prefix = unique("infinitic-test") + ":"
-        return RedisStorage.from_url(url, key_prefix=prefix, client_name=prefix[:-1]), prefix
+        storage = RedisStorage.from_url(
+            url,
+            key_prefix=prefix,
+            client_name=prefix[:-1],
+            auto_pipelining=name == "redis",
+        )
+        return storage, prefix
     if name == "postgres":
         from infinitic.storage import PostgresStorage
 
@@ -122,7 +128,7 @@ async def open_backend(name: str) -> tuple[Storage, object]:
 
 async def cleanup_backend(name: str, storage: Storage, token: object) -> None:
     await storage.close()
-    if name == "redis":
+    if name.startswith("redis"):
         await drop_redis_keys(REDIS_URL, str(token))
     elif name == "postgres":
         await drop_postgres_schema(POSTGRES_URL, str(token))
@@ -152,6 +158,7 @@ async def database(request: pytest.FixtureRequest) -> AsyncIterator[Storage]:
     params=[
         "memory",
         *DATABASES,
+        pytest.param("redis-unpipelined", marks=pytest.mark.redis),
         "compressed-zstd",
         "compressed-gzip",
         pytest.param("compressed-zstd-postgres", marks=pytest.mark.postgres),
@@ -160,7 +167,8 @@ async def database(request: pytest.FixtureRequest) -> AsyncIterator[Storage]:
     ]
 )
 async def kv(request: pytest.FixtureRequest) -> AsyncIterator[KeyValueStorage]:
-    """Every key-value storage: each backend, and the compressed and cached wrappers."""
+    """Every key-value storage: each backend (Redis also without auto-pipelining), and the
+    compressed and cached wrappers."""
     name: str = request.param
     if name == "memory":
         yield InMemoryKeyValueStorage()

@@ -4,10 +4,14 @@ Layout: a key-value entry is a hash ``<prefix>kv:<key>`` with fields ``v`` (the 
 (the version); compare-and-set runs as a Lua script, so the check and the write are one atomic
 step on the server. A key set is a sorted set ``<prefix>ks:<key>`` whose scores are all 0, so
 members are ordered by their bytes and paged with ZRANGEBYLEX.
+
+Key-value reads, compare-and-set writes and deletes are pipelined automatically: those issued
+concurrently go to Redis together, one round trip per batch (see ``_redis_pipeline``).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
@@ -34,6 +38,8 @@ try:
     from redis.exceptions import RedisError
 except ImportError as _e:  # pragma: no cover - exercised by the install-hint test
     raise missing_driver("Redis", "redis", "redis") from _e
+
+from infinitic.storage._redis_pipeline import RedisAutoPipeline
 
 _PUT = """
 local actual = tonumber(redis.call('HGET', KEYS[1], 'n') or '0')
@@ -64,6 +70,19 @@ return {1, actual}
 # Scripts run atomically and block the server, so big batches are cut into chunks.
 _BATCH = 500
 
+# Auto-pipelining: the most commands in one pipeline, and the most pipelines in flight at once
+# (so connections used by the key-value storage), enough to keep latency low under load.
+_PIPELINE_BATCH = 512
+_PIPELINES_IN_FLIGHT = 4
+
+
+def _sha(script: str) -> str:
+    return hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
+
+
+_PUT_SHA = _sha(_PUT)
+_DELETE_SHA = _sha(_DELETE)
+
 
 def _bytes(data: bytes | str) -> bytes:
     return data.encode() if isinstance(data, str) else bytes(data)
@@ -77,13 +96,18 @@ class RedisSettings:
         url: a ``redis://`` or ``rediss://`` (TLS) URL; when given it replaces host, port, db,
             username, password and ssl.
         key_prefix: prepended to every Redis key, so several applications can share a database.
-        max_connections: size of the connection pool.
+        max_connections: size of the connection pool. With auto-pipelining, the key-value
+            storage uses at most 4 connections however many operations run at once.
         connect_timeout: seconds to wait for a connection.
-        operation_timeout: seconds to wait for one operation (socket timeout included).
+        operation_timeout: seconds to wait for one operation (waiting for its batch and for a
+            free connection included).
         retries: how many times the driver retries a command after a connection error, on a new
             connection; a write retried after a lost reply may then report a
             VersionConflictError for its own write, which callers handle as any conflict.
         client_name: the name shown by ``CLIENT LIST``.
+        auto_pipelining: send the key-value gets, compare-and-sets and deletes issued
+            concurrently together, one pipeline (one round trip) per batch. False sends each
+            operation alone, as soon as it is called, on a connection of its own.
     """
 
     url: str | None = None
@@ -103,6 +127,7 @@ class RedisSettings:
     operation_timeout: float = 10.0
     retries: int = 1
     client_name: str | None = "infinitic"
+    auto_pipelining: bool = True
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisSettings:
@@ -124,12 +149,15 @@ class _RedisClient(SharedClient["aioredis.Redis"]):
     async def _open(self) -> aioredis.Redis:
         s = self.settings
         # A blocking pool: past max_connections, an operation waits for a free connection
-        # (up to the operation timeout) instead of failing with MaxConnectionsError.
+        # (up to the operation timeout) instead of failing with MaxConnectionsError. No socket
+        # timeout: every operation already runs under the operation timeout (a lost connection
+        # is dropped when its read is cancelled), and a timer per reply would cost as much CPU
+        # as the rest of reading it.
         options: dict[str, Any] = {
             "max_connections": s.max_connections,
             "timeout": s.operation_timeout,
             "socket_connect_timeout": s.connect_timeout,
-            "socket_timeout": s.operation_timeout,
+            "socket_timeout": None,
             "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), s.retries),
             "client_name": s.client_name,
         }
@@ -140,11 +168,7 @@ class _RedisClient(SharedClient["aioredis.Redis"]):
         else:
             pool = self._pool_from_parts(options)
         client = aioredis.Redis.from_pool(pool)
-        self.scripts = {
-            "put": client.register_script(_PUT),
-            "put_many": client.register_script(_PUT_MANY),
-            "delete": client.register_script(_DELETE),
-        }
+        self.scripts = {"put_many": client.register_script(_PUT_MANY)}
         return client
 
     def _pool_from_parts(self, options: dict[str, Any]) -> aioredis.BlockingConnectionPool:
@@ -190,8 +214,9 @@ class _RedisStorageBase(SharedClientUser[RedisSettings, _RedisClient]):
 class RedisKeyValueStorage(_RedisStorageBase, KeyValueStorage):
     """Key-value storage in Redis, with atomic compare-and-set by a Lua script.
 
-    The pool opens on the first call. Every operation raises StorageError when Redis fails
-    (naming the key); the next call reconnects.
+    The pool opens on the first call. Gets, compare-and-sets and deletes issued concurrently
+    are sent together, one pipeline per batch (unless ``auto_pipelining`` is off). Every
+    operation raises StorageError when Redis fails (naming the key); the next call reconnects.
 
     Example:
         >>> kv = RedisKeyValueStorage.from_url("redis://127.0.0.1:6379/0")  # doctest: +SKIP
@@ -203,12 +228,18 @@ class RedisKeyValueStorage(_RedisStorageBase, KeyValueStorage):
         self, settings: RedisSettings | None = None, *, _shared: _RedisClient | None = None
     ) -> None:
         super().__init__(settings, _shared)
-        self._put_sha: Any = None
+        s = self.settings
+        self._pipeline = RedisAutoPipeline(
+            self._shared,
+            {_PUT_SHA: _PUT, _DELETE_SHA: _DELETE},
+            max_batch=_PIPELINE_BATCH,
+            max_in_flight=min(_PIPELINES_IN_FLIGHT, s.max_connections),
+            enabled=s.auto_pipelining,
+        )
 
     async def get(self, key: str) -> VersionedValue | None:
-        client = await self._shared.client()
-        async with self._shared.translating("get", describe_keys([key])):
-            value, version = await client.hmget(self._key(key), [b"v", b"n"])
+        command = ("HMGET", self._key(key), b"v", b"n")
+        ((value, version),) = await self._pipeline.call("get", (key,), (command,))
         if value is None or version is None:
             return None
         return VersionedValue(_bytes(value), int(version))
@@ -218,25 +249,17 @@ class RedisKeyValueStorage(_RedisStorageBase, KeyValueStorage):
         out: dict[str, VersionedValue] = {}
         if not keys:
             return out
-        client = await self._shared.client()
-        async with (
-            self._shared.translating("get_many", describe_keys(keys)),
-            client.pipeline(transaction=False) as pipe,
-        ):
-            for key in keys:
-                pipe.hmget(self._key(key), [b"v", b"n"])
-            rows = await pipe.execute()
+        commands = [("HMGET", self._key(key), b"v", b"n") for key in keys]
+        rows = await self._pipeline.call("get_many", keys, commands)
         for key, (value, version) in zip(keys, rows, strict=True):
             if value is not None and version is not None:
                 out[key] = VersionedValue(_bytes(value), int(version))
         return out
 
     async def put(self, key: str, value: bytes, *, expected_version: int | None = None) -> int:
-        await self._shared.client()
         expected = b"" if expected_version is None else str(expected_version).encode()
-        async with self._shared.translating("put", describe_keys([key])):
-            script = self._shared.scripts["put"]
-            ok, version = await script(keys=[self._key(key)], args=[bytes(value), expected])
+        command = ("EVALSHA", _PUT_SHA, 1, self._key(key), bytes(value), expected)
+        ((ok, version),) = await self._pipeline.call("put", (key,), (command,))
         if not ok:
             raise VersionConflictError(key, expected_version, int(version))
         return int(version)
@@ -254,13 +277,17 @@ class RedisKeyValueStorage(_RedisStorageBase, KeyValueStorage):
                 await script(keys=[self._key(k) for k, _ in chunk], args=[v for _, v in chunk])
 
     async def delete(self, key: str, *, expected_version: int | None = None) -> None:
-        await self._shared.client()
         expected = b"" if expected_version is None else str(expected_version).encode()
-        async with self._shared.translating("delete", describe_keys([key])):
-            script = self._shared.scripts["delete"]
-            ok, actual = await script(keys=[self._key(key)], args=[expected])
+        command = ("EVALSHA", _DELETE_SHA, 1, self._key(key), expected)
+        ((ok, actual),) = await self._pipeline.call("delete", (key,), (command,))
         if not ok:
             raise VersionConflictError(key, expected_version, int(actual))
+
+    async def close(self) -> None:
+        """Fail the operations not sent yet, let those in flight finish, then release the
+        shared pool (closed with its last user); idempotent."""
+        await self._pipeline.close()
+        await super().close()
 
 
 class RedisKeySetStorage(_RedisStorageBase, KeySetStorage):
