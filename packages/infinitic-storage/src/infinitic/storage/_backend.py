@@ -136,21 +136,27 @@ class SharedClient(ABC, Generic[ClientT]):
             operation: what is being done, for instance ``"put"``.
             what: the key(s) concerned, for instance ``"key 'a'"``.
         """
+        failures: tuple[type[BaseException], ...] = (TimeoutError, *self._failures())
         try:
             async with asyncio.timeout(self.operation_timeout):
                 yield
         except InfiniticError:
             raise
-        except TimeoutError as e:
-            raise StorageError(
+        except failures as e:
+            raise self.storage_error(operation, what, e) from e
+
+    def storage_error(self, operation: str, what: str, error: BaseException) -> StorageError:
+        """The StorageError for a driver failure or a timeout (``error``) of ``operation`` on
+        ``what``: it says whether the operation can be retried."""
+        if isinstance(error, TimeoutError):
+            return StorageError(
                 f"{self.backend} {operation} of {what} timed out after "
                 f"{self.operation_timeout}s; the operation can be retried"
-            ) from e
-        except self._failures() as e:
-            raise StorageError(
-                f"{self.backend} {operation} of {what} failed: {type(e).__name__}: {e}; "
-                "the operation can be retried (the connection is reopened on the next call)"
-            ) from e
+            )
+        return StorageError(
+            f"{self.backend} {operation} of {what} failed: {type(error).__name__}: {error}; "
+            "the operation can be retried (the connection is reopened on the next call)"
+        )
 
     def is_connection_lost(self, error: BaseException) -> bool:
         """Whether ``error`` means the connection died (so one retry on a new one is worth it)."""

@@ -262,10 +262,8 @@ class RedisAutoPipeline:
         )
 
     def _timed_out(self, operation: PipelinedOperation) -> StorageError:
-        return StorageError(
-            f"{self._shared.backend} {operation.name} of {describe_keys(operation.keys)} "
-            f"timed out after {self._timeout}s; the operation can be retried"
-        )
+        what = describe_keys(operation.keys)
+        return self._shared.storage_error(operation.name, what, TimeoutError())
 
     def _wrapped(self, operation: PipelinedOperation, error: InfiniticError) -> StorageError:
         wrapped = StorageError(
@@ -277,17 +275,12 @@ class RedisAutoPipeline:
 
     def _translated(self, operation: PipelinedOperation, error: BaseException) -> BaseException:
         """The error one caller sees, worded as ``SharedClient.translating`` words it."""
-        backend, name, what = self._shared.backend, operation.name, describe_keys(operation.keys)
         if isinstance(error, InfiniticError):
             return self._wrapped(operation, error)
-        if isinstance(error, TimeoutError):
-            translated = self._timed_out(operation)
-        elif isinstance(error, OSError | RedisError):
-            translated = StorageError(
-                f"{backend} {name} of {what} failed: {type(error).__name__}: {error}; "
-                "the operation can be retried (the connection is reopened on the next call)"
-            )
-        else:
+        if not isinstance(error, TimeoutError | OSError | RedisError):
             return error
+        translated = self._shared.storage_error(
+            operation.name, describe_keys(operation.keys), error
+        )
         translated.__cause__ = error
         return translated

@@ -101,9 +101,7 @@ class _Source:
             return None
         try:
             return self.native.receive(0)
-        except pulsar.Timeout:
-            return None
-        except Exception:  # closed, disconnected: the waiting receive reports it
+        except Exception:  # Timeout: nothing prefetched; closed: the waiting receive says so
             return None
 
     def receive(self) -> asyncio.Future[Any]:
