@@ -61,12 +61,13 @@ async def open_stack(name: str, request: pytest.FixtureRequest) -> Stack:
     transport: Transport
     if transport_name == "pulsar-lite":
         transport = pulsar_lite_transport(request.getfixturevalue("pulsar_lite_url"))
-        options: dict[str, Any] = {"redelivery_delay": 0.2}
+        # small chunks: the archived history is read and written on every real backend
+        options: dict[str, Any] = {"redelivery_delay": 0.2, "history_chunk_steps": 2}
         if storage_name == "redis":
             backend = await open_backend("redis")
     else:
         transport = InMemoryTransport()
-        options = {"redelivery_delay": 0.05}
+        options = {"redelivery_delay": 0.05, "history_chunk_steps": 2}
         database, _, compression = transport_name.partition("-")
         backend = await open_backend(database, compression or None)  # type: ignore[arg-type]
     storage = backend.storage if backend is not None else InMemoryStorage()

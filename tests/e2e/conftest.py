@@ -35,6 +35,9 @@ def make_worker(
             "storage": storage,
             "workflow_cache_size": workflow_cache_size,
             "redelivery_delay": 0.01,
+            # Without the cache, every step also archives the step before it: each scenario
+            # then replays from a history read back from its archived chunks.
+            "history_chunk_steps": 64 if workflow_cache_size else 1,
         }
         options.update(kwargs)
         return InfiniticWorker(**options)  # type: ignore[arg-type]

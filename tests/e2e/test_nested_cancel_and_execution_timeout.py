@@ -38,7 +38,7 @@ async def test_a_canceled_child_fails_its_parent_with_a_nested_error(
             children = [
                 c for c in (state or {}).get("commands", {}).values() if c["kind"] == "workflow"
             ]
-            if children and len(storage.key_value) == 2:
+            if children and len(storage.key_value.keys("workflow-state:")) == 2:
                 child_id = children[0]["command_id"]
                 break
             await asyncio.sleep(0.01)

@@ -20,10 +20,9 @@ from infinitic.common import (
     entity_name,
     exception_from_failure,
     new_id,
+    read_workflow_state,
     response_topic,
     topic,
-    unpack,
-    workflow_state_key,
 )
 from infinitic.common import Stub as _Stub
 from infinitic.common import StubMethod as _StubMethod
@@ -365,12 +364,11 @@ class InfiniticClient(TagOperations):
             raise InfiniticError(
                 "reading workflow states needs InfiniticClient(..., storage=<the workers' storage>)"
             )
-        stored = await self._storage.key_value.get(
-            workflow_state_key(stub.entity_name, stub.workflow_id)
+        state = await read_workflow_state(
+            self._storage.key_value, stub.entity_name, stub.workflow_id
         )
-        if stored is None:
+        if state is None:
             return None
-        state = unpack(stored.value)["state"]
         return _json_compatible(state)  # type: ignore[no-any-return]
 
     async def _dispatch_method(

@@ -17,6 +17,14 @@ from infinitic.common._declarations import (
     workflow_version,
 )
 from infinitic.common._failures import FailureInfo, exception_from_failure, failure_from_exception
+from infinitic.common._history import (
+    HISTORY_CHUNK_FORMAT,
+    decode_history_chunk,
+    merge_history,
+    missing_chunks,
+    read_workflow_state,
+    workflow_history_key,
+)
 from infinitic.common._ids import command_id, deterministic_id, new_id
 from infinitic.common._json_filter import compile_filter
 from infinitic.common._messages import decode_message, encode_message
@@ -43,6 +51,7 @@ from infinitic.common._topics import (
 from infinitic.common._workflow_api import Deferred, WorkflowRuntimeApi, set_runtime
 
 __all__ = [
+    "HISTORY_CHUNK_FORMAT",
     "SERVICE_TOPICS",
     "WORKFLOW_TOPICS",
     "BatchSettings",
@@ -65,6 +74,7 @@ __all__ = [
     "check_entity_name",
     "command_id",
     "compile_filter",
+    "decode_history_chunk",
     "decode_message",
     "deterministic_id",
     "encode_message",
@@ -73,13 +83,16 @@ __all__ = [
     "failure_from_exception",
     "is_delegated",
     "map_header",
+    "merge_history",
     "messages",
     "method_outcome_routes",
     "method_signature",
     "method_timeout",
+    "missing_chunks",
     "new_id",
     "pack",
     "public_methods",
+    "read_workflow_state",
     "response_topic",
     "retry_policy",
     "set_runtime",
@@ -90,6 +103,7 @@ __all__ = [
     "topic",
     "type_names",
     "unpack",
+    "workflow_history_key",
     "workflow_state_key",
     "workflow_version",
 ]

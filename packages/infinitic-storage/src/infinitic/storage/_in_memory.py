@@ -41,6 +41,10 @@ class InMemoryKeyValueStorage(KeyValueStorage):
     def __len__(self) -> int:
         return len(self._data)
 
+    def keys(self, prefix: str = "") -> list[str]:
+        """The keys held that start with ``prefix``, oldest first (for tests and inspection)."""
+        return [k for k in self._data if k.startswith(prefix)]
+
 
 class InMemoryKeySetStorage(KeySetStorage):
     """Sorted lists of members, so paging is a binary search."""

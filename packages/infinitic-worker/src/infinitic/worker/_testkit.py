@@ -8,7 +8,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from infinitic.client import InfiniticClient
-from infinitic.common import entity_name, unpack, workflow_state_key
+from infinitic.common import entity_name, read_workflow_state
 from infinitic.storage import InMemoryStorage
 from infinitic.transport import InMemoryTransport, ManualClock
 from infinitic.worker._worker import InfiniticWorker
@@ -119,14 +119,7 @@ class InfiniticTestKit:
 
     async def history(self, workflow: type, workflow_id: str) -> dict[str, Any] | None:
         """The stored state of an instance (its history), or None once it has completed."""
-        stored = await self.storage.key_value.get(
-            workflow_state_key(entity_name(workflow), workflow_id)
-        )
-        if stored is None:
-            return None
-        raw = unpack(stored.value)
-        state: dict[str, Any] = raw["state"]
-        return state
+        return await read_workflow_state(self.storage.key_value, entity_name(workflow), workflow_id)
 
 
 class _LazyStartClient(InfiniticClient):

@@ -100,6 +100,9 @@ class InfiniticWorker:
         check_mode: how replayed workflow code is compared with its history.
         max_redeliveries: failed deliveries of a message before it is dead-lettered.
         redelivery_delay: seconds before a failed message is delivered again.
+        history_chunk_steps: settled steps of a workflow's history gathered in its state before
+            they are moved to a chunk stored apart (a step then costs the same however long the
+            history; 0 keeps the whole history in the state).
 
     ``await worker.start()`` returns once consuming; ``worker.run()`` blocks until SIGINT or
     SIGTERM; ``async with worker`` starts and closes it. Closing finishes in-flight messages.
@@ -115,6 +118,7 @@ class InfiniticWorker:
         check_mode: CheckMode | str = CheckMode.SIMPLE,
         max_redeliveries: int = 3,
         redelivery_delay: float = 1.0,
+        history_chunk_steps: int = 64,
     ) -> None:
         self.transport = transport
         self.storage = storage
@@ -123,6 +127,15 @@ class InfiniticWorker:
         self._check_mode = CheckMode(check_mode)
         self._max_redeliveries = max_redeliveries
         self._redelivery_delay = redelivery_delay
+        if (
+            isinstance(history_chunk_steps, bool)
+            or not isinstance(history_chunk_steps, int)
+            or history_chunk_steps < 0
+        ):
+            raise ConfigurationError(
+                f"history_chunk_steps must be an integer >= 0, got {history_chunk_steps!r}"
+            )
+        self._history_chunk_steps = history_chunk_steps
         self._services: dict[str, _ServiceRegistration] = {}
         self._workflows: dict[str, _WorkflowRegistration] = {}
         self._consumers: list[Consumer] = []
@@ -408,7 +421,9 @@ class InfiniticWorker:
         t = self.transport
         n = w.name
         c = w.concurrency
-        engine = WorkflowStateEngine(n, t, self.storage.key_value)
+        engine = WorkflowStateEngine(
+            n, t, self.storage.key_value, history_chunk_steps=self._history_chunk_steps
+        )
         executor = WorkflowExecutor(
             {n: w.classes},
             cache_size=self._option(n, 1, self._cache_size),

@@ -33,8 +33,10 @@ from infinitic.common import (
     FailureInfo,
     TopicKind,
     compile_filter,
+    decode_history_chunk,
     deterministic_id,
     method_outcome_routes,
+    missing_chunks,
     new_id,
     topic,
 )
@@ -68,11 +70,15 @@ from infinitic.storage import KeyValueStorage
 from infinitic.transport import Outbox, RetryLater, Transport
 from infinitic.workflow_engine._handlers import dispatch_command, task_message
 from infinitic.workflow_engine._state import (
+    HISTORY_CHUNK_STEPS,
     EarlyResult,
     EncodedParts,
     WorkflowState,
+    apply_archive,
+    archive_chunk,
     decode_state,
     encode_state,
+    plan_archive,
     state_key,
 )
 from infinitic.workflow_engine._storage_retry import with_storage_retry
@@ -93,6 +99,8 @@ EARLY_RESULT_WAIT_SECONDS = 2.0
 #: A workflow task outcome for an absent instance is waited for at most this long (the first
 #: state may still be being stored), then dropped with a warning.
 ABSENT_OUTCOME_WAIT_SECONDS = 30.0
+#: Archived chunks whose command ids this engine keeps (to tell a late duplicate result).
+MAX_KNOWN_CHUNKS = 10_000
 
 
 class _DecodedStates:
@@ -145,12 +153,16 @@ class WorkflowStateEngine:
         *,
         clock: Callable[[], float] | None = None,
         state_cache_bytes: int = DEFAULT_STATE_CACHE_BYTES,
+        history_chunk_steps: int = HISTORY_CHUNK_STEPS,
     ) -> None:
         self.workflow_name = workflow_name
         self._transport = transport
         self._storage = storage
         self._clock = clock or transport.now
         self._decoded = _DecodedStates(state_cache_bytes)
+        self._chunk_steps = history_chunk_steps
+        # archived chunk key -> the ids of the commands it holds
+        self._chunk_commands: OrderedDict[str, frozenset[str]] = OrderedDict()
         self._locks: dict[str, _CountedLock] = {}
         # message id -> when this engine first postponed it (its clock), to bound the waits
         self._postponed: OrderedDict[str, float] = OrderedDict()
@@ -191,11 +203,23 @@ class WorkflowStateEngine:
                 else:
                     state = decode_state(key, stored.value)
                 version = stored.version
+            if (
+                state is not None
+                and isinstance(message, CommandResult)
+                and await self._archived_result(key, state, message.command_id)
+            ):
+                return  # a duplicate of a result delivered long ago
             outbox = Outbox()
             new_state, changed = self._process(state, version, message, outbox)
             await outbox.send(self._transport)
             if not changed:
                 return
+            if new_state is not None:
+                if new_state.archiving is not None:  # planned at an earlier store
+                    chunk_key, chunk = archive_chunk(new_state)
+                    await with_storage_retry(self._storage.put, chunk_key, chunk)
+                    apply_archive(new_state, parts)
+                plan_archive(new_state, self._chunk_steps)
             expected = stored.version if stored is not None else 0
             try:
                 if new_state is None:
@@ -203,6 +227,8 @@ class WorkflowStateEngine:
                         await with_storage_retry(
                             self._storage.delete, key, expected_version=expected
                         )
+                        if state is not None:
+                            await self._forget_archive(state)
                 else:
                     encoded = encode_state(new_state, parts)
                     await with_storage_retry(
@@ -213,6 +239,39 @@ class WorkflowStateEngine:
             except VersionConflictError:
                 logger.debug("state of %s changed concurrently, processing again", key)
         raise VersionConflictError(key, None, None)
+
+    async def _archived_result(self, key: str, state: WorkflowState, command_id: str) -> bool:
+        """True if ``command_id`` is a command of the archived history (its result was delivered
+        at a settled step: any result coming now is a duplicate)."""
+        if not state.archive or command_id in state.commands or command_id in state.early_results:
+            return False
+        known = self._chunk_commands
+        absent = [k for k in state.archive if k not in known]
+        if absent:
+            found = await with_storage_retry(self._storage.get_many, absent)
+            missing_chunks(key, absent, found)
+            for chunk_key in absent:
+                chunk = decode_history_chunk(chunk_key, found[chunk_key].value)
+                known[chunk_key] = frozenset(c["command_id"] for c in chunk["commands"])
+        hit = False
+        for chunk_key in state.archive:
+            known.move_to_end(chunk_key)
+            hit = hit or command_id in known[chunk_key]
+        while len(known) > MAX_KNOWN_CHUNKS:
+            known.popitem(last=False)
+        return hit
+
+    async def _forget_archive(self, state: WorkflowState) -> None:
+        """Delete the archived history of an instance whose state was just deleted."""
+        keys = list(state.archive)
+        if state.archiving is not None:
+            keys.append(state.archiving.key)
+        for chunk_key in keys:
+            self._chunk_commands.pop(chunk_key, None)
+            try:
+                await with_storage_retry(self._storage.delete, chunk_key)
+            except Exception:  # the instance is gone already: a leftover chunk harms nothing
+                logger.warning("archived history chunk %s not deleted", chunk_key, exc_info=True)
 
     # -- the pure part ----------------------------------------------------------------------
 
@@ -570,7 +629,7 @@ class WorkflowStateEngine:
             return False
         if not state.pending:
             return False
-        index = len(state.steps)
+        index = state.step_count()
         step = Step(index=index, instant=self._clock(), deliveries=state.pending)
         for delivery in state.pending:
             if delivery.kind == "result":
@@ -582,7 +641,7 @@ class WorkflowStateEngine:
         return True
 
     def _send_workflow_task(self, state: WorkflowState, version: int, out: Outbox) -> None:
-        index = len(state.steps) - 1
+        index = state.step_count() - 1
         # A fresh id: a task computed again from another state (after a compare-and-set
         # conflict, or by another engine) is another task, whose outcome the state can tell.
         task_id = new_id()

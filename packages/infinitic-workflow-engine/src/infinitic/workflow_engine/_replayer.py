@@ -21,8 +21,9 @@ def replay_history(
 
     Args:
         workflow: the workflow class (or its versions; the one the history ran is used).
-        history: a stored state (bytes from storage, a dict from ``client.get_workflow_state``,
-            or a WorkflowState).
+        history: a whole history: a dict from ``client.get_workflow_state`` (or the test kit's
+            ``history``), a WorkflowState, or the bytes of a stored state whose history was
+            never archived (long histories are stored in chunks apart from the state).
         check_mode: how strictly the code must match the history.
 
     Returns:
@@ -38,6 +39,12 @@ def replay_history(
         state = history
     else:
         state = WorkflowState.model_validate(history)
+    if state.archive:
+        raise ConfigurationError(
+            f"this state of {state.workflow_name} {state.workflow_id} holds only its recent "
+            f"history ({len(state.archive)} archived chunk(s) are stored apart): pass the whole "
+            "history, from client.get_workflow_state(...)"
+        )
     classes = [workflow] if isinstance(workflow, type) else list(workflow)
     versions = {workflow_version(c): c for c in classes}
     version = state.workflow_version if state.workflow_version is not None else max(versions)
