@@ -35,8 +35,10 @@ def make_worker(
             "storage": storage,
             "workflow_cache_size": workflow_cache_size,
             "redelivery_delay": 0.01,
-            # Without the cache, every step also archives the step before it: each scenario
-            # then replays from a history read back from its archived chunks.
+            # With the cache, workflow tasks go through the broker to the executor; without
+            # it, the state engine runs them itself, and every step also archives the step
+            # before it: each scenario then replays from a history read back from its chunks.
+            "inline_workflow_tasks": not workflow_cache_size,
             "history_chunk_steps": 64 if workflow_cache_size else 1,
         }
         options.update(kwargs)

@@ -110,10 +110,11 @@ async def test_a_dead_lettered_start_fails_the_client_waiting_for_it() -> None:
         _worker(transport, Storage(kv, InMemoryStorage().key_set)),
         InfiniticClient(transport=transport) as client,
     ):
-        assert await client.new_workflow(CallsFragile).plain() == 1
+        assert await client.new_workflow(CallsFragile).call(1) == "1"
         kv.refuse = True
+        # (a workflow that ends in its first workflow task is never stored: it needs a task)
         with pytest.raises(WorkflowFailedError) as raised:
-            await asyncio.wait_for(client.new_workflow(CallsFragile).plain(), 10)
+            await asyncio.wait_for(client.new_workflow(CallsFragile).call(2), 10)
         cause = raised.value.cause
         assert isinstance(cause, MessageDeadLetteredError)
         assert "refused" in cause.reason

@@ -99,6 +99,7 @@ class Simulation:
             workflow_cache_size=self.rng.choice([0, 1000]),
             # archive the settled history at every step, or never for these short workflows
             history_chunk_steps=self.rng.choice([1, 2, 64]),
+            inline_workflow_tasks=self.rng.choice([True, False]),
         )
         worker.add_service(Ledgers(), interface=Ledger, name="Ledger", concurrency=4)
         for wf in (Wire, Notify, Sum):
@@ -120,7 +121,10 @@ class Simulation:
             if not await self.broker.step(self.crash, list(self.workers)):
                 if done():
                     return
-                raise AssertionError(f"seed {self.seed}: nothing can happen any more: stuck")
+                raise AssertionError(
+                    f"seed {self.seed}: nothing can happen any more: stuck; states: "
+                    f"{describe(self.states())}"
+                )
         raise AssertionError(f"seed {self.seed}: not done after {max_steps} steps")
 
     def states(self) -> dict[str, Any]:

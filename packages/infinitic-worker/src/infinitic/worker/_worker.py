@@ -103,6 +103,10 @@ class InfiniticWorker:
         history_chunk_steps: settled steps of a workflow's history gathered in its state before
             they are moved to a chunk stored apart (a step then costs the same however long the
             history; 0 keeps the whole history in the state).
+        inline_workflow_tasks: the state engine of a workflow runs its workflow tasks itself
+            with this worker's executor of that workflow, in the cycle that dispatches them, so
+            a task and its outcome never cross the broker and the state is stored once for both
+            (False: every workflow task goes through the ``workflow-task-executor`` topic).
 
     ``await worker.start()`` returns once consuming; ``worker.run()`` blocks until SIGINT or
     SIGTERM; ``async with worker`` starts and closes it. Closing finishes in-flight messages.
@@ -119,6 +123,7 @@ class InfiniticWorker:
         max_redeliveries: int = 3,
         redelivery_delay: float = 1.0,
         history_chunk_steps: int = 64,
+        inline_workflow_tasks: bool = True,
     ) -> None:
         self.transport = transport
         self.storage = storage
@@ -136,6 +141,7 @@ class InfiniticWorker:
                 f"history_chunk_steps must be an integer >= 0, got {history_chunk_steps!r}"
             )
         self._history_chunk_steps = history_chunk_steps
+        self._inline_workflow_tasks = bool(inline_workflow_tasks)
         self._services: dict[str, _ServiceRegistration] = {}
         self._workflows: dict[str, _WorkflowRegistration] = {}
         self._consumers: list[Consumer] = []
@@ -421,14 +427,18 @@ class InfiniticWorker:
         t = self.transport
         n = w.name
         c = w.concurrency
-        engine = WorkflowStateEngine(
-            n, t, self.storage.key_value, history_chunk_steps=self._history_chunk_steps
-        )
         executor = WorkflowExecutor(
             {n: w.classes},
             cache_size=self._option(n, 1, self._cache_size),
             check_mode=self._option(n, 0, self._check_mode),
             history=StorageHistoryLoader(self.storage.key_value),
+        )
+        engine = WorkflowStateEngine(
+            n,
+            t,
+            self.storage.key_value,
+            history_chunk_steps=self._history_chunk_steps,
+            executor=executor if self._inline_workflow_tasks else None,
         )
         self._workflow_executors[n] = executor
 

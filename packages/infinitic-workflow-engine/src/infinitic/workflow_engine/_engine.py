@@ -66,8 +66,9 @@ from infinitic.common.messages import (
 )
 from infinitic.common.tag_messages import RemoveTagFromWorkflow
 from infinitic.exceptions import VersionConflictError
-from infinitic.storage import KeyValueStorage
+from infinitic.storage import KeyValueStorage, VersionedValue
 from infinitic.transport import Outbox, RetryLater, Transport
+from infinitic.workflow_engine._executor import WorkflowExecutor
 from infinitic.workflow_engine._handlers import dispatch_command, task_message
 from infinitic.workflow_engine._state import (
     HISTORY_CHUNK_STEPS,
@@ -80,6 +81,7 @@ from infinitic.workflow_engine._state import (
     encode_state,
     plan_archive,
     state_key,
+    with_archive,
 )
 from infinitic.workflow_engine._storage_retry import with_storage_retry
 
@@ -101,6 +103,8 @@ EARLY_RESULT_WAIT_SECONDS = 2.0
 ABSENT_OUTCOME_WAIT_SECONDS = 30.0
 #: Archived chunks whose command ids this engine keeps (to tell a late duplicate result).
 MAX_KNOWN_CHUNKS = 10_000
+#: Workflow tasks run in a row in one cycle by an engine with an executor (then one is sent).
+MAX_INLINE_TASKS = 100
 
 
 class _DecodedStates:
@@ -134,6 +138,14 @@ class _DecodedStates:
             self._bytes -= len(old)
 
 
+def _refers(state: WorkflowState | None, chunk_key: str) -> bool:
+    """True if ``state`` lists the chunk ``chunk_key`` (archived, or about to be)."""
+    return state is not None and (
+        chunk_key in state.archive
+        or (state.archiving is not None and state.archiving.key == chunk_key)
+    )
+
+
 class _CountedLock(asyncio.Lock):
     """A lock that knows how many handlers use or wait for it (dropped at 0)."""
 
@@ -154,6 +166,7 @@ class WorkflowStateEngine:
         clock: Callable[[], float] | None = None,
         state_cache_bytes: int = DEFAULT_STATE_CACHE_BYTES,
         history_chunk_steps: int = HISTORY_CHUNK_STEPS,
+        executor: WorkflowExecutor | None = None,
     ) -> None:
         self.workflow_name = workflow_name
         self._transport = transport
@@ -161,6 +174,7 @@ class WorkflowStateEngine:
         self._clock = clock or transport.now
         self._decoded = _DecodedStates(state_cache_bytes)
         self._chunk_steps = history_chunk_steps
+        self._executor = executor
         # archived chunk key -> the ids of the commands it holds
         self._chunk_commands: OrderedDict[str, frozenset[str]] = OrderedDict()
         self._locks: dict[str, _CountedLock] = {}
@@ -191,6 +205,7 @@ class WorkflowStateEngine:
 
     async def _handle(self, message: WorkflowMessage) -> None:
         key = state_key(self.workflow_name, message.workflow_id)
+        written: str | None = None  # a chunk this cycle wrote before losing its store
         for _ in range(MAX_CAS_ATTEMPTS):
             stored = await with_storage_retry(self._storage.get, key)
             state = None
@@ -203,6 +218,10 @@ class WorkflowStateEngine:
                 else:
                     state = decode_state(key, stored.value)
                 version = stored.version
+            if written is not None and not _refers(state, written):
+                # The instance ended meanwhile (its chunks deleted before this write landed).
+                await self._delete_chunks([written])
+            written = None
             if (
                 state is not None
                 and isinstance(message, CommandResult)
@@ -211,6 +230,21 @@ class WorkflowStateEngine:
                 return  # a duplicate of a result delivered long ago
             outbox = Outbox()
             new_state, changed = self._process(state, version, message, outbox)
+            if self._executor is not None and new_state is not None:
+                if stored is None:
+                    # A new instance is stored before anything is sent for it (no result can
+                    # come for an instance not stored yet); then its first task runs here.
+                    encoded = encode_state(new_state, parts)
+                    try:
+                        version = await with_storage_retry(
+                            self._storage.put, key, encoded, expected_version=0
+                        )
+                    except VersionConflictError:
+                        continue
+                    stored = VersionedValue(encoded, version)
+                    state = new_state
+                    self._dispatch_workflow_task(new_state, version, outbox)
+                new_state = await self._run_tasks(key, new_state, version, outbox)
             await outbox.send(self._transport)
             if not changed:
                 return
@@ -218,6 +252,7 @@ class WorkflowStateEngine:
                 if new_state.archiving is not None:  # planned at an earlier store
                     chunk_key, chunk = archive_chunk(new_state)
                     await with_storage_retry(self._storage.put, chunk_key, chunk)
+                    written = chunk_key
                     apply_archive(new_state, parts)
                 plan_archive(new_state, self._chunk_steps)
             expected = stored.version if stored is not None else 0
@@ -239,6 +274,70 @@ class WorkflowStateEngine:
             except VersionConflictError:
                 logger.debug("state of %s changed concurrently, processing again", key)
         raise VersionConflictError(key, None, None)
+
+    async def _run_tasks(
+        self, key: str, state: WorkflowState, version: int, out: Outbox
+    ) -> WorkflowState | None:
+        """Run the workflow task ``out`` holds with this engine's executor and apply its outcome
+        in the same cycle (again for the task that outcome may dispatch): the task and its
+        outcome never cross the broker, and the state is stored once. A task the executor
+        cannot run here stays in ``out`` and is sent to the executors as usual."""
+        current: WorkflowState | None = state
+        for _ in range(MAX_INLINE_TASKS):
+            item = next((o for o in out.items if isinstance(o.message, ExecuteWorkflowTask)), None)
+            if item is None or current is None:
+                return current
+            assert isinstance(item.message, ExecuteWorkflowTask)
+            outcome = await self._execute(key, current, item.message)
+            if outcome is None:
+                return current
+            out.items.remove(item)
+            current, _ = self._process(current, version, outcome, out)
+        return current
+
+    async def _execute(
+        self, key: str, state: WorkflowState, task: ExecuteWorkflowTask
+    ) -> WorkflowTaskCompleted | WorkflowTaskFailed | None:
+        executor = self._executor
+        assert executor is not None
+        # Copies: the engine changes its records after the task, the instance keeps what it saw.
+        if task.complete_history or executor.holds(task):
+            update: dict[str, object] = {
+                "method_runs": [r.model_copy() for r in task.method_runs],
+                "steps": [s.model_copy() for s in task.steps],
+                "commands": [c.model_copy() for c in task.commands],
+                "signals": task.signals,
+            }
+        else:
+            whole = state
+            if state.archive:
+                found = await with_storage_retry(self._storage.get_many, state.archive)
+                missing_chunks(key, state.archive, found)
+                whole = with_archive(
+                    state, [decode_history_chunk(k, found[k].value) for k in state.archive]
+                )
+            update = {
+                "method_runs": [r.model_copy() for r in whole.method_runs.values()],
+                "steps": [s.model_copy() for s in whole.steps],
+                "commands": [c.model_copy() for c in whole.commands.values()],
+                "signals": list(whole.signals.values()),
+                "complete_history": True,
+            }
+        try:
+            outcome = await executor.execute(task.model_copy(update=update))
+        except Exception:  # not an error of workflow code (that is a WorkflowTaskFailed)
+            logger.warning(
+                "workflow task %s of %s %s not run in the engine; sent to an executor",
+                task.workflow_task_id,
+                task.workflow_name,
+                task.workflow_id,
+                exc_info=True,
+            )
+            return None
+        if isinstance(outcome, WorkflowTaskCompleted) and outcome.new_commands:
+            commands = [c.model_copy() for c in outcome.new_commands]
+            outcome = outcome.model_copy(update={"new_commands": commands})
+        return outcome
 
     async def _archived_result(self, key: str, state: WorkflowState, command_id: str) -> bool:
         """True if ``command_id`` is a command of the archived history (its result was delivered
@@ -266,6 +365,9 @@ class WorkflowStateEngine:
         keys = list(state.archive)
         if state.archiving is not None:
             keys.append(state.archiving.key)
+        await self._delete_chunks(keys)
+
+    async def _delete_chunks(self, keys: list[str]) -> None:
         for chunk_key in keys:
             self._chunk_commands.pop(chunk_key, None)
             try:
@@ -321,7 +423,8 @@ class WorkflowStateEngine:
             )
             state.method_runs[run.method_run_id] = run
             state.pending.append(Delivery(kind="method", id=run.method_run_id))
-            self._dispatch_workflow_task(state, 0, out)
+            if self._executor is None:  # else dispatched once this state is stored
+                self._dispatch_workflow_task(state, 0, out)
             return state, True
         if isinstance(m, WorkflowTaskOutcome) and m.state_version == 0:
             # The first state of the instance may not be stored yet.

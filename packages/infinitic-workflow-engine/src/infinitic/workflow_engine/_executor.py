@@ -69,20 +69,31 @@ class WorkflowExecutor:
         self.cpu_seconds = 0.0
         self.executed_tasks = 0
 
+    def holds(self, task: ExecuteWorkflowTask) -> bool:
+        """True if this executor holds the live instance ``task`` continues (the task then
+        needs only its own step, not the whole history)."""
+        item = self._cache.get(task.workflow_id) if self._cache_size > 0 else None
+        return item is not None and self._continues(task, *item)
+
+    @staticmethod
+    def _continues(
+        task: ExecuteWorkflowTask, last_task_id: str, instance: WorkflowInstance
+    ) -> bool:
+        return (
+            task.previous_task_id is not None
+            and last_task_id == task.previous_task_id
+            and instance.last_step == task.steps[-1].index - 1
+            and instance.inline_digest == task.inline_digest
+        )
+
     def _cached(self, task: ExecuteWorkflowTask) -> WorkflowInstance | None:
         item = self._cache.pop(task.workflow_id, None)
         if item is None:
             return None
-        last_task_id, instance = item
-        if (
-            last_task_id != task.previous_task_id
-            or task.previous_task_id is None
-            or instance.last_step != task.steps[-1].index - 1
-            or instance.inline_digest != task.inline_digest
-        ):
-            instance.close()  # not this history (e.g. another worker ran a step): replay
+        if not self._continues(task, *item):
+            item[1].close()  # not this history (e.g. another worker ran a step): replay
             return None
-        return instance
+        return item[1]
 
     async def execute(
         self, task: ExecuteWorkflowTask
