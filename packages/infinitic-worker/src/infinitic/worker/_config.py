@@ -264,7 +264,7 @@ class InfiniticConfig(BaseSettings):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     services: list[ServiceConfig] = Field(default_factory=list)
     workflows: list[WorkflowConfig] = Field(default_factory=list)
-    workflow_cache_size: int = Field(default=1000, ge=0)
+    workflow_cache_size: int = Field(default=10_000, ge=0)
     check_mode: Literal["none", "simple", "strict"] = "simple"
     max_redeliveries: int = Field(default=3, ge=0)
     redelivery_delay_seconds: float = Field(default=1.0, ge=0)

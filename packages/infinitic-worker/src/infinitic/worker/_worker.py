@@ -118,7 +118,7 @@ class InfiniticWorker:
         transport: Transport,
         storage: Storage,
         name: str | None = None,
-        workflow_cache_size: int = 1000,
+        workflow_cache_size: int = 10_000,
         check_mode: CheckMode | str = CheckMode.SIMPLE,
         max_redeliveries: int = 3,
         redelivery_delay: float = 1.0,

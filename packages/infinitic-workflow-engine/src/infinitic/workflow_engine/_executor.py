@@ -45,7 +45,7 @@ class WorkflowExecutor:
         self,
         workflows: Mapping[str, type | Sequence[type]],
         *,
-        cache_size: int = 1000,
+        cache_size: int = 10_000,
         check_mode: CheckMode = CheckMode.SIMPLE,
         history: Callable[[ExecuteWorkflowTask], Awaitable[WorkflowState | None]] | None = None,
     ) -> None:
@@ -190,7 +190,7 @@ class WorkflowExecutor:
             # resumable with retry_workflow_task once the code is fixed.
             instance.close()
             return self._failed(task, failed.failure, failed.method_run_id)
-        if self._cache_size > 0:
+        if self._cache_size > 0 and not instance.finished():
             self._cache[task.workflow_id] = (task.workflow_task_id, instance)
             while len(self._cache) > self._cache_size:
                 _, (_, evicted) = self._cache.popitem(last=False)

@@ -137,6 +137,13 @@ class WorkflowInstance:
         obj.__init__()
         return obj
 
+    def finished(self) -> bool:
+        """True once every method run it started has returned or raised (nothing can run any
+        more: the instance ends with this step)."""
+        return bool(self._methods) and all(
+            ctx.task is not None and ctx.task.done() for ctx in self._methods.values()
+        )
+
     # -- driving --------------------------------------------------------------------------------
 
     def apply_step(
