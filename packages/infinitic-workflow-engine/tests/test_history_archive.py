@@ -230,8 +230,12 @@ async def test_a_long_workflow_with_an_archived_history(cache_size: int) -> None
         with pytest.raises(ConfigurationError, match="archived chunk"):
             replay_history(Counting, stored.value)
 
+        if cache_size:
+            assert worker.workflow_executor("Counting").cached_count() == 1
         await stub.go.send("now")
         assert await deferred.result() == 2 * sum(range(20))
+        # an instance whose methods all returned leaves the cache at once
+        assert worker.workflow_executor("Counting").cached_count() == 0
     assert len(storage.key_value) == 0  # nothing left: neither the state nor its chunks
 
 
