@@ -388,6 +388,7 @@ def seed_everything(seed: int) -> random.Random:
     clock = itertools.count(int(EPOCH * 1e9), 1_000_000)
     _ids._last_ms = 0  # type: ignore[attr-defined]
     _ids._counter = 0  # type: ignore[attr-defined]
+    _ids._pool.clear()  # type: ignore[attr-defined]
     _ids.time = types.SimpleNamespace(time_ns=lambda: next(clock))  # type: ignore[attr-defined]
     _ids.os = types.SimpleNamespace(urandom=ids.randbytes)  # type: ignore[attr-defined]
     return rng
@@ -399,3 +400,4 @@ def restore_ids() -> None:
 
     _ids.time = time  # type: ignore[attr-defined]
     _ids.os = os  # type: ignore[attr-defined]
+    _ids._pool.clear()  # type: ignore[attr-defined]

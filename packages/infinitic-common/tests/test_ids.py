@@ -18,3 +18,21 @@ def test_command_ids_are_deterministic() -> None:
     assert command_id("wf", "run", 0) != command_id("wf2", "run", 0)
     assert command_id("wf", "a", 0) != command_id("wf", "b", 0)
     uuid.UUID(deterministic_id("x", 1))
+
+
+def test_a_forked_child_never_repeats_its_parents_random_bits() -> None:
+    import os
+
+    new_id()  # the parent's pool of random bytes is filled
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: same clock and counter state, its own random bytes
+        os.write(write, new_id().encode())
+        os._exit(0)
+    os.close(write)
+    parent = new_id()
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    assert child[-12:] != parent[-12:]
+    assert child != parent

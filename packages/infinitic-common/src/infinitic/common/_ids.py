@@ -10,6 +10,17 @@ import time
 _lock = threading.Lock()
 _last_ms = 0
 _counter = 0
+# Random bytes drawn from the OS in blocks (one system call per 512 ids); a forked child starts
+# with an empty pool, so it never repeats its parent's bytes.
+_pool = bytearray()
+_POOL_BYTES = 4096
+
+
+def _forget_pool() -> None:
+    _pool.clear()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
 
 
 def new_id() -> str:
@@ -31,7 +42,10 @@ def new_id() -> str:
             _counter = 0
         _last_ms = ms
         counter = _counter
-    rand = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
+        if len(_pool) < 8:
+            _pool.extend(os.urandom(_POOL_BYTES))
+        rand = int.from_bytes(_pool[-8:], "big") & ((1 << 62) - 1)
+        del _pool[-8:]
     value = (ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | rand
     h = f"{value:032x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

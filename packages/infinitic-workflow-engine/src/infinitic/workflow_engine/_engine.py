@@ -300,15 +300,9 @@ class WorkflowStateEngine:
     ) -> WorkflowTaskCompleted | WorkflowTaskFailed | None:
         executor = self._executor
         assert executor is not None
-        # Copies: the engine changes its records after the task, the instance keeps what it saw.
-        if task.complete_history or executor.holds(task):
-            update: dict[str, object] = {
-                "method_runs": [r.model_copy() for r in task.method_runs],
-                "steps": [s.model_copy() for s in task.steps],
-                "commands": [c.model_copy() for c in task.commands],
-                "signals": task.signals,
-            }
-        else:
+        # The records are the state's own (no copies): the executor reads them while it runs
+        # the task, and a live instance keeps only what never changes (ids and names).
+        if not task.complete_history and not executor.holds(task):
             whole = state
             if state.archive:
                 found = await with_storage_retry(self._storage.get_many, state.archive)
@@ -316,15 +310,17 @@ class WorkflowStateEngine:
                 whole = with_archive(
                     state, [decode_history_chunk(k, found[k].value) for k in state.archive]
                 )
-            update = {
-                "method_runs": [r.model_copy() for r in whole.method_runs.values()],
-                "steps": [s.model_copy() for s in whole.steps],
-                "commands": [c.model_copy() for c in whole.commands.values()],
-                "signals": list(whole.signals.values()),
-                "complete_history": True,
-            }
+            task = task.model_copy(
+                update={
+                    "method_runs": list(whole.method_runs.values()),
+                    "steps": whole.steps,
+                    "commands": list(whole.commands.values()),
+                    "signals": list(whole.signals.values()),
+                    "complete_history": True,
+                }
+            )
         try:
-            outcome = await executor.execute(task.model_copy(update=update))
+            return await executor.execute(task)
         except Exception:  # not an error of workflow code (that is a WorkflowTaskFailed)
             logger.warning(
                 "workflow task %s of %s %s not run in the engine; sent to an executor",
@@ -334,10 +330,6 @@ class WorkflowStateEngine:
                 exc_info=True,
             )
             return None
-        if isinstance(outcome, WorkflowTaskCompleted) and outcome.new_commands:
-            commands = [c.model_copy() for c in outcome.new_commands]
-            outcome = outcome.model_copy(update={"new_commands": commands})
-        return outcome
 
     async def _archived_result(self, key: str, state: WorkflowState, command_id: str) -> bool:
         """True if ``command_id`` is a command of the archived history (its result was delivered
