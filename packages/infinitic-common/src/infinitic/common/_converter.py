@@ -9,6 +9,7 @@ with an error naming the entity, the method and the parameter.
 from __future__ import annotations
 
 import enum
+import functools
 import inspect
 import typing
 from collections.abc import Mapping, Sequence
@@ -49,6 +50,13 @@ class MethodSignature:
     returns: TypeAdapter[Any]
     signature: inspect.Signature
 
+    @functools.cached_property
+    def _all_positional(self) -> bool:
+        return all(
+            p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+            for p in self.params
+        )
+
     def _where(self, param: str | None = None) -> str:
         where = f"{self.entity_kind} {self.entity_name}, method {self.method_name}"
         return f"{where}, parameter {param!r}" if param else where
@@ -59,14 +67,18 @@ class MethodSignature:
         Raises:
             InvalidPayloadError: an argument is missing, unexpected or of the wrong type.
         """
-        try:
-            bound = self.signature.bind(None, *args, **kwargs)
-        except TypeError as e:
-            raise InvalidPayloadError(f"{self._where()}: {e}") from None
-        bound.apply_defaults()
+        values: Sequence[Any]
+        if not kwargs and len(args) == len(self.params) and self._all_positional:
+            values = args  # the usual call: every argument given by position, nothing to bind
+        else:
+            try:
+                bound = self.signature.bind(None, *args, **kwargs)
+            except TypeError as e:
+                raise InvalidPayloadError(f"{self._where()}: {e}") from None
+            bound.apply_defaults()
+            values = [bound.arguments[param.name] for param in self.params]
         out: list[Any] = []
-        for param in self.params:
-            value = bound.arguments[param.name]
+        for param, value in zip(self.params, values, strict=True):
             try:
                 checked = param.adapter.validate_python(value, strict=True)
             except ValidationError:
