@@ -1,16 +1,20 @@
 """A running subscription: receive loops, workers, delays, retries and dead letters.
 
-Each subscription reads two Pulsar topics: the topic itself and the subscription's retry topic
-(``<topic>-<subscription>-retry``), where failed messages wait for their next attempt and
-far-future messages are parked. A receive loop per topic takes a slot (bounded by
-``concurrency + max_buffered_messages``) before each receive, so memory is bounded and the rest
-waits in the broker. It never cancels a pending ``receive()``: a cancelled receive would swallow
-the next message (PULSAR-LITE.md, section 9).
+Each subscription reads the topic itself and the subscription's retry topic
+(``<topic>-<subscription>-retry``), where failed messages wait for their next attempt; on
+pulsar-lite also its park topics (see :mod:`._parking`). A receive loop per topic takes a slot
+(bounded by ``concurrency + max_buffered_messages``) before each receive, so memory is bounded
+and the rest waits in the broker. It never cancels a pending ``receive()``: a cancelled receive
+would swallow the next message (PULSAR-LITE.md, section 9).
 
 Due times are enforced here, whatever the broker does: a message due soon is held unacknowledged
-(at most ``max_held_messages``; the loop waits when that is reached), a message due later is
-republished to the retry topic and acknowledged, and looked at again every
-``park_recheck_seconds``. Real Pulsar delays messages natively, so there this is a no-op.
+(at most ``max_held_messages``; the loop waits when that is reached). On Apache Pulsar a message
+due later is republished to the retry topic with its native ``deliver_at`` and acknowledged: the
+broker keeps it until due (and messages arrive due, so this seldom happens). pulsar-lite has no
+delayed delivery: there a message due later is republished to a park topic and acknowledged,
+and looked at again after that topic's wait, a number of times that grows with the logarithm
+of its delay; in between it costs nothing. A parked message is acknowledged only once its new
+copy is confirmed by the broker, so a crash loses nothing.
 
 Receiving and acknowledging avoid thread hops: a message the C++ client has already prefetched
 is taken with a non-blocking receive on the event loop's thread, only an empty queue waits for
@@ -47,9 +51,11 @@ from infinitic.transport_pulsar._bridge import LoopBridge, settle
 from infinitic.transport_pulsar._envelope import (
     ATTEMPTS,
     DELIVER_AT,
+    LOOK_AT,
     PARKED_AT,
     Envelope,
 )
+from infinitic.transport_pulsar._parking import ParkingLadder, park_topic
 from infinitic.transport_pulsar._ready import ReadyQueue
 from infinitic.transport_pulsar._settings import PulsarConsumerSettings
 
@@ -60,6 +66,9 @@ class _Broker(Protocol):
     """What a consumer needs from its transport."""
 
     def now(self) -> float: ...
+
+    @property
+    def is_pulsar_lite(self) -> bool: ...
 
     async def _send(
         self,
@@ -161,6 +170,12 @@ class PulsarConsumer(Consumer):
         self._ready = ReadyQueue(keyed=settings.type is SubscriptionType.KEY_SHARED)
         self._slots = asyncio.Semaphore(settings.concurrency + tuning.max_buffered_messages)
         self._held = asyncio.Semaphore(tuning.max_held_messages)
+        # Far-future messages wait on park topics where the broker cannot delay them.
+        self._ladder = (
+            ParkingLadder.of(tuning.park_recheck_seconds, tuning.delay_hold_seconds)
+            if broker.is_pulsar_lite
+            else None
+        )
         self._sources: list[_Source] = []
         self._pumps: list[asyncio.Task[None]] = []
         self._workers: list[asyncio.Task[None]] = []
@@ -172,19 +187,25 @@ class PulsarConsumer(Consumer):
     # -- life cycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Subscribe to the topic and its retry topic, then start receiving."""
+        """Subscribe to the topic, its retry topic and its park topics (on pulsar-lite), then
+        start receiving."""
         try:
             for topic, retry in ((self._topic, False), (self._retry_topic, True)):
                 consumer = await self._broker._open_consumer(
                     topic, self._subscription, self._settings
                 )
                 self._sources.append(_Source(consumer, topic, retry=retry, bridge=self._bridge))
+            parked = await self._open_park_sources()
         except BaseException:
             await self._close_sources()
             raise
         name = f"{self._topic}:{self._subscription}"
-        for source in self._sources:
+        for source in self._sources[:2]:
             self._pumps.append(asyncio.create_task(self._pump(source), name=f"pump:{name}"))
+        for level, source in enumerate(parked):
+            self._pumps.append(
+                asyncio.create_task(self._pump_parked(source, level), name=f"park:{name}:{level}")
+            )
         for i in range(self._settings.concurrency):
             self._workers.append(asyncio.create_task(self._work(), name=f"worker:{name}:{i}"))
 
@@ -290,6 +311,9 @@ class PulsarConsumer(Consumer):
 
     async def _delay(self, envelope: Envelope, now_ms: int) -> None:
         assert envelope.due_ms is not None
+        if self._ladder is not None:
+            await self._delay_without_broker(envelope, now_ms, self._ladder)
+            return
         hold_ms = int(self._tuning.delay_hold_seconds * 1000)
         recheck_ms = int(self._tuning.park_recheck_seconds * 1000)
         remaining = envelope.due_ms - now_ms
@@ -303,6 +327,11 @@ class PulsarConsumer(Consumer):
                 return
             # Parked a moment ago and back already (no native delays): wait before looking again.
             wake_ms = min(parked_at + recheck_ms, envelope.due_ms - hold_ms)
+        await self._start_holding(envelope, wake_ms)
+
+    async def _start_holding(self, envelope: Envelope, wake_ms: int) -> None:
+        """Hold a message in memory, looked at again at ``wake_ms``, once there is room (the
+        calling receive loop waits until then)."""
         await self._held.acquire()
         self.held_count += 1
         self._release_slot(envelope)
@@ -312,7 +341,12 @@ class PulsarConsumer(Consumer):
 
     async def _hold(self, envelope: Envelope, wake_ms: int) -> None:
         assert envelope.due_ms is not None
-        keep_ms = int((self._tuning.delay_hold_seconds + self._tuning.park_recheck_seconds) * 1000)
+        if self._ladder is not None:
+            keep_ms = self._ladder.near_ms
+        else:
+            keep_ms = int(
+                (self._tuning.delay_hold_seconds + self._tuning.park_recheck_seconds) * 1000
+            )
         try:
             await asyncio.sleep(max(0.0, wake_ms / 1000 - self._broker.now()))
             while True:
@@ -320,8 +354,9 @@ class PulsarConsumer(Consumer):
                 if envelope.due_ms <= now_ms:
                     await self._ready.put(envelope)
                     return
+                # No longer due soon (a parked message looked at again, or the clock went back).
                 if envelope.due_ms - now_ms > keep_ms:
-                    await self._park(envelope, now_ms)
+                    await self._park_again(envelope, now_ms)
                     return
                 # Timers may fire a little early: never hand the message over before it is due.
                 await asyncio.sleep(max(0.001, envelope.due_ms / 1000 - self._broker.now()))
@@ -332,6 +367,14 @@ class PulsarConsumer(Consumer):
         finally:
             self.held_count -= 1
             self._held.release()
+
+    async def _park_again(self, envelope: Envelope, now_ms: int) -> None:
+        assert envelope.due_ms is not None
+        if self._ladder is None:
+            await self._park(envelope, now_ms)
+            return
+        level = self._ladder.level_for(envelope.due_ms - now_ms)
+        await self._park_on(envelope, 0 if level is None else level, now_ms)
 
     async def _park(self, envelope: Envelope, now_ms: int) -> None:
         """Move a far-future message to the retry topic (republish, then acknowledge)."""
@@ -344,6 +387,98 @@ class PulsarConsumer(Consumer):
             deliver_at_ms=envelope.due_ms,
         )
         await self._ack(envelope)
+
+    # -- parking, where the broker cannot delay (pulsar-lite) ---------------------------
+
+    async def _open_park_sources(self) -> list[_Source]:
+        """Subscribe to the park topics (none on brokers with delayed delivery); they are
+        added to the sources as they open, so a failure closes them too."""
+        if self._ladder is None:
+            return []
+        topics = [
+            park_topic(self._topic, self._subscription, level)
+            for level in range(self._ladder.levels)
+        ]
+        opened = await asyncio.gather(
+            *(self._broker._open_consumer(t, self._subscription, self._settings) for t in topics),
+            return_exceptions=True,
+        )
+        sources: list[_Source] = []
+        for topic, consumer in zip(topics, opened, strict=True):
+            if not isinstance(consumer, BaseException):
+                sources.append(_Source(consumer, topic, retry=True, bridge=self._bridge))
+        self._sources.extend(sources)
+        for consumer in opened:
+            if isinstance(consumer, BaseException):
+                raise consumer
+        return sources
+
+    async def _delay_without_broker(
+        self, envelope: Envelope, now_ms: int, ladder: ParkingLadder
+    ) -> None:
+        """Hold a message due soon, park one due later on the level that fits its delay."""
+        assert envelope.due_ms is not None
+        remaining = envelope.due_ms - now_ms
+        level = ladder.level_for(remaining)
+        if level is not None:
+            await self._park_on(envelope, level, now_ms)
+            return
+        if remaining > ladder.hold_ms and self._held.locked() and not envelope.from_retry_topic:
+            # Held messages fill every place: rather than stop this topic's loop until one
+            # is due, let the retry topic's loop wait for a place.
+            await self._park(envelope, now_ms)
+            return
+        await self._start_holding(envelope, envelope.due_ms)
+
+    async def _park_on(self, envelope: Envelope, level: int, now_ms: int) -> None:
+        """Republish a message to park topic ``level``, to be looked at after that level's
+        wait, then acknowledge it (only once the broker has the copy)."""
+        assert self._ladder is not None
+        look_ms = now_ms + self._ladder.wait_ms(level)
+        await self._broker._send(
+            park_topic(self._topic, self._subscription, level),
+            bytes(envelope.raw.data()),
+            key=envelope.key,
+            properties=envelope.republish_properties(
+                **{PARKED_AT: str(now_ms), LOOK_AT: str(look_ms)}
+            ),
+            deliver_at_ms=envelope.due_ms,
+        )
+        await self._ack(envelope)
+
+    async def _pump_parked(self, source: _Source, level: int) -> None:
+        """Look at the messages of one park topic in order, each at its look time.
+
+        They were parked in order with the same wait, so waiting for the head never makes a
+        message behind it late; the others wait in the broker meanwhile.
+        """
+        assert self._ladder is not None
+        wait_ms = self._ladder.wait_ms(level)
+        hold_ms = self._ladder.hold_ms
+        while not self._closing:
+            raw = await self._receive(source)
+            if raw is None:
+                return
+            envelope = Envelope.wrap(raw, source, topic=self._topic, from_retry_topic=True)
+            envelope.holds_slot = False
+            now_ms = int(self._broker.now() * 1000)
+            look_ms = envelope.look_at_ms or envelope.parked_at_ms + wait_ms
+            if envelope.due_ms is not None:
+                look_ms = min(look_ms, envelope.due_ms - hold_ms)
+            # Never longer than the level's wait from now (a clock that jumped, a setting
+            # that changed).
+            look_ms = min(look_ms, now_ms + wait_ms)
+            if look_ms > now_ms:
+                await asyncio.sleep((look_ms - now_ms) / 1000)
+            await self._slots.acquire()
+            envelope.holds_slot = True
+            try:
+                await self._route(envelope)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("cannot route a parked message of %s", self._topic)
+                await self._nack(envelope)
 
     # -- handling -------------------------------------------------------------------------
 

@@ -23,8 +23,10 @@ ATTEMPTS = _PREFIX + "attempts"
 ORIGIN_ID = _PREFIX + "origin-id"
 ORIGIN_TOPIC = _PREFIX + "origin-topic"
 ORIGIN_TIME = _PREFIX + "origin-time"
-#: Epoch milliseconds when the message was last parked on the retry topic.
+#: Epoch milliseconds when the message was last parked (retry topic or park topic).
 PARKED_AT = _PREFIX + "parked-at"
+#: Epoch milliseconds when a message parked on a park topic is to be looked at again.
+LOOK_AT = _PREFIX + "look-at"
 
 
 def to_millis(epoch_seconds: float) -> int:
@@ -95,6 +97,12 @@ class Envelope:
     def parked_at_ms(self) -> int:
         """When it was last parked on the retry topic (epoch ms), 0 if never."""
         return _int(self.properties.get(PARKED_AT))
+
+    @property
+    def look_at_ms(self) -> int:
+        """When a message parked on a park topic is to be looked at again (epoch ms), 0 if
+        not recorded."""
+        return _int(self.properties.get(LOOK_AT))
 
     @property
     def origin_id(self) -> str:

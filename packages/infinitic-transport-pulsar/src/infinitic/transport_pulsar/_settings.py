@@ -83,11 +83,20 @@ class PulsarConsumerSettings(_Section):
             on broker nacks); ``nack`` negatively acknowledges it (real Pulsar, SHARED only;
             KEY_SHARED subscriptions always republish).
         delay_hold_seconds: a message due within this many seconds is held unacknowledged
-            in memory until due; a later one is parked on the retry topic.
+            in memory until due; a later one is parked: on Apache Pulsar on the retry topic,
+            with a native ``deliver_at``; on pulsar-lite, which has no delayed delivery, on a
+            park topic (see ``park_recheck_seconds``).
         max_held_messages: delayed messages held in memory per consumer (the receive loop
             waits when it is reached, so memory stays bounded).
-        park_recheck_seconds: how often a parked (far-future) message is looked at again;
-            each look costs one republish on brokers without native delayed delivery.
+        park_recheck_seconds: pulsar-lite: the wait of the shortest of the 8 park topics of
+            a subscription; park topic k waits ``park_recheck_seconds * 2**k``. A parked
+            message costs nothing while it waits, and one republish each time it is looked
+            at: at most about ``2 * log2(delay / park_recheck_seconds)`` times (13 for an
+            hour with the defaults), plus one per longest wait (21 min by default) of delay
+            beyond twice the longest wait. A message due within ``delay_hold_seconds + 2 *
+            park_recheck_seconds`` is held in memory instead. Apache Pulsar: how long a
+            message that came back early from the retry topic is held before it is parked
+            again.
         unacked_redelivery_allowance: broker redeliveries (after a crash or a close while
             the message was unacknowledged) tolerated beyond ``max_redeliveries`` before the
             message is dead-lettered without being handled again. Default: 3 on Apache
