@@ -110,19 +110,24 @@ async def open_backend(name: str) -> tuple[Storage, object]:
             auto_pipelining=name == "redis",
         )
         return storage, prefix
-    if name == "postgres":
+    if name in ("postgres", "postgres-unbatched"):
         from infinitic.storage import PostgresStorage
 
         url = require("PostgreSQL", POSTGRES_URL)
         schema = unique("t")
         app = unique("infinitic_test")
-        return PostgresStorage.from_url(url, schema=schema, application_name=app), schema
-    if name == "mysql":
+        storage = PostgresStorage.from_url(
+            url, schema=schema, application_name=app, auto_batching=name == "postgres"
+        )
+        return storage, schema
+    if name in ("mysql", "mysql-unbatched"):
         from infinitic.storage import MySQLStorage
 
         url = require("MySQL", MYSQL_URL)
         database = unique("t")
-        return MySQLStorage.from_url(url, database=database), database
+        return MySQLStorage.from_url(
+            url, database=database, auto_batching=name == "mysql"
+        ), database
     raise ValueError(name)
 
 
@@ -130,9 +135,9 @@ async def cleanup_backend(name: str, storage: Storage, token: object) -> None:
     await storage.close()
     if name.startswith("redis"):
         await drop_redis_keys(REDIS_URL, str(token))
-    elif name == "postgres":
+    elif name.startswith("postgres"):
         await drop_postgres_schema(POSTGRES_URL, str(token))
-    elif name == "mysql":
+    elif name.startswith("mysql"):
         await drop_mysql_database(MYSQL_URL, str(token))
 
 
@@ -159,6 +164,8 @@ async def database(request: pytest.FixtureRequest) -> AsyncIterator[Storage]:
         "memory",
         *DATABASES,
         pytest.param("redis-unpipelined", marks=pytest.mark.redis),
+        pytest.param("postgres-unbatched", marks=pytest.mark.postgres),
+        pytest.param("mysql-unbatched", marks=pytest.mark.mysql),
         "compressed-zstd",
         "compressed-gzip",
         pytest.param("compressed-zstd-postgres", marks=pytest.mark.postgres),
@@ -167,8 +174,8 @@ async def database(request: pytest.FixtureRequest) -> AsyncIterator[Storage]:
     ]
 )
 async def kv(request: pytest.FixtureRequest) -> AsyncIterator[KeyValueStorage]:
-    """Every key-value storage: each backend (Redis also without auto-pipelining), and the
-    compressed and cached wrappers."""
+    """Every key-value storage: each backend (Redis also without auto-pipelining, PostgreSQL
+    and MySQL without auto-batching), and the compressed and cached wrappers."""
     name: str = request.param
     if name == "memory":
         yield InMemoryKeyValueStorage()

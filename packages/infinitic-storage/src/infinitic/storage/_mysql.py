@@ -7,6 +7,10 @@ point, like Python strings. They are sent as utf8mb4 strings, and values as hexa
 by the server, which works with every PyMySQL version. Compare-and-set is one statement:
 ``UPDATE ... WHERE version = n`` checked by its affected rows, or a plain INSERT relying on the
 primary key for an absent key.
+
+Key-value reads, compare-and-set writes and deletes are batched automatically: those issued
+concurrently go to the server together, one multi-statement (one round trip) per batch (see
+``_sql_batching`` and ``_sql_mysql``).
 """
 
 from __future__ import annotations
@@ -39,6 +43,9 @@ try:
 except ImportError as _e:  # pragma: no cover - exercised by the install-hint test
     raise missing_driver("MySQL", "aiomysql", "mysql") from _e
 
+from infinitic.storage._sql_batching import MAX_IN_FLIGHT, Kind, SqlAutoBatcher
+from infinitic.storage._sql_mysql import MySQLBatchRunner
+
 # Server gone away, lost connection, connection killed (MariaDB), disconnected (MySQL 8).
 _CONNECTION_LOST_CODES = frozenset({2006, 2013, 2014, 2055, 1053, 1927, 4031})
 _DUPLICATE_KEY = 1062
@@ -65,6 +72,10 @@ class MySQLSettings:
         connect_timeout: seconds to wait for a connection.
         operation_timeout: seconds to wait for one operation.
         pool_recycle: seconds after which an idle connection is replaced (-1: never).
+        auto_batching: send the key-value gets, compare-and-sets and deletes issued
+            concurrently together, one multi-statement (one round trip) per batch, on at most
+            4 connections. False sends each operation alone, as soon as it is called, on a
+            connection of its own.
     """
 
     host: str = "127.0.0.1"
@@ -80,6 +91,7 @@ class MySQLSettings:
     connect_timeout: float = 10.0
     operation_timeout: float = 30.0
     pool_recycle: float = 3600.0
+    auto_batching: bool = True
 
     def __post_init__(self) -> None:
         check_identifier("database", self.database)
@@ -125,6 +137,7 @@ class _MySQLPool(SharedClient["aiomysql.Pool"]):
         s = self.settings = settings
         self.kv = f"`{s.database}`.`{s.key_value_table}`"
         self.row_alias = False
+        self.max_allowed_packet = 4 * 1024 * 1024  # until the server says
         self.ks = f"`{s.database}`.`{s.key_set_table}`"
 
     def driver_errors(self) -> tuple[type[BaseException], ...]:
@@ -187,7 +200,10 @@ class _MySQLPool(SharedClient["aiomysql.Pool"]):
         s = self.settings
         # MySQL 8.0.20+ deprecates VALUES() in ON DUPLICATE KEY UPDATE (with a warning) in
         # favor of a row alias, which MariaDB does not know.
-        server = (await execute(pool, "SELECT VERSION()", fetch=True)).rows[0][0]
+        server, packet = (
+            await execute(pool, "SELECT VERSION(), @@max_allowed_packet", fetch=True)
+        ).rows[0]
+        self.max_allowed_packet = int(packet)
         server = server.decode() if isinstance(server, bytes) else str(server)
         numbers = tuple(int(x) for x in server.split("-")[0].split(".")[:3] if x.isdigit())
         self.row_alias = "mariadb" not in server.lower() and numbers >= (8, 0, 20)
@@ -242,7 +258,9 @@ class MySQLKeyValueStorage(_MySQLStorageBase, KeyValueStorage):
 
     The pool opens, and the database and tables are created, on the first call. Every
     operation raises StorageError when the server fails (naming the key); a lost connection is
-    replaced and the operation retried once. Keys are limited to 1024 UTF-8 bytes.
+    replaced and the operation retried once. Gets, compare-and-sets and deletes issued
+    concurrently are sent together, one multi-statement per batch (unless ``auto_batching`` is
+    off). Keys are limited to 1024 UTF-8 bytes.
     """
 
     def __init__(
@@ -259,8 +277,19 @@ class MySQLKeyValueStorage(_MySQLStorageBase, KeyValueStorage):
         self._sql_version = f"SELECT version FROM {kv} WHERE k = %s"
         self._sql_delete = f"DELETE FROM {kv} WHERE k = %s"
         self._sql_delete_version = f"DELETE FROM {kv} WHERE k = %s AND version = %s"
+        s = self.settings
+        self._batcher: SqlAutoBatcher[aiomysql.Pool] | None = None
+        if s.auto_batching:
+            self._batcher = SqlAutoBatcher(
+                self._shared,
+                MySQLBatchRunner(self._shared),
+                max_in_flight=min(MAX_IN_FLIGHT, s.max_pool_size),
+            )
 
     async def get(self, key: str) -> VersionedValue | None:
+        if self._batcher is not None:
+            found: VersionedValue | None = await self._batcher.call(Kind.GET, "get", (key,))
+            return found
         result = await self._shared.run(
             "get",
             describe_keys([key]),
@@ -274,6 +303,9 @@ class MySQLKeyValueStorage(_MySQLStorageBase, KeyValueStorage):
     async def get_many(self, keys: Sequence[str]) -> dict[str, VersionedValue]:
         keys = list(dict.fromkeys(keys))
         out: dict[str, VersionedValue] = {}
+        if self._batcher is not None and keys:
+            many: dict[str, VersionedValue] = await self._batcher.call(Kind.GET, "get_many", keys)
+            return many
         for i in range(0, len(keys), _BATCH):
             chunk = keys[i : i + _BATCH]
             sql = (
@@ -290,6 +322,11 @@ class MySQLKeyValueStorage(_MySQLStorageBase, KeyValueStorage):
         return out
 
     async def put(self, key: str, value: bytes, *, expected_version: int | None = None) -> int:
+        if self._batcher is not None:
+            written: int = await self._batcher.call(
+                Kind.PUT, "put", (key,), bytes(value), expected_version
+            )
+            return written
         what, k, hexed = describe_keys([key]), key, bytes(value).hex()
         if expected_version is None:
             # LAST_INSERT_ID(expr) hands the new version back in the OK packet: one round trip.
@@ -336,6 +373,9 @@ class MySQLKeyValueStorage(_MySQLStorageBase, KeyValueStorage):
         return await execute(pool, self._shared.upsert(rows, "version + 1"), args)
 
     async def delete(self, key: str, *, expected_version: int | None = None) -> None:
+        if self._batcher is not None and expected_version != 0:
+            await self._batcher.call(Kind.DELETE, "delete", (key,), b"", expected_version)
+            return
         what, k = describe_keys([key]), key
         if expected_version is None:
             await self._shared.run(
@@ -357,12 +397,22 @@ class MySQLKeyValueStorage(_MySQLStorageBase, KeyValueStorage):
 
     async def _version(self, key: str) -> int:
         """The stored version (0 if absent), for conflict messages."""
+        if self._batcher is not None:
+            current = await self.get(key)
+            return 0 if current is None else current.version
         result = await self._shared.run(
             "get",
             describe_keys([key]),
             lambda pool: execute(pool, self._sql_version, (key,), fetch=True),
         )
         return int(result.rows[0][0]) if result.rows else 0
+
+    async def close(self) -> None:
+        """Fail the operations not sent yet, let those in flight finish, then release the
+        shared pool (closed with its last user); idempotent."""
+        if self._batcher is not None:
+            await self._batcher.close()
+        await super().close()
 
 
 class MySQLKeySetStorage(_MySQLStorageBase, KeySetStorage):

@@ -5,10 +5,15 @@ Two tables in a schema, created on first use: ``<key_value_table>(key, value, ve
 code point, like Python strings. Compare-and-set is a single conditional statement
 (``INSERT ... ON CONFLICT DO NOTHING`` for an absent key, ``UPDATE ... WHERE version = $n``
 otherwise), atomic under PostgreSQL's row locks.
+
+Key-value reads, compare-and-set writes and deletes are batched automatically: those issued
+concurrently go to PostgreSQL together, one statement (one round trip) per batch (see
+``_sql_batching`` and ``_sql_postgres``).
 """
 
 from __future__ import annotations
 
+import inspect
 import ssl as _ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,6 +40,22 @@ try:
 except ImportError as _e:  # pragma: no cover - exercised by the install-hint test
     raise missing_driver("PostgreSQL", "asyncpg", "postgres") from _e
 
+from infinitic.storage._sql_batching import MAX_IN_FLIGHT, Kind, SqlAutoBatcher
+from infinitic.storage._sql_postgres import PostgresBatchRunner
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Hand a connection back to the pool as it is.
+
+    The storage changes no session state (no SET, LISTEN or session advisory lock), and asyncpg
+    still rolls back a transaction left open; its default reset would cost one more round trip
+    per operation.
+    """
+
+
+# asyncpg 0.30 and later let a pool skip its reset query.
+_POOL_RESET = "reset" in inspect.signature(asyncpg.create_pool).parameters
+
 
 @dataclass(frozen=True, kw_only=True)
 class PostgresSettings:
@@ -52,6 +73,10 @@ class PostgresSettings:
         operation_timeout: seconds to wait for one operation.
         max_inactive_connection_lifetime: seconds before an idle pooled connection is closed.
         application_name: shown in ``pg_stat_activity``.
+        auto_batching: send the key-value gets, compare-and-sets and deletes issued
+            concurrently together, one statement (one round trip) per batch, on at most 4
+            connections. False sends each operation alone, as soon as it is called, on a
+            connection of its own.
     """
 
     url: str | None = None
@@ -70,6 +95,7 @@ class PostgresSettings:
     operation_timeout: float = 30.0
     max_inactive_connection_lifetime: float = 300.0
     application_name: str = "infinitic"
+    auto_batching: bool = True
 
     def __post_init__(self) -> None:
         check_identifier("schema", self.schema)
@@ -124,6 +150,8 @@ class _PostgresPool(SharedClient["asyncpg.Pool"]):
             "max_inactive_connection_lifetime": s.max_inactive_connection_lifetime,
             "server_settings": {"application_name": s.application_name},
         }
+        if _POOL_RESET:
+            options["reset"] = _keep_session
         if s.password is not None:
             options["password"] = s.password
         if s.ssl is not None:
@@ -182,9 +210,10 @@ class _PostgresStorageBase(SharedClientUser[PostgresSettings, _PostgresPool]):
 class PostgresKeyValueStorage(_PostgresStorageBase, KeyValueStorage):
     """Key-value storage in a PostgreSQL table, with atomic compare-and-set.
 
-    The pool opens, and the schema and tables are created, on the first call. Every operation
-    raises StorageError when PostgreSQL fails (naming the key); a lost connection is replaced
-    and the operation retried once.
+    The pool opens, and the schema and tables are created, on the first call. Gets,
+    compare-and-sets and deletes issued concurrently are sent together, one statement per batch
+    (unless ``auto_batching`` is off). Every operation raises StorageError when PostgreSQL fails
+    (naming the key); a lost connection is replaced and the operation retried once.
     """
 
     def __init__(
@@ -215,8 +244,19 @@ class PostgresKeyValueStorage(_PostgresStorageBase, KeyValueStorage):
         self._sql_version = f"SELECT version FROM {kv} WHERE key = $1"
         self._sql_delete = f"DELETE FROM {kv} WHERE key = $1"
         self._sql_delete_version = f"DELETE FROM {kv} WHERE key = $1 AND version = $2 RETURNING 1"
+        s = self.settings
+        self._batcher: SqlAutoBatcher[asyncpg.Pool] | None = None
+        if s.auto_batching:
+            self._batcher = SqlAutoBatcher(
+                self._shared,
+                PostgresBatchRunner(kv),
+                max_in_flight=min(MAX_IN_FLIGHT, s.max_pool_size),
+            )
 
     async def get(self, key: str) -> VersionedValue | None:
+        if self._batcher is not None:
+            found: VersionedValue | None = await self._batcher.call(Kind.GET, "get", (key,))
+            return found
         row = await self._shared.run(
             "get", describe_keys([key]), lambda pool: pool.fetchrow(self._sql_get, key)
         )
@@ -226,6 +266,9 @@ class PostgresKeyValueStorage(_PostgresStorageBase, KeyValueStorage):
         keys = list(dict.fromkeys(keys))
         if not keys:
             return {}
+        if self._batcher is not None:
+            many: dict[str, VersionedValue] = await self._batcher.call(Kind.GET, "get_many", keys)
+            return many
         rows = await self._shared.run(
             "get_many", describe_keys(keys), lambda pool: pool.fetch(self._sql_get_many, keys)
         )
@@ -233,6 +276,11 @@ class PostgresKeyValueStorage(_PostgresStorageBase, KeyValueStorage):
 
     async def put(self, key: str, value: bytes, *, expected_version: int | None = None) -> int:
         value = bytes(value)
+        if self._batcher is not None:
+            written: int = await self._batcher.call(
+                Kind.PUT, "put", (key,), value, expected_version
+            )
+            return written
         if expected_version is None:
             args: tuple[Any, ...]
             sql, args = self._sql_upsert, (key, value)
@@ -258,6 +306,9 @@ class PostgresKeyValueStorage(_PostgresStorageBase, KeyValueStorage):
 
     async def delete(self, key: str, *, expected_version: int | None = None) -> None:
         what = describe_keys([key])
+        if self._batcher is not None and expected_version != 0:
+            await self._batcher.call(Kind.DELETE, "delete", (key,), b"", expected_version)
+            return
         if expected_version is None:
             await self._shared.run("delete", what, lambda pool: pool.execute(self._sql_delete, key))
             return
@@ -276,10 +327,20 @@ class PostgresKeyValueStorage(_PostgresStorageBase, KeyValueStorage):
 
     async def _version(self, key: str) -> int:
         """The stored version (0 if absent), for conflict messages."""
+        if self._batcher is not None:
+            current = await self.get(key)
+            return 0 if current is None else current.version
         version = await self._shared.run(
             "get", describe_keys([key]), lambda pool: pool.fetchval(self._sql_version, key)
         )
         return 0 if version is None else int(version)
+
+    async def close(self) -> None:
+        """Fail the operations not sent yet, let those in flight finish, then release the
+        shared pool (closed with its last user); idempotent."""
+        if self._batcher is not None:
+            await self._batcher.close()
+        await super().close()
 
 
 class PostgresKeySetStorage(_PostgresStorageBase, KeySetStorage):
