@@ -33,10 +33,8 @@ from infinitic.common import (
     FailureInfo,
     TopicKind,
     compile_filter,
-    decode_history_chunk,
     deterministic_id,
     method_outcome_routes,
-    missing_chunks,
     new_id,
     topic,
 )
@@ -68,20 +66,17 @@ from infinitic.common.tag_messages import RemoveTagFromWorkflow
 from infinitic.exceptions import VersionConflictError
 from infinitic.storage import KeyValueStorage, VersionedValue
 from infinitic.transport import Outbox, RetryLater, Transport
+from infinitic.workflow_engine._archive import HISTORY_CHUNK_STEPS, HistoryArchive, load_whole
 from infinitic.workflow_engine._executor import WorkflowExecutor
 from infinitic.workflow_engine._handlers import dispatch_command, task_message
 from infinitic.workflow_engine._state import (
-    HISTORY_CHUNK_STEPS,
+    DecodedStates,
     EarlyResult,
     EncodedParts,
     WorkflowState,
-    apply_archive,
-    archive_chunk,
     decode_state,
     encode_state,
-    plan_archive,
     state_key,
-    with_archive,
 )
 from infinitic.workflow_engine._storage_retry import with_storage_retry
 
@@ -101,49 +96,8 @@ EARLY_RESULT_WAIT_SECONDS = 2.0
 #: A workflow task outcome for an absent instance is waited for at most this long (the first
 #: state may still be being stored), then dropped with a warning.
 ABSENT_OUTCOME_WAIT_SECONDS = 30.0
-#: Archived chunks whose command ids this engine keeps (to tell a late duplicate result).
-MAX_KNOWN_CHUNKS = 10_000
 #: Workflow tasks run in a row in one cycle by an engine with an executor (then one is sent).
 MAX_INLINE_TASKS = 100
-
-
-class _DecodedStates:
-    """The states an engine stored last, decoded, with their packed settled parts, within a
-    budget of encoded bytes (LRU).
-
-    An entry is taken out while a message is processed, so a state changed by a cycle that
-    then fails to store it is never reused.
-    """
-
-    def __init__(self, max_bytes: int) -> None:
-        self._max_bytes = max_bytes
-        self._items: OrderedDict[str, tuple[bytes, WorkflowState, EncodedParts]] = OrderedDict()
-        self._bytes = 0
-
-    def take(self, key: str, stored: bytes) -> tuple[WorkflowState, EncodedParts] | None:
-        """The decoded state of ``key`` if ``stored`` is what was written with it."""
-        item = self._items.pop(key, None)
-        if item is None:
-            return None
-        self._bytes -= len(item[0])
-        return (item[1], item[2]) if item[0] == stored else None
-
-    def keep(self, key: str, encoded: bytes, state: WorkflowState, parts: EncodedParts) -> None:
-        if len(encoded) > self._max_bytes:
-            return
-        self._items[key] = (encoded, state, parts)
-        self._bytes += len(encoded)
-        while self._bytes > self._max_bytes:
-            _, (old, _, _) = self._items.popitem(last=False)
-            self._bytes -= len(old)
-
-
-def _refers(state: WorkflowState | None, chunk_key: str) -> bool:
-    """True if ``state`` lists the chunk ``chunk_key`` (archived, or about to be)."""
-    return state is not None and (
-        chunk_key in state.archive
-        or (state.archiving is not None and state.archiving.key == chunk_key)
-    )
 
 
 class _CountedLock(asyncio.Lock):
@@ -172,11 +126,9 @@ class WorkflowStateEngine:
         self._transport = transport
         self._storage = storage
         self._clock = clock or transport.now
-        self._decoded = _DecodedStates(state_cache_bytes)
-        self._chunk_steps = history_chunk_steps
+        self._decoded = DecodedStates(state_cache_bytes)
+        self._archive = HistoryArchive(storage, history_chunk_steps)
         self._executor = executor
-        # archived chunk key -> the ids of the commands it holds
-        self._chunk_commands: OrderedDict[str, frozenset[str]] = OrderedDict()
         self._locks: dict[str, _CountedLock] = {}
         # message id -> when this engine first postponed it (its clock), to bound the waits
         self._postponed: OrderedDict[str, float] = OrderedDict()
@@ -218,14 +170,13 @@ class WorkflowStateEngine:
                 else:
                     state = decode_state(key, stored.value)
                 version = stored.version
-            if written is not None and not _refers(state, written):
-                # The instance ended meanwhile (its chunks deleted before this write landed).
-                await self._delete_chunks([written])
+            if written is not None:
+                await self._archive.discard_if_unlisted(written, state)
             written = None
             if (
                 state is not None
                 and isinstance(message, CommandResult)
-                and await self._archived_result(key, state, message.command_id)
+                and await self._archive.holds_result(key, state, message.command_id)
             ):
                 return  # a duplicate of a result delivered long ago
             outbox = Outbox()
@@ -249,12 +200,7 @@ class WorkflowStateEngine:
             if not changed:
                 return
             if new_state is not None:
-                if new_state.archiving is not None:  # planned at an earlier store
-                    chunk_key, chunk = archive_chunk(new_state)
-                    await with_storage_retry(self._storage.put, chunk_key, chunk)
-                    written = chunk_key
-                    apply_archive(new_state, parts)
-                plan_archive(new_state, self._chunk_steps)
+                written = await self._archive.settle(new_state, parts)
             expected = stored.version if stored is not None else 0
             try:
                 if new_state is None:
@@ -263,7 +209,7 @@ class WorkflowStateEngine:
                             self._storage.delete, key, expected_version=expected
                         )
                         if state is not None:
-                            await self._forget_archive(state)
+                            await self._archive.forget(state)
                 else:
                     encoded = encode_state(new_state, parts)
                     await with_storage_retry(
@@ -303,13 +249,7 @@ class WorkflowStateEngine:
         # The records are the state's own (no copies): the executor reads them while it runs
         # the task, and a live instance keeps only what never changes (ids and names).
         if not task.complete_history and not executor.holds(task):
-            whole = state
-            if state.archive:
-                found = await with_storage_retry(self._storage.get_many, state.archive)
-                missing_chunks(key, state.archive, found)
-                whole = with_archive(
-                    state, [decode_history_chunk(k, found[k].value) for k in state.archive]
-                )
+            whole = await load_whole(self._storage, key, state)
             task = task.model_copy(
                 update={
                     "method_runs": list(whole.method_runs.values()),
@@ -330,42 +270,6 @@ class WorkflowStateEngine:
                 exc_info=True,
             )
             return None
-
-    async def _archived_result(self, key: str, state: WorkflowState, command_id: str) -> bool:
-        """True if ``command_id`` is a command of the archived history (its result was delivered
-        at a settled step: any result coming now is a duplicate)."""
-        if not state.archive or command_id in state.commands or command_id in state.early_results:
-            return False
-        known = self._chunk_commands
-        absent = [k for k in state.archive if k not in known]
-        if absent:
-            found = await with_storage_retry(self._storage.get_many, absent)
-            missing_chunks(key, absent, found)
-            for chunk_key in absent:
-                chunk = decode_history_chunk(chunk_key, found[chunk_key].value)
-                known[chunk_key] = frozenset(c["command_id"] for c in chunk["commands"])
-        hit = False
-        for chunk_key in state.archive:
-            known.move_to_end(chunk_key)
-            hit = hit or command_id in known[chunk_key]
-        while len(known) > MAX_KNOWN_CHUNKS:
-            known.popitem(last=False)
-        return hit
-
-    async def _forget_archive(self, state: WorkflowState) -> None:
-        """Delete the archived history of an instance whose state was just deleted."""
-        keys = list(state.archive)
-        if state.archiving is not None:
-            keys.append(state.archiving.key)
-        await self._delete_chunks(keys)
-
-    async def _delete_chunks(self, keys: list[str]) -> None:
-        for chunk_key in keys:
-            self._chunk_commands.pop(chunk_key, None)
-            try:
-                await with_storage_retry(self._storage.delete, chunk_key)
-            except Exception:  # the instance is gone already: a leftover chunk harms nothing
-                logger.warning("archived history chunk %s not deleted", chunk_key, exc_info=True)
 
     # -- the pure part ----------------------------------------------------------------------
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from infinitic.common import decode_history_chunk, missing_chunks
 from infinitic.common.messages import ExecuteWorkflowTask
 from infinitic.storage import KeyValueStorage
 from infinitic.transport import RetryLater
-from infinitic.workflow_engine._state import WorkflowState, decode_state, state_key, with_archive
+from infinitic.workflow_engine._archive import load_whole
+from infinitic.workflow_engine._state import WorkflowState, decode_state, state_key
 from infinitic.workflow_engine._storage_retry import with_storage_retry
 
 logger = logging.getLogger("infinitic.workflow_engine")
@@ -44,7 +44,7 @@ class StorageHistoryLoader:
             if task.incarnation and state.incarnation not in ("", task.incarnation):
                 early = False  # another instance with the same id
             elif state.running_task_id == task.workflow_task_id:
-                return await self._whole(key, state)
+                return await load_whole(self._storage, key, state)
             else:
                 early = stored.version <= task.state_version
         if early:
@@ -60,11 +60,3 @@ class StorageHistoryLoader:
             task.workflow_id,
         )
         return None
-
-    async def _whole(self, key: str, state: WorkflowState) -> WorkflowState:
-        """``state`` with its archived history put back."""
-        if not state.archive:
-            return state
-        found = await with_storage_retry(self._storage.get_many, state.archive)
-        missing_chunks(key, state.archive, found)
-        return with_archive(state, [decode_history_chunk(k, found[k].value) for k in state.archive])

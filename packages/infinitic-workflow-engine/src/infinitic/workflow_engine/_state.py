@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections import OrderedDict
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
 from infinitic.common import (
-    HISTORY_CHUNK_FORMAT,
     FailureInfo,
     array_header,
     map_header,
     pack,
     unpack,
-    workflow_history_key,
     workflow_state_key,
 )
 from infinitic.common.messages import (
@@ -32,8 +30,6 @@ from infinitic.exceptions import CorruptedValueError, MessageDecodeError
 #: whole history is in them).
 STATE_FORMAT_VERSION = 2
 _READABLE_FORMATS = (1, 2)
-#: Settled steps gathered in a state before they are moved to an archived chunk.
-HISTORY_CHUNK_STEPS = 64
 
 
 class EarlyResult(BaseModel):
@@ -112,7 +108,8 @@ def encode_state(state: WorkflowState, parts: EncodedParts | None = None) -> byt
     return parts.encode(state)
 
 
-_DONE_AT_CREATION = frozenset({"inline", "signal", "patch"})
+#: Commands done when created (their record never waits for an outcome).
+DONE_AT_CREATION = frozenset({"inline", "signal", "patch"})
 
 
 class EncodedParts:
@@ -168,7 +165,7 @@ class EncodedParts:
         cache = self._commands
         for command_id, command in state.commands.items():
             if command.status == "ongoing" or (
-                command.delivered_step is None and command.kind not in _DONE_AT_CREATION
+                command.delivered_step is None and command.kind not in DONE_AT_CREATION
             ):
                 cache.pop(command_id, None)
                 out.append(pack(command_id) + pack(command.model_dump(exclude_defaults=True)))
@@ -209,118 +206,32 @@ def decode_state(key: str, data: bytes) -> WorkflowState:
         raise CorruptedValueError(key, f"invalid workflow state: {e}") from e
 
 
-# -- the archive of settled history ------------------------------------------------------------
-#
-# A step is settled once another follows it; a command once its outcome was delivered at a
-# settled step (or, done at creation, once it was created at one); a signal once delivered at a
-# settled step. Nothing settled ever changes again, so it can leave the state: the state stays
-# the size of its recent history, and a step costs the same at the 10,000th as at the first.
-#
-# Moving is done in two stores of the state, so it never leaves an orphan nor loses anything:
-# 1. plan_archive records the intent (the chunk key and how many steps) in the state, items
-#    still in place; 2. at the next change of the state, any engine writes the chunk from those
-#    items (the same bytes whoever writes them: they are settled) and then removes them, in the
-#    state it stores next. A crash or a conflict between the two only repeats an identical write.
+class DecodedStates:
+    """The states an engine stored last, decoded, with their packed settled parts, within a
+    budget of encoded bytes (LRU).
 
-
-def plan_archive(state: WorkflowState, chunk_steps: int) -> bool:
-    """Record the intent to archive the settled steps once ``chunk_steps`` of them gathered.
-
-    Returns:
-        True when an intent was recorded.
+    An entry is taken out while a message is processed, so a state changed by a cycle that
+    then fails to store it is never reused.
     """
-    settled = len(state.steps) - 1
-    if state.archiving is not None or chunk_steps <= 0 or settled < chunk_steps:
-        return False
-    first = state.archived_steps
-    state.archiving = ArchiveIntent(
-        key=workflow_history_key(state.workflow_name, state.workflow_id, state.incarnation, first),
-        first_step=first,
-        steps=settled,
-    )
-    return True
 
+    def __init__(self, max_bytes: int) -> None:
+        self._max_bytes = max_bytes
+        self._items: OrderedDict[str, tuple[bytes, WorkflowState, EncodedParts]] = OrderedDict()
+        self._bytes = 0
 
-def _archived_items(
-    state: WorkflowState, intent: ArchiveIntent
-) -> tuple[list[Step], list[CommandRecord], list[SignalRecord]]:
-    end = intent.first_step + intent.steps
-    steps = state.steps[: intent.steps]
-    if (
-        intent.first_step != state.archived_steps
-        or len(steps) != intent.steps
-        or (steps and steps[0].index != intent.first_step)
-    ):
-        raise CorruptedValueError(
-            workflow_state_key(state.workflow_name, state.workflow_id),
-            f"archive of steps {intent.first_step}-{end - 1} does not match the steps it holds",
-        )
-    commands = [
-        c
-        for c in state.commands.values()
-        if c.status != "ongoing"
-        and (
-            (c.delivered_step is not None and c.delivered_step < end)
-            or (c.delivered_step is None and c.kind in _DONE_AT_CREATION and c.step < end)
-        )
-    ]
-    delivered = {d.id for s in steps for d in s.deliveries if d.kind == "signal"}
-    signals = [r for signal_id, r in state.signals.items() if signal_id in delivered]
-    return steps, commands, signals
+    def take(self, key: str, stored: bytes) -> tuple[WorkflowState, EncodedParts] | None:
+        """The decoded state of ``key`` if ``stored`` is what was written with it."""
+        item = self._items.pop(key, None)
+        if item is None:
+            return None
+        self._bytes -= len(item[0])
+        return (item[1], item[2]) if item[0] == stored else None
 
-
-def archive_chunk(state: WorkflowState) -> tuple[str, bytes]:
-    """The key and bytes of the chunk ``state.archiving`` announces (the same bytes whenever
-    and wherever they are computed)."""
-    intent = state.archiving
-    assert intent is not None
-    steps, commands, signals = _archived_items(state, intent)
-    return intent.key, pack(
-        {
-            "format": HISTORY_CHUNK_FORMAT,
-            "steps": [s.model_dump(exclude_defaults=True) for s in steps],
-            "commands": [c.model_dump(exclude_defaults=True) for c in commands],
-            "signals": [r.model_dump(exclude_defaults=True) for r in signals],
-        }
-    )
-
-
-def apply_archive(state: WorkflowState, parts: EncodedParts) -> None:
-    """Remove what ``state.archiving`` announced from the state (once its chunk is stored)."""
-    intent = state.archiving
-    assert intent is not None
-    steps, commands, signals = _archived_items(state, intent)
-    del state.steps[: len(steps)]
-    parts.drop_steps(len(steps))
-    for command in commands:
-        del state.commands[command.command_id]
-    for signal in signals:
-        del state.signals[signal.signal_id]
-    state.archived_steps += intent.steps
-    state.archive.append(intent.key)
-    state.archiving = None
-
-
-def with_archive(state: WorkflowState, chunks: Sequence[Mapping[str, list[Any]]]) -> WorkflowState:
-    """``state`` with the decoded chunks of its archive (in order) put back: the whole history."""
-    steps = [Step.model_validate(s) for chunk in chunks for s in chunk["steps"]]
-    commands = {
-        r.command_id: r
-        for r in (CommandRecord.model_validate(c) for chunk in chunks for c in chunk["commands"])
-    }
-    signals = {
-        r.signal_id: r
-        for r in (SignalRecord.model_validate(s) for chunk in chunks for s in chunk["signals"])
-    }
-    commands.update(state.commands)
-    signals.update(state.signals)
-    return state.model_copy(
-        update={
-            "steps": [*steps, *state.steps],
-            "commands": commands,
-            "signals": signals,
-            "archived_steps": 0,
-            "archive": [],
-            "archiving": None,
-        }
-    )
+    def keep(self, key: str, encoded: bytes, state: WorkflowState, parts: EncodedParts) -> None:
+        if len(encoded) > self._max_bytes:
+            return
+        self._items[key] = (encoded, state, parts)
+        self._bytes += len(encoded)
+        while self._bytes > self._max_bytes:
+            _, (old, _, _) = self._items.popitem(last=False)
+            self._bytes -= len(old)
