@@ -13,7 +13,6 @@ concurrently go to PostgreSQL together, one statement (one round trip) per batch
 
 from __future__ import annotations
 
-import inspect
 import ssl as _ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -51,10 +50,6 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     still rolls back a transaction left open; its default reset would cost one more round trip
     per operation.
     """
-
-
-# asyncpg 0.30 and later let a pool skip its reset query.
-_POOL_RESET = "reset" in inspect.signature(asyncpg.create_pool).parameters
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -149,9 +144,8 @@ class _PostgresPool(SharedClient["asyncpg.Pool"]):
             "command_timeout": s.operation_timeout,
             "max_inactive_connection_lifetime": s.max_inactive_connection_lifetime,
             "server_settings": {"application_name": s.application_name},
+            "reset": _keep_session,  # asyncpg >= 0.30
         }
-        if _POOL_RESET:
-            options["reset"] = _keep_session
         if s.password is not None:
             options["password"] = s.password
         if s.ssl is not None:
