@@ -281,6 +281,9 @@ class PulsarConsumer(Consumer):
             except Exception:
                 logger.exception("cannot route a message of %s", self._topic)
                 await self._nack(envelope)
+            # Let the handler woken for it start before looking for the next message: a look
+            # at an empty queue costs about 0.1 ms (the C++ client raises a timeout).
+            await asyncio.sleep(0)
 
     def _release_slot(self, envelope: Envelope) -> None:
         if envelope.holds_slot:
