@@ -1,13 +1,8 @@
 """Automatic batching of key-value operations on PostgreSQL and MySQL.
 
-An operation sent alone costs a pooled connection's checkout, the driver's bookkeeping and a
-round trip; with hundreds of engines running at once, that per-operation overhead is most of a
-worker's CPU. As Redis's auto-pipelining does (``_redis_pipeline``): an operation on an idle
-storage is sent at once, from its caller's task; those issued while others are in flight are
-queued, and a flush scheduled with ``call_soon`` (never a timer) sends up to ``max_batch`` of
-them together, in one round trip (one statement on PostgreSQL, one multi-statement on MySQL), on
-one pooled connection. Operations queued while a batch is in flight go in the next one; a few
-batches may be in flight at once.
+Operations issued at the same time share one round trip (one statement on PostgreSQL, one
+multi-statement on MySQL), sent by the queue of :mod:`infinitic.storage._auto_batch`, as Redis's
+auto-pipelining does (``_redis_pipeline``).
 
 Each caller gets its own result or error: a version conflict or a bad value fails its caller
 only (see each backend's ``BatchRunner``); a lost connection retries the batch once on a new
@@ -23,8 +18,9 @@ from collections.abc import Callable, Sequence
 from enum import IntEnum
 from typing import Any, ClassVar, Generic, TypeVar
 
-from infinitic.exceptions import InfiniticError, StorageError, VersionConflictError
-from infinitic.storage._backend import SharedClient, describe_keys
+from infinitic.exceptions import VersionConflictError
+from infinitic.storage._auto_batch import AutoBatcher, QueuedOperation
+from infinitic.storage._backend import SharedClient
 from infinitic.storage._interfaces import VersionedValue
 
 ClientT = TypeVar("ClientT")
@@ -45,11 +41,10 @@ class Kind(IntEnum):
     DELETE = 2  # the result is None; never with expected version 0 (a get does it)
 
 
-class BatchedOperation:
-    """One caller's operation: what it does, what to name in errors, when it times out (in
-    event loop time), the future of its result."""
+class BatchedOperation(QueuedOperation):
+    """One caller's operation: what it does, and its value and expected version (writes)."""
 
-    __slots__ = ("deadline", "expected", "future", "keys", "kind", "name", "size", "value")
+    __slots__ = ("expected", "kind", "size", "value")
 
     def __init__(
         self,
@@ -61,13 +56,10 @@ class BatchedOperation:
         deadline: float,
         future: asyncio.Future[Any],
     ) -> None:
+        super().__init__(name, keys, deadline, future)
         self.kind = kind
-        self.name = name
-        self.keys = keys
         self.value = value
         self.expected = expected
-        self.deadline = deadline
-        self.future = future
         self.size = len(value)
 
     @property
@@ -118,7 +110,7 @@ class BatchRunner(ABC, Generic[ClientT]):
         operation's own failure goes to ``fail``); raise when the whole batch failed."""
 
 
-class SqlAutoBatcher(Generic[ClientT]):
+class SqlAutoBatcher(AutoBatcher[BatchedOperation, ClientT]):
     """Sends the key-value operations queued on one event loop together, a batch at a time.
 
     Args:
@@ -136,22 +128,10 @@ class SqlAutoBatcher(Generic[ClientT]):
         max_batch: int = MAX_BATCH,
         max_in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
-        self._shared = shared
+        super().__init__(shared, max_in_flight=max_in_flight)
         self._runner = runner
         self._max_batch = max(1, max_batch)
-        self._max_in_flight = max(1, max_in_flight)
-        self._timeout = shared.operation_timeout
-        self._failures: tuple[type[BaseException], ...] = (
-            TimeoutError,
-            OSError,
-            *shared.driver_errors(),
-        )
-        self._queue: list[BatchedOperation] = []
-        self._flush_scheduled = False
-        self._in_flight: set[asyncio.Task[None]] = set()
-        self._alone = 0  # operations sent alone, from their callers' tasks
         self._writing: set[str] = set()  # keys written by the batches in flight
-        self._closed = False
 
     async def call(
         self,
@@ -162,69 +142,24 @@ class SqlAutoBatcher(Generic[ClientT]):
         expected: int | None = None,
     ) -> Any:
         """Run one operation (at once if the storage is idle, else in the next batch) and
-        return its result.
-
-        The wait is bounded by the operation timeout. A caller cancelled while its operation is
-        queued takes it out of the queue; once sent, the operation runs on the server anyway.
+        return its result. The wait is bounded by the operation timeout.
 
         Raises:
             VersionConflictError: a compare-and-set found another version.
             StorageError: the storage is closed, the server failed, the connection was lost
                 (twice) or the wait timed out.
         """
-        if self._closed:
-            raise StorageError(f"the {self._shared.backend} storage is closed; create a new one")
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        deadline = loop.time() + self._timeout
-        operation = BatchedOperation(kind, name, keys, value, expected, deadline, future)
-        if not (self._queue or self._in_flight or self._alone):
-            # Nothing to share a round trip with: send it now, from the caller's task.
-            if kind != Kind.GET:
-                self._writing.add(keys[0])
-            self._alone += 1
-            try:
-                await self._send([operation])
-            finally:
-                self._alone -= 1
-                self._schedule_flush()
-            return await future
-        self._queue.append(operation)
-        if not self._flush_scheduled and len(self._in_flight) + self._alone < self._max_in_flight:
-            self._flush_scheduled = True
-            loop.call_soon(self._flush)
-        # No timer per caller: the queue is first in, first out and every operation gets the
-        # same timeout, so a batch bounded by the deadline of its oldest operation bounds the
-        # wait of every caller (see _send).
-        return await future
+        deadline, future = self._deadline_and_future()
+        return await self._submit(
+            BatchedOperation(kind, name, keys, value, expected, deadline, future)
+        )
 
-    async def close(self) -> None:
-        """Fail the queued operations, let the batches in flight finish (up to the operation
-        timeout, then cancel them); idempotent. Later calls raise StorageError."""
-        if self._closed:
-            return
-        self._closed = True
-        queued, self._queue = self._queue, []
-        for operation in queued:
-            self._fail_with(operation, self._closed_error(operation))
-        if self._in_flight:
-            _, late = await asyncio.wait(self._in_flight, timeout=self._timeout)
-            for task in late:
-                task.cancel()
-            if late:
-                # A cancelled batch fails its operations at once (see _send).
-                await asyncio.wait(late, timeout=self._timeout)
+    def _sending(self, operation: BatchedOperation) -> None:
+        if operation.kind != Kind.GET:
+            self._writing.add(operation.key)
 
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        loop = asyncio.get_running_loop()
-        while self._queue and len(self._in_flight) + self._alone < self._max_in_flight:
-            batch = self._take()
-            if not batch:  # what is left waits for a batch in flight (see _batch_done)
-                break
-            task = loop.create_task(self._send(batch))
-            self._in_flight.add(task)
-            task.add_done_callback(self._batch_done)
+    def _sent(self, batch: list[BatchedOperation]) -> None:
+        self._writing.difference_update(op.key for op in batch if op.kind != Kind.GET)
 
     def _take(self) -> list[BatchedOperation]:
         """Take the next batch off the queue, in order, dropping the operations whose caller
@@ -248,10 +183,7 @@ class SqlAutoBatcher(Generic[ClientT]):
             if full:
                 left.append(operation)
                 continue
-            if operation.future.done():
-                continue
-            if operation.deadline <= now:
-                self._fail_with(operation, self._timed_out(operation))
+            if not self._usable(operation, now):
                 continue
             write = operation.kind != Kind.GET
             if write and (operation.key in in_flight or (unique and operation.key in writing)):
@@ -270,41 +202,6 @@ class SqlAutoBatcher(Generic[ClientT]):
         in_flight |= writing
         return batch
 
-    def _batch_done(self, task: asyncio.Task[None]) -> None:
-        self._in_flight.discard(task)
-        self._schedule_flush()
-
-    def _schedule_flush(self) -> None:
-        if self._queue and not self._flush_scheduled and not self._closed:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
-
-    async def _send(self, batch: list[BatchedOperation]) -> None:
-        """Run one batch and settle each operation; never raises, except when cancelled.
-
-        The batch is bounded by the deadline of its first operation, the oldest, so no caller
-        waits past its own deadline (a later one may time out a little early).
-        """
-        try:
-            async with asyncio.timeout_at(batch[0].deadline):
-                await self._run(batch)
-        except asyncio.CancelledError:
-            # By close(), or else the caller of an operation sent alone, or the loop shutting down.
-            by_close = self._closed and asyncio.current_task() in self._in_flight
-            for operation in batch:
-                if by_close:
-                    self._fail_with(operation, self._closed_error(operation))
-                else:
-                    operation.future.cancel()
-            raise
-        except BaseException as e:  # each caller gets the batch's failure
-            for operation in batch:
-                self._fail(operation, e)
-            if not isinstance(e, Exception):
-                raise
-        finally:
-            self._writing.difference_update(op.key for op in batch if op.kind != Kind.GET)
-
     async def _run(self, batch: list[BatchedOperation]) -> None:
         """Run the batch, and once more (what it did not settle) after a lost connection."""
         client = await self._shared.client()
@@ -321,35 +218,3 @@ class SqlAutoBatcher(Generic[ClientT]):
         rest = [operation for operation in batch if not operation.future.done()]
         if rest:
             await self._runner.run(client, rest, self._fail)
-
-    def _fail(self, operation: BatchedOperation, error: BaseException) -> None:
-        """Fail one operation with ``error``, worded as ``SharedClient.translating`` words it."""
-        if isinstance(error, InfiniticError) and not isinstance(error, VersionConflictError):
-            wrapped = StorageError(
-                f"{self._shared.backend} {operation.name} of {describe_keys(operation.keys)} "
-                f"failed: {error}"
-            )
-            wrapped.__cause__ = error
-            error = wrapped
-        elif isinstance(error, self._failures):
-            translated = self._shared.storage_error(
-                operation.name, describe_keys(operation.keys), error
-            )
-            translated.__cause__ = error
-            error = translated
-        self._fail_with(operation, error)
-
-    @staticmethod
-    def _fail_with(operation: BatchedOperation, error: BaseException) -> None:
-        if not operation.future.done():
-            operation.future.set_exception(error)
-
-    def _closed_error(self, operation: BatchedOperation) -> StorageError:
-        return StorageError(
-            f"{self._shared.backend} {operation.name} of {describe_keys(operation.keys)} was "
-            "not done: the storage was closed; create a new one"
-        )
-
-    def _timed_out(self, operation: BatchedOperation) -> StorageError:
-        what = describe_keys(operation.keys)
-        return self._shared.storage_error(operation.name, what, TimeoutError())
