@@ -22,6 +22,7 @@ from infinitic.common._history import (
     decode_history_chunk,
     merge_history,
     missing_chunks,
+    read_history_chunks,
     read_workflow_state,
     workflow_history_key,
 )
@@ -92,6 +93,7 @@ __all__ = [
     "new_id",
     "pack",
     "public_methods",
+    "read_history_chunks",
     "read_workflow_state",
     "response_topic",
     "retry_policy",

@@ -9,7 +9,7 @@ engine (the client, the test kit) need to see the whole history again.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from infinitic.common._errors import CorruptedValueError, MessageDecodeError
@@ -69,6 +69,22 @@ def missing_chunks(state_key: str, keys: Sequence[str], found: Mapping[str, Any]
             raise CorruptedValueError(state_key, f"its archived history chunk {key} is missing")
 
 
+async def read_history_chunks(
+    get_many: Callable[[Sequence[str]], Awaitable[Mapping[str, Any]]],
+    state_key: str,
+    keys: Sequence[str],
+) -> list[dict[str, list[Any]]]:
+    """The decoded chunks ``keys`` (in their order) of the state stored under ``state_key``,
+    read with ``get_many``.
+
+    Raises:
+        CorruptedValueError: a chunk is missing or unreadable (names it).
+    """
+    found = await get_many(keys)
+    missing_chunks(state_key, keys, found)
+    return [decode_history_chunk(k, found[k].value) for k in keys]
+
+
 def merge_history(
     state: Mapping[str, Any], chunks: Sequence[Mapping[str, list[Any]]]
 ) -> dict[str, Any]:
@@ -114,6 +130,4 @@ async def read_workflow_state(
     archive: list[str] = list(state.get("archive") or [])
     if not archive:
         return {k: v for k, v in state.items() if k not in ARCHIVE_FIELDS}
-    found = await storage.get_many(archive)
-    missing_chunks(key, archive, found)
-    return merge_history(state, [decode_history_chunk(k, found[k].value) for k in archive])
+    return merge_history(state, await read_history_chunks(storage.get_many, key, archive))

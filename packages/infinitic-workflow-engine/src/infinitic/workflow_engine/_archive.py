@@ -17,20 +17,20 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from infinitic.common import (
     HISTORY_CHUNK_FORMAT,
-    decode_history_chunk,
-    missing_chunks,
+    merge_history,
     pack,
+    read_history_chunks,
     workflow_history_key,
     workflow_state_key,
 )
 from infinitic.common.messages import CommandRecord, SignalRecord, Step
 from infinitic.exceptions import CorruptedValueError
-from infinitic.storage import KeyValueStorage
+from infinitic.storage import KeyValueStorage, VersionedValue
 from infinitic.workflow_engine._state import (
     DONE_AT_CREATION,
     ArchiveIntent,
@@ -127,26 +127,8 @@ def apply_archive(state: WorkflowState, parts: EncodedParts) -> None:
 
 def with_archive(state: WorkflowState, chunks: Sequence[Mapping[str, list[Any]]]) -> WorkflowState:
     """``state`` with the decoded chunks of its archive (in order) put back: the whole history."""
-    steps = [Step.model_validate(s) for chunk in chunks for s in chunk["steps"]]
-    commands = {
-        r.command_id: r
-        for r in (CommandRecord.model_validate(c) for chunk in chunks for c in chunk["commands"])
-    }
-    signals = {
-        r.signal_id: r
-        for r in (SignalRecord.model_validate(s) for chunk in chunks for s in chunk["signals"])
-    }
-    commands.update(state.commands)
-    signals.update(state.signals)
-    return state.model_copy(
-        update={
-            "steps": [*steps, *state.steps],
-            "commands": commands,
-            "signals": signals,
-            "archived_steps": 0,
-            "archive": [],
-            "archiving": None,
-        }
+    return WorkflowState.model_validate(
+        merge_history(state.model_dump(exclude_defaults=True), chunks)
     )
 
 
@@ -158,9 +140,19 @@ async def load_whole(storage: KeyValueStorage, key: str, state: WorkflowState) -
     """
     if not state.archive:
         return state
-    found = await with_storage_retry(storage.get_many, state.archive)
-    missing_chunks(key, state.archive, found)
-    return with_archive(state, [decode_history_chunk(k, found[k].value) for k in state.archive])
+    chunks = await read_history_chunks(_retrying(storage), key, state.archive)
+    return with_archive(state, chunks)
+
+
+def _retrying(
+    storage: KeyValueStorage,
+) -> Callable[[Sequence[str]], Awaitable[dict[str, VersionedValue]]]:
+    """``storage.get_many`` with the engine's storage retries."""
+
+    async def get_many(keys: Sequence[str]) -> dict[str, VersionedValue]:
+        return await with_storage_retry(storage.get_many, keys)
+
+    return get_many
 
 
 def _refers(state: WorkflowState | None, chunk_key: str) -> bool:
@@ -210,10 +202,8 @@ class HistoryArchive:
         known = self._commands
         absent = [k for k in state.archive if k not in known]
         if absent:
-            found = await with_storage_retry(self._storage.get_many, absent)
-            missing_chunks(key, absent, found)
-            for chunk_key in absent:
-                chunk = decode_history_chunk(chunk_key, found[chunk_key].value)
+            chunks = await read_history_chunks(_retrying(self._storage), key, absent)
+            for chunk_key, chunk in zip(absent, chunks, strict=True):
                 known[chunk_key] = frozenset(c["command_id"] for c in chunk["commands"])
         hit = False
         for chunk_key in state.archive:

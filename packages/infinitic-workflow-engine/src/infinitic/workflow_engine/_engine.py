@@ -248,20 +248,22 @@ class WorkflowStateEngine:
         assert executor is not None
         # The records are the state's own (no copies): the executor reads them while it runs
         # the task, and a live instance keeps only what never changes (ids and names).
-        if not task.complete_history and not executor.holds(task):
-            whole = await load_whole(self._storage, key, state)
-            task = task.model_copy(
-                update={
-                    "method_runs": list(whole.method_runs.values()),
-                    "steps": whole.steps,
-                    "commands": list(whole.commands.values()),
-                    "signals": list(whole.signals.values()),
-                    "complete_history": True,
-                }
-            )
+
+        unreadable = False  # the archived history could not be read (the message comes again)
+
+        async def whole(_: ExecuteWorkflowTask) -> WorkflowState:
+            nonlocal unreadable
+            try:
+                return await load_whole(self._storage, key, state)
+            except Exception:
+                unreadable = True
+                raise
+
         try:
-            return await executor.execute(task)
+            return await executor.execute(task, whole)
         except Exception:  # not an error of workflow code (that is a WorkflowTaskFailed)
+            if unreadable:
+                raise
             logger.warning(
                 "workflow task %s of %s %s not run in the engine; sent to an executor",
                 task.workflow_task_id,

@@ -27,6 +27,9 @@ from infinitic.workflow_engine._state import WorkflowState
 
 logger = logging.getLogger("infinitic.workflow_engine")
 
+#: Loads the whole history of a workflow task (None: the task is obsolete).
+HistoryLoader = Callable[[ExecuteWorkflowTask], Awaitable[WorkflowState | None]]
+
 
 class WorkflowExecutor:
     """Runs workflow tasks of the registered workflow classes.
@@ -47,7 +50,7 @@ class WorkflowExecutor:
         *,
         cache_size: int = 10_000,
         check_mode: CheckMode = CheckMode.SIMPLE,
-        history: Callable[[ExecuteWorkflowTask], Awaitable[WorkflowState | None]] | None = None,
+        history: HistoryLoader | None = None,
     ) -> None:
         self._history = history
         self._versions: dict[str, dict[int, type]] = {}
@@ -69,46 +72,38 @@ class WorkflowExecutor:
         self.cpu_seconds = 0.0
         self.executed_tasks = 0
 
-    def holds(self, task: ExecuteWorkflowTask) -> bool:
-        """True if this executor holds the live instance ``task`` continues (the task then
-        needs only its own step, not the whole history)."""
-        item = self._cache.get(task.workflow_id) if self._cache_size > 0 else None
-        return item is not None and self._continues(task, *item)
-
-    @staticmethod
-    def _continues(
-        task: ExecuteWorkflowTask, last_task_id: str, instance: WorkflowInstance
-    ) -> bool:
-        return (
-            task.previous_task_id is not None
-            and last_task_id == task.previous_task_id
-            and instance.last_step == task.steps[-1].index - 1
-            and instance.inline_digest == task.inline_digest
-        )
-
     def _cached(self, task: ExecuteWorkflowTask) -> WorkflowInstance | None:
         item = self._cache.pop(task.workflow_id, None)
         if item is None:
             return None
-        if not self._continues(task, *item):
-            item[1].close()  # not this history (e.g. another worker ran a step): replay
+        last_task_id, instance = item
+        if (
+            task.previous_task_id is None
+            or last_task_id != task.previous_task_id
+            or instance.last_step != task.steps[-1].index - 1
+            or instance.inline_digest != task.inline_digest
+        ):
+            instance.close()  # not this history (e.g. another worker ran a step): replay
             return None
-        return item[1]
+        return instance
 
     async def execute(
-        self, task: ExecuteWorkflowTask
+        self, task: ExecuteWorkflowTask, history: HistoryLoader | None = None
     ) -> WorkflowTaskCompleted | WorkflowTaskFailed | None:
         """Run the last step of ``task``, replaying the history first when this executor does
         not hold the live instance; never raises for errors of workflow code or of history
         matching: they give a WorkflowTaskFailed. Returns None for an obsolete task.
 
-        ``cpu_seconds`` and ``executed_tasks`` accumulate what running code costs.
+        ``history`` loads the whole history for this task instead of the executor's loader
+        (a state engine running the task passes the state it holds). ``cpu_seconds`` and
+        ``executed_tasks`` accumulate what running code costs.
         """
         instance = self._cached(task) if self._cache_size > 0 else None
         if instance is None and not task.complete_history:
-            if self._history is None:
+            load = history or self._history
+            if load is None:
                 raise ConfigurationError("this executor needs a history loader (storage)")
-            state = await self._history(task)
+            state = await load(task)
             if state is None:
                 logger.info(
                     "obsolete workflow task %s of %s %s dropped",
