@@ -120,7 +120,7 @@ class PostgresProbe(StoreProbe):
         s = self.settings
         options = {"host": s.host, "port": s.port, "user": s.user, "database": s.database}
         if s.password:
-            options["password"] = s.password
+            options["password"] = s.password.get_secret_value()
         return {"postgres": {**options, "schema": s.schema}}
 
     async def _connection(self) -> Any:
@@ -129,7 +129,11 @@ class PostgresProbe(StoreProbe):
         if self._conn is None:
             s = self.settings
             self._conn = await asyncpg.connect(
-                host=s.host, port=s.port, user=s.user, password=s.password, database=s.database
+                host=s.host,
+                port=s.port,
+                user=s.user,
+                password=s.password.get_secret_value() if s.password else None,
+                database=s.database,
             )
         return self._conn
 
@@ -181,7 +185,7 @@ class MySQLProbe(StoreProbe):
         s = self.settings
         options = {"host": s.host, "port": s.port, "user": s.user, "database": s.database}
         if s.password:
-            options["password"] = s.password
+            options["password"] = s.password.get_secret_value()
         return {"mysql": options}
 
     async def _query(self, sql: str) -> list[tuple[Any, ...]]:
@@ -190,7 +194,11 @@ class MySQLProbe(StoreProbe):
         if self._conn is None:
             s = self.settings
             self._conn = await aiomysql.connect(
-                host=s.host, port=s.port, user=s.user, password=s.password or "", autocommit=True
+                host=s.host,
+                port=s.port,
+                user=s.user,
+                password=s.password.get_secret_value() if s.password else "",
+                autocommit=True,
             )
         async with self._conn.cursor() as cursor:
             await cursor.execute(sql)

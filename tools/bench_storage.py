@@ -123,7 +123,7 @@ async def open_storage(backend: str, run_id: str) -> tuple[Storage, Callable[[],
                 host=settings.host,
                 port=settings.port,
                 user=settings.user,
-                password=settings.password or "",
+                password=settings.password.get_secret_value() if settings.password else "",
                 autocommit=True,
             )
             async with conn.cursor() as cur:

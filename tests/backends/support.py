@@ -122,7 +122,11 @@ async def open_backend(name: str, compression: Compression | None = None) -> Bac
         async def cleanup() -> None:
             s = MySQLSettings.from_url(MYSQL_URL)
             conn = await aiomysql.connect(
-                host=s.host, port=s.port, user=s.user, password=s.password or "", autocommit=True
+                host=s.host,
+                port=s.port,
+                user=s.user,
+                password=s.password.get_secret_value() if s.password else "",
+                autocommit=True,
             )
             try:
                 async with conn.cursor() as cur:

@@ -50,7 +50,8 @@ def test_public_names_are_pinned() -> None:
 
 def test_mysql_settings_from_url() -> None:
     s = MySQLSettings.from_url("mysql://app%40x:p%3Ass@db.example:3307/states?ssl=true")
-    assert (s.user, s.password, s.host, s.port, s.database, s.ssl) == (
+    assert s.password is not None
+    assert (s.user, s.password.get_secret_value(), s.host, s.port, s.database, s.ssl) == (
         "app@x",
         "p:ss",
         "db.example",

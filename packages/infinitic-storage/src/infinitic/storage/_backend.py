@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from typing import Any, ClassVar, Generic, Self, TypeVar, cast
 
 from infinitic.exceptions import InfiniticError, StorageError
+from infinitic.storage._secrets import redact
 
 ClientT = TypeVar("ClientT")
 SettingsT = TypeVar("SettingsT")
@@ -67,6 +68,8 @@ class SharedClient(ABC, Generic[ClientT]):
         self._lock = asyncio.Lock()
         self._users = 0
         self._closed = False
+        # Clear-text secrets of the settings, masked in every error message built here.
+        self.secrets: tuple[str, ...] = ()
 
     def retain(self) -> None:
         """Register one more storage using this client."""
@@ -106,11 +109,12 @@ class SharedClient(ABC, Generic[ClientT]):
                 except InfiniticError:
                     raise
                 except self._failures() as e:
-                    raise StorageError(
+                    message = (
                         f"{self.backend} {operation}{' of ' + what if what else ''} failed: "
                         f"cannot connect: {type(e).__name__}: {e}; check the server address "
                         "and credentials (the next call tries to connect again)"
-                    ) from e
+                    )
+                    raise StorageError(redact(message, self.secrets)) from e
             return self._client
 
     @abstractmethod
@@ -153,10 +157,11 @@ class SharedClient(ABC, Generic[ClientT]):
                 f"{self.backend} {operation} of {what} timed out after "
                 f"{self.operation_timeout}s; the operation can be retried"
             )
-        return StorageError(
+        message = (
             f"{self.backend} {operation} of {what} failed: {type(error).__name__}: {error}; "
             "the operation can be retried (the connection is reopened on the next call)"
         )
+        return StorageError(redact(message, self.secrets))
 
     def is_connection_lost(self, error: BaseException) -> bool:
         """Whether ``error`` means the connection died (so one retry on a new one is worth it)."""

@@ -22,6 +22,8 @@ from functools import partial
 from typing import Any, Self
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from pydantic import SecretStr
+
 from infinitic.exceptions import VersionConflictError
 from infinitic.storage._backend import (
     SharedClient,
@@ -37,6 +39,7 @@ from infinitic.storage._interfaces import (
     Storage,
     VersionedValue,
 )
+from infinitic.storage._secrets import redact_url, reveal, secret, settings_repr
 
 try:
     import aiomysql
@@ -65,9 +68,12 @@ class MySQLSettings:
     """How to reach MySQL or MariaDB and where to keep the data.
 
     Attributes:
-        host, port, user, password: the server and the account.
+        host, port, user, password: the server and the account. The password is a
+            :class:`pydantic.SecretStr` (a ``str`` is converted), masked in the repr.
         database: created on first use if missing (the account needs the right to).
-        ssl: True for TLS with the system's certificates, or an :class:`ssl.SSLContext`.
+        ssl: True for TLS, the server certificate and name verified against ``ssl_ca_certs``
+            (or the system's certificates); or an :class:`ssl.SSLContext`.
+        ssl_ca_certs: a PEM file of the certificate authorities to trust.
         min_pool_size, max_pool_size: bounds of the connection pool.
         connect_timeout: seconds to wait for a connection.
         operation_timeout: seconds to wait for one operation.
@@ -81,9 +87,10 @@ class MySQLSettings:
     host: str = "127.0.0.1"
     port: int = 3306
     user: str = "root"
-    password: str | None = None
+    password: SecretStr | str | None = None
     database: str = "infinitic"
     ssl: bool | _ssl.SSLContext = False
+    ssl_ca_certs: str | None = None
     key_value_table: str = "key_value"
     key_set_table: str = "key_set"
     min_pool_size: int = 1
@@ -94,6 +101,7 @@ class MySQLSettings:
     auto_batching: bool = True
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "password", secret(self.password))
         check_identifier("database", self.database)
         check_identifier("table", self.key_value_table)
         check_identifier("table", self.key_set_table)
@@ -103,6 +111,9 @@ class MySQLSettings:
                 "need 0 <= min <= max and max >= 1"
             )
 
+    def __repr__(self) -> str:
+        return settings_repr(self)
+
     @classmethod
     def from_url(cls, url: str, **options: Any) -> MySQLSettings:
         """Settings for ``mysql://user:password@host:port/database?ssl=true``.
@@ -111,7 +122,7 @@ class MySQLSettings:
         """
         parts = urlsplit(url)
         if parts.scheme not in ("mysql", "mariadb"):
-            raise ValueError(f"not a MySQL URL: {url!r} (expected mysql://...)")
+            raise ValueError(f"not a MySQL URL: {redact_url(url)!r} (expected mysql://...)")
         found: dict[str, Any] = {}
         if parts.hostname:
             found["host"] = parts.hostname
@@ -135,6 +146,7 @@ class _MySQLPool(SharedClient["aiomysql.Pool"]):
     def __init__(self, settings: MySQLSettings) -> None:
         super().__init__(settings.operation_timeout)
         s = self.settings = settings
+        self.secrets = tuple(p for p in (reveal(s.password),) if p)
         self.kv = f"`{s.database}`.`{s.key_value_table}`"
         self.row_alias = False
         self.max_allowed_packet = 4 * 1024 * 1024  # until the server says
@@ -160,7 +172,7 @@ class _MySQLPool(SharedClient["aiomysql.Pool"]):
         if isinstance(s.ssl, _ssl.SSLContext):
             ssl_context = s.ssl
         else:
-            ssl_context = _ssl.create_default_context() if s.ssl else None
+            ssl_context = _ssl.create_default_context(cafile=s.ssl_ca_certs) if s.ssl else None
         pool = await aiomysql.create_pool(
             minsize=s.min_pool_size,
             maxsize=s.max_pool_size,
@@ -168,7 +180,7 @@ class _MySQLPool(SharedClient["aiomysql.Pool"]):
             host=s.host,
             port=s.port,
             user=s.user,
-            password=s.password or "",
+            password=reveal(s.password) or "",
             connect_timeout=s.connect_timeout,
             ssl=ssl_context,
             autocommit=True,

@@ -17,6 +17,9 @@ import ssl as _ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
+from urllib.parse import parse_qsl, urlsplit
+
+from pydantic import SecretStr
 
 from infinitic.exceptions import VersionConflictError
 from infinitic.storage._backend import (
@@ -32,6 +35,12 @@ from infinitic.storage._interfaces import (
     KeyValueStorage,
     Storage,
     VersionedValue,
+)
+from infinitic.storage._secrets import (
+    reveal,
+    secret,
+    settings_repr,
+    url_password,
 )
 
 try:
@@ -52,16 +61,48 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """
 
 
+_SSL_MODES = ("disable", "require", "verify-ca", "verify-full")
+_OPPORTUNISTIC = ("allow", "prefer")
+
+
+def _url_query(url: str | None) -> dict[str, str]:
+    if url is None:
+        return {}
+    return {k.lower(): v for k, v in parse_qsl(urlsplit(url).query)}
+
+
+def _check_ssl_mode(mode: str, where: str) -> None:
+    if mode in _OPPORTUNISTIC:
+        raise ValueError(
+            f"invalid {where} {mode!r}: it encrypts without verifying the server and falls "
+            "back to plaintext; use 'verify-full' (or ssl=True), 'verify-ca', 'require' "
+            "(encrypted, not verified) or 'disable'"
+        )
+    if mode not in _SSL_MODES:
+        raise ValueError(f"invalid {where} {mode!r}: use one of {', '.join(_SSL_MODES)}")
+
+
 @dataclass(frozen=True, kw_only=True)
 class PostgresSettings:
     """How to reach PostgreSQL and where to keep the data.
 
     Attributes:
-        url: a ``postgresql://user@host:port/database`` URL (libpq query parameters such as
-            ``sslmode`` work); when given it replaces host, port, user and database.
-        password: kept out of the URL if you prefer; used with or without ``url``.
-        ssl: None (the URL or libpq defaults decide), a boolean, an ``sslmode`` name
-            ("require", "verify-full", ...) or an :class:`ssl.SSLContext`.
+        url: a ``postgresql://user@host:port/database`` URL (libpq query parameters work;
+            ``sslmode`` and ``sslrootcert`` are read as ``ssl`` and ``ssl_ca_certs`` when those
+            are not set); when given it replaces host, port, user and database. A password in
+            it is masked in the repr.
+        password: kept out of the URL if you prefer; used with or without ``url``. A
+            :class:`pydantic.SecretStr` (a ``str`` is converted), masked in the repr.
+        ssl: what it says, never less. True or "verify-full": TLS, the server certificate
+            verified against ``ssl_ca_certs`` (or the system's certificates) and its name
+            against the host. "verify-ca": TLS, the certificate verified, not the name.
+            "require": TLS without verification (with ``ssl_ca_certs``, as "verify-ca", like
+            libpq). False or "disable": no TLS. None (the default): the URL's ``sslmode``,
+            else no TLS (``PGSSLMODE`` is not read). An :class:`ssl.SSLContext`: TLS with that
+            context. "prefer" and "allow", which fall back to plaintext without a word, are
+            refused.
+        ssl_ca_certs: a PEM file of the certificate authorities to trust.
+        ssl_certfile, ssl_keyfile: a client certificate and its key, if the server asks for one.
         schema: the schema holding the tables (created if missing).
         min_pool_size, max_pool_size: bounds of the connection pool.
         connect_timeout: seconds to wait for a connection.
@@ -78,9 +119,12 @@ class PostgresSettings:
     host: str = "127.0.0.1"
     port: int = 5432
     user: str = "postgres"
-    password: str | None = None
+    password: SecretStr | str | None = None
     database: str = "postgres"
     ssl: bool | str | _ssl.SSLContext | None = None
+    ssl_ca_certs: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
     schema: str = "infinitic"
     key_value_table: str = "key_value"
     key_set_table: str = "key_set"
@@ -93,6 +137,12 @@ class PostgresSettings:
     auto_batching: bool = True
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "password", secret(self.password))
+        if isinstance(self.ssl, str):
+            _check_ssl_mode(self.ssl, "ssl")
+        url_mode = _url_query(self.url).get("sslmode")
+        if url_mode is not None:
+            _check_ssl_mode(url_mode, "sslmode in the URL")
         check_identifier("schema", self.schema)
         check_identifier("table", self.key_value_table)
         check_identifier("table", self.key_set_table)
@@ -102,10 +152,39 @@ class PostgresSettings:
                 "need 0 <= min <= max and max >= 1"
             )
 
+    def __repr__(self) -> str:
+        return settings_repr(self)
+
     @classmethod
     def from_url(cls, url: str, **options: Any) -> PostgresSettings:
         """Settings for ``url``; ``options`` set the other attributes."""
         return cls(url=url, **options)
+
+    def tls_context(self) -> _ssl.SSLContext | None:
+        """The TLS context connections use, or None for no TLS (see ``ssl``)."""
+        if isinstance(self.ssl, _ssl.SSLContext):
+            return self.ssl
+        query = _url_query(self.url)
+        mode: str
+        if self.ssl is None:
+            mode = query.get("sslmode", "disable")
+        elif isinstance(self.ssl, bool):
+            mode = "verify-full" if self.ssl else "disable"
+        else:
+            mode = self.ssl
+        if mode == "disable":
+            return None
+        ca = self.ssl_ca_certs or query.get("sslrootcert")
+        context = _ssl.create_default_context(cafile=ca)
+        if mode == "require" and ca is None:
+            context.check_hostname = False
+            context.verify_mode = _ssl.CERT_NONE
+        elif mode != "verify-full":
+            context.check_hostname = False
+        certfile = self.ssl_certfile or query.get("sslcert")
+        if certfile is not None:
+            context.load_cert_chain(certfile, self.ssl_keyfile or query.get("sslkey"))
+        return context
 
 
 class _PostgresPool(SharedClient["asyncpg.Pool"]):
@@ -114,6 +193,7 @@ class _PostgresPool(SharedClient["asyncpg.Pool"]):
     def __init__(self, settings: PostgresSettings) -> None:
         super().__init__(settings.operation_timeout)
         s = self.settings = settings
+        self.secrets = tuple(p for p in (reveal(s.password), url_password(s.url)) if p)
         self.kv = f'"{s.schema}"."{s.key_value_table}"'
         self.ks = f'"{s.schema}"."{s.key_set_table}"'
 
@@ -146,10 +226,12 @@ class _PostgresPool(SharedClient["asyncpg.Pool"]):
             "server_settings": {"application_name": s.application_name},
             "reset": _keep_session,  # asyncpg >= 0.30
         }
-        if s.password is not None:
-            options["password"] = s.password
-        if s.ssl is not None:
-            options["ssl"] = s.ssl
+        password = reveal(s.password)
+        if password is not None:
+            options["password"] = password
+        # Always explicit: asyncpg's own default ("prefer") would encrypt without verifying
+        # and fall back to plaintext.
+        options["ssl"] = s.tls_context() or False
         if s.url is not None:
             options["dsn"] = s.url
         else:

@@ -7,14 +7,22 @@ members are ordered by their bytes and paged with ZRANGEBYLEX.
 
 Key-value reads, compare-and-set writes and deletes are pipelined automatically: those issued
 concurrently go to Redis together, one round trip per batch (see ``_redis_pipeline``).
+
+When it first connects, the storage asks Redis whether it keeps anything on disk (``CONFIG GET
+save`` and ``appendonly``) and logs a warning if not: a restart of such a Redis loses every
+workflow state.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
+from urllib.parse import urlsplit
+
+from pydantic import SecretStr
 
 from infinitic.exceptions import VersionConflictError
 from infinitic.storage._backend import (
@@ -30,16 +38,25 @@ from infinitic.storage._interfaces import (
     Storage,
     VersionedValue,
 )
+from infinitic.storage._secrets import (
+    redact_url,
+    reveal,
+    secret,
+    settings_repr,
+    url_password,
+)
 
 try:
     import redis.asyncio as aioredis
     from redis.asyncio.retry import Retry
     from redis.backoff import ExponentialBackoff
-    from redis.exceptions import RedisError
+    from redis.exceptions import RedisError, ResponseError
 except ImportError as _e:  # pragma: no cover - exercised by the install-hint test
     raise missing_driver("Redis", "redis", "redis") from _e
 
 from infinitic.storage._redis_pipeline import RedisAutoPipeline
+
+logger = logging.getLogger("infinitic.storage")
 
 _PUT = """
 local actual = tonumber(redis.call('HGET', KEYS[1], 'n') or '0')
@@ -88,13 +105,34 @@ def _bytes(data: bytes | str) -> bytes:
     return data.encode() if isinstance(data, str) else bytes(data)
 
 
+def _text(data: object) -> str:
+    if isinstance(data, bytes | bytearray | memoryview):
+        return bytes(data).decode(errors="replace")
+    return "" if data is None else str(data)
+
+
+def _config_value(reply: Mapping[Any, Any], name: str) -> str:
+    """The value of ``name`` in a CONFIG GET reply (keys and values as bytes or text)."""
+    for key, value in reply.items():
+        if _text(key) == name:
+            return _text(value).strip()
+    return ""
+
+
 @dataclass(frozen=True, kw_only=True)
 class RedisSettings:
     """How to reach Redis.
 
     Attributes:
         url: a ``redis://`` or ``rediss://`` (TLS) URL; when given it replaces host, port, db,
-            username, password and ssl.
+            username and password (``password`` is used when the URL has none).
+        password: a :class:`pydantic.SecretStr` (a ``str`` is converted), shown masked in the
+            repr; a password in ``url`` is masked there too.
+        ssl: connect with TLS. ``ssl=True`` with a ``redis://`` URL means TLS as well (the
+            connection never falls back to plaintext); a ``rediss://`` URL means TLS whatever
+            ``ssl`` says. The ``ssl_*`` options apply in both cases: the server certificate is
+            verified against ``ssl_ca_certs`` (or the system's certificates) and, with
+            ``ssl_check_hostname``, its name.
         key_prefix: prepended to every Redis key, so several applications can share a database.
         max_connections: size of the connection pool. With auto-pipelining, the key-value
             storage uses at most 4 connections however many operations run at once.
@@ -115,7 +153,7 @@ class RedisSettings:
     port: int = 6379
     db: int = 0
     username: str | None = None
-    password: str | None = None
+    password: SecretStr | str | None = None
     ssl: bool = False
     ssl_ca_certs: str | None = None
     ssl_certfile: str | None = None
@@ -128,6 +166,26 @@ class RedisSettings:
     retries: int = 1
     client_name: str | None = "infinitic"
     auto_pipelining: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "password", secret(self.password))
+        if self.url is not None and self.ssl:
+            scheme = urlsplit(self.url).scheme
+            if scheme == "unix":
+                raise ValueError(
+                    f"ssl=True cannot apply to the unix socket URL {redact_url(self.url)!r}: "
+                    "use a redis:// or rediss:// URL, or ssl=False"
+                )
+
+    def __repr__(self) -> str:
+        return settings_repr(self)
+
+    @property
+    def tls(self) -> bool:
+        """Whether connections use TLS (``ssl=True`` or a ``rediss://`` URL)."""
+        if self.ssl:
+            return True
+        return self.url is not None and urlsplit(self.url).scheme == "rediss"
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisSettings:
@@ -142,6 +200,9 @@ class _RedisClient(SharedClient["aioredis.Redis"]):
         super().__init__(settings.operation_timeout)
         self.settings = settings
         self.scripts: dict[str, Any] = {}
+        self.secrets = tuple(
+            p for p in (reveal(settings.password), url_password(settings.url)) if p
+        )
 
     def driver_errors(self) -> tuple[type[BaseException], ...]:
         return (RedisError,)
@@ -161,36 +222,65 @@ class _RedisClient(SharedClient["aioredis.Redis"]):
             "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), s.retries),
             "client_name": s.client_name,
         }
+        if s.tls:
+            # Given with a redis:// URL too: the URL's own options still win (redis-py), but
+            # nothing in a redis:// URL turns TLS off once the connection class is TLS.
+            options.update(
+                connection_class=aioredis.SSLConnection,
+                ssl_cert_reqs="required",
+                ssl_ca_certs=s.ssl_ca_certs,
+                ssl_certfile=s.ssl_certfile,
+                ssl_keyfile=s.ssl_keyfile,
+                ssl_check_hostname=s.ssl_check_hostname,
+            )
+        password = reveal(s.password)
         if s.url is not None:
-            if s.password is not None:
-                options["password"] = s.password
+            if password is not None:
+                options["password"] = password
             pool = aioredis.BlockingConnectionPool.from_url(s.url, **options)
         else:
-            pool = self._pool_from_parts(options)
+            pool = aioredis.BlockingConnectionPool(
+                host=s.host,
+                port=s.port,
+                db=s.db,
+                username=s.username,
+                password=password,
+                **options,
+            )
         client = aioredis.Redis.from_pool(pool)
+        try:
+            await self._warn_if_nothing_on_disk(client)
+        except BaseException:
+            await client.aclose()
+            raise
         self.scripts = {"put_many": client.register_script(_PUT_MANY)}
         return client
 
-    def _pool_from_parts(self, options: dict[str, Any]) -> aioredis.BlockingConnectionPool:
+    def _where(self) -> str:
         s = self.settings
-        tls: dict[str, Any] = {}
-        if s.ssl:
-            tls = {
-                "connection_class": aioredis.SSLConnection,
-                "ssl_ca_certs": s.ssl_ca_certs,
-                "ssl_certfile": s.ssl_certfile,
-                "ssl_keyfile": s.ssl_keyfile,
-                "ssl_check_hostname": s.ssl_check_hostname,
-            }
-        return aioredis.BlockingConnectionPool(
-            host=s.host,
-            port=s.port,
-            db=s.db,
-            username=s.username,
-            password=s.password,
-            **tls,
-            **options,
-        )
+        return redact_url(s.url) if s.url is not None else f"{s.host}:{s.port}"
+
+    async def _warn_if_nothing_on_disk(self, client: aioredis.Redis) -> None:
+        """Log a warning when Redis keeps neither RDB snapshots nor an append-only file.
+
+        Managed services often disable CONFIG (or an ACL forbids it): then nothing is said.
+        Connection errors propagate, so a server that cannot be reached fails the first call.
+        """
+        try:
+            save = await client.config_get("save")
+            appendonly = await client.config_get("appendonly")
+        except ResponseError as e:
+            logger.debug("Redis at %s: persistence not checked (%s)", self._where(), e)
+            return
+        snapshots = _config_value(save, "save")
+        aof = _config_value(appendonly, "appendonly")
+        if not snapshots and aof.lower() == "no":
+            logger.warning(
+                "Redis at %s keeps nothing on disk (no RDB snapshot: save is empty; no AOF: "
+                "appendonly is no): a restart of Redis loses every workflow state and tag. "
+                "Turn persistence on (appendonly yes, or save rules) for anything but tests.",
+                self._where(),
+            )
 
     async def _close(self, client: aioredis.Redis) -> None:
         await client.aclose()
