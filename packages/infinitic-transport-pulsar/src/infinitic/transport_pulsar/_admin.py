@@ -38,6 +38,12 @@ class PulsarAdmin:
         self._ensured: set[str] = set()
         self._lock = asyncio.Lock()
         self._ssl: ssl.SSLContext | None = None
+        if settings.token_over_plain_http:
+            logger.warning(
+                "the Pulsar token is sent unencrypted to the admin API at %s: anyone on the "
+                "network path can read it and act as you; use an https:// webServiceUrl",
+                self._base,
+            )
         if self._base.startswith("https://"):
             ctx = ssl.create_default_context(cafile=settings.tls_trust_certs_file_path)
             auth = settings.authentication

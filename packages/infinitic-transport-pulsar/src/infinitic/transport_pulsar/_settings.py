@@ -13,10 +13,17 @@ Every field has a snake_case name and a camelCase alias, so a YAML section such 
       policies: {retentionTimeInMinutes: 10080}
 
 validates as :class:`PulsarSettings`, and so does the same data with snake_case keys.
+
+Secure defaults: the token is a SecretStr (masked in reprs), the TLS host name is verified
+unless turned off, :attr:`PulsarSettings.token_over_plain_http` says when the token would reach
+the admin API unencrypted, and an embedded broker's data directory is private to its owner
+(:func:`private_data_dir`, :data:`EMBEDDED_UMASK`).
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -24,6 +31,46 @@ from pydantic.alias_generators import to_camel
 
 BrokerFlavor = Literal["auto", "pulsar", "pulsar-lite"]
 RetryMode = Literal["republish", "nack"]
+
+# An embedded broker's data directory holds every message: only its owner may read it.
+EMBEDDED_DATA_DIR_MODE = 0o700
+EMBEDDED_DATA_FILE_MODE = 0o600
+# The umask for the broker process and the files written beside it (config, log, pid), so
+# that what the broker creates is 0700 / 0600 as well.
+EMBEDDED_UMASK = 0o077
+
+
+def private_data_dir(path: str | os.PathLike[str]) -> Path:
+    """Create ``path`` (and missing parents) if needed and make it ``0700``; return it.
+
+    An existing directory named explicitly as the broker's data directory is narrowed to
+    ``0700`` too (only its owner can chmod it; any other owner raises PermissionError).
+
+    Raises:
+        OSError: the directory cannot be created or its mode cannot be set.
+    """
+    directory = Path(path)
+    directory.mkdir(mode=EMBEDDED_DATA_DIR_MODE, parents=True, exist_ok=True)
+    if directory.stat().st_mode & 0o777 != EMBEDDED_DATA_DIR_MODE:
+        directory.chmod(EMBEDDED_DATA_DIR_MODE)
+    return directory
+
+
+def write_private_file(path: str | os.PathLike[str], data: bytes | str) -> Path:
+    """Write ``data`` to ``path`` readable and writable by its owner only (``0600``).
+
+    Raises:
+        OSError: the file cannot be written.
+    """
+    target = Path(path)
+    raw = data.encode() if isinstance(data, str) else data
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, EMBEDDED_DATA_FILE_MODE)
+    try:
+        os.fchmod(fd, EMBEDDED_DATA_FILE_MODE)  # an older file keeps its mode through O_CREAT
+        os.write(fd, raw)
+    finally:
+        os.close(fd)
+    return target
 
 
 class _Section(BaseModel):
@@ -166,7 +213,8 @@ class PulsarSettings(_Section):
         connection_timeout_seconds: the client's connection timeout.
         io_threads: the client's I/O threads.
         tls_allow_insecure_connection: accept any server certificate.
-        tls_enable_hostname_verification: check the server certificate's host name.
+        tls_enable_hostname_verification: check the server certificate's host name (on by
+            default; turn it off only for a certificate that does not name its host).
         tls_trust_certs_file_path: CA bundle for the server certificate.
         authentication: token or client-certificate authentication.
         producer: producer tuning.
@@ -185,7 +233,7 @@ class PulsarSettings(_Section):
     connection_timeout_seconds: float = Field(default=10.0, gt=0)
     io_threads: int = Field(default=1, ge=1)
     tls_allow_insecure_connection: bool = False
-    tls_enable_hostname_verification: bool = False
+    tls_enable_hostname_verification: bool = True
     tls_trust_certs_file_path: str | None = None
     authentication: PulsarAuthentication = Field(default_factory=PulsarAuthentication)
     producer: PulsarProducerSettings = Field(default_factory=PulsarProducerSettings)
@@ -205,6 +253,16 @@ class PulsarSettings(_Section):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError(f"webServiceUrl must start with http:// or https://: {value}")
         return value.rstrip("/") if value else None
+
+    @property
+    def token_over_plain_http(self) -> bool:
+        """True when a token is set and the admin API URL is ``http://``: the token would
+        travel unencrypted (the admin client logs a warning)."""
+        return (
+            self.authentication.token is not None
+            and self.web_service_url is not None
+            and self.web_service_url.startswith("http://")
+        )
 
     @property
     def is_pulsar_lite(self) -> bool:
