@@ -1,71 +1,148 @@
-"""The ``infinitic`` command line.
+"""The ``infinitic`` command line (click).
 
-infinitic worker --config infinitic.yml            # run a worker until SIGINT/SIGTERM
-infinitic worker --config infinitic.yml --check    # validate the file and its classes
+infinitic worker -c infinitic.yml [--check]       # run a worker until SIGINT/SIGTERM
+infinitic workflow start|status|cancel|... -c client.yml WORKFLOW ...
+infinitic task complete-delegated -c client.yml SERVICE TASK_ID VALUE
+infinitic config show -c infinitic.yml            # the merged configuration, secrets hidden
+infinitic --version                               # each installed infinitic distribution
+
+Exit codes: 0 done, 1 failed (an operation, a connection, a workflow awaited with ``--wait``),
+2 a usage or configuration error (nothing was done).
 """
 
 from __future__ import annotations
 
-import argparse
+import json
 import logging
 import sys
 from collections.abc import Sequence
+from importlib.metadata import distributions
+from typing import Any
+
+import click
+import yaml
 
 from infinitic.exceptions import ConfigurationError
+from infinitic.worker._cli_common import (
+    EXIT_CONFIG,
+    config_option,
+    json_option,
+    run_command,
+)
+from infinitic.worker._cli_workflow import task_group, workflow_group
+from infinitic.worker._secrets import hide_secrets
+
+_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="infinitic", description="Infinitic for Python: durable workflows."
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    worker = commands.add_parser(
-        "worker",
-        help="run a worker described by a YAML file",
-        description="Run the services and workflows of a YAML configuration until SIGINT or "
-        "SIGTERM. INFINITIC__<PATH> environment variables override keys of the file.",
-    )
-    worker.add_argument("--config", "-c", required=True, help="the YAML configuration file")
-    worker.add_argument("--check", action="store_true", help="validate the configuration and exit")
-    worker.add_argument(
-        "--log-level",
-        default="INFO",
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="logging level (default INFO)",
-    )
-    return parser
+def installed_versions() -> dict[str, str]:
+    """The version of each installed ``infinitic-*`` distribution, by name."""
+    found: dict[str, str] = {}
+    for dist in distributions():
+        name = (dist.metadata["Name"] or "").lower().replace("_", "-")
+        if name == "infinitic" or name.startswith("infinitic-"):
+            found[name] = dist.version
+    return dict(sorted(found.items()))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (2 for a configuration error)."""
-    args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    for name, version in installed_versions().items():
+        click.echo(f"{name} {version}")
+    ctx.exit(0)
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show the version of each installed infinitic package and exit.",
+)
+def cli() -> None:
+    """Infinitic for Python: durable workflows.
+
+    Exit codes: 0 done, 1 failed, 2 usage or configuration error.
+    """
+
+
+@cli.command()
+@config_option(help_text="the worker's YAML configuration file")
+@click.option(
+    "--check", is_flag=True, help="Validate the configuration and its classes, then exit."
+)
+@click.option(
+    "--log-level",
+    default="INFO",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    help="Logging level.",
+)
+def worker(config: str, check: bool, log_level: str) -> None:
+    """Run the services and workflows of a YAML configuration until SIGINT or SIGTERM.
+
+    INFINITIC__<PATH> environment variables override keys of the file
+    (INFINITIC__STORAGE__REDIS__HOST=db).
+    """
+    logging.basicConfig(level=getattr(logging, log_level.upper()), format=_LOG_FORMAT)
     from infinitic.worker._config import load_config
     from infinitic.worker._worker import InfiniticWorker
 
     try:
-        config = load_config(args.config)
-        worker = InfiniticWorker.from_config(config)  # imports the classes, connects nothing
-        if args.check:
-            print(
-                f"{args.config}: valid ({len(config.services)} services, "
-                f"{len(config.workflows)} workflows)"
-            )
-            return 0
+        loaded = load_config(config)
+        built = InfiniticWorker.from_config(loaded)  # imports the classes, connects nothing
     except ConfigurationError as e:
-        print(f"infinitic: {e}", file=sys.stderr)
-        return 2
-    worker.run()
+        click.echo(f"infinitic: {e}", err=True)
+        sys.exit(EXIT_CONFIG)
+    if check:
+        click.echo(
+            f"{config}: valid ({len(loaded.services)} services, {len(loaded.workflows)} workflows)"
+        )
+        return
+    built.run()
+
+
+@cli.group()
+def config() -> None:
+    """Inspect a configuration."""
+
+
+@config.command("show")
+@config_option(help_text="a worker's or client's YAML configuration file")
+@json_option
+def config_show(config: str, as_json: bool) -> None:
+    """Print the configuration as a worker reads it: the file, INFINITIC__... environment
+    variables applied, defaults filled in, passwords and tokens hidden."""
+
+    async def show() -> int:
+        from infinitic.worker._config import load_config
+
+        data: dict[str, Any] = load_config(config).model_dump(
+            mode="json", by_alias=True, exclude_none=True
+        )
+        shown = hide_secrets(data)
+        if as_json:
+            click.echo(json.dumps(shown, indent=2))
+        else:
+            click.echo(yaml.safe_dump(shown, sort_keys=False).rstrip())
+        return 0
+
+    run_command(show())
+
+
+cli.add_command(workflow_group)
+cli.add_command(task_group)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="infinitic")
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     return 0
-
-
-def cli() -> None:
-    """Entry point of the ``infinitic`` script."""
-    sys.exit(main())
-
-
-if __name__ == "__main__":  # python -m infinitic.worker._cli
-    cli()
