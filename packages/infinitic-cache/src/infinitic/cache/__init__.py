@@ -7,9 +7,13 @@ so compare-and-set stays decided by the backend (see each class for what is safe
 workers).
 """
 
+import importlib.metadata
+
 from infinitic.cache._cached_key_set import CachedKeySetStorage, CachedStorage, KeySetCacheEntry
 from infinitic.cache._cached_key_value import CachedKeyValueStorage
 from infinitic.cache._lru import CacheStats, LRUCache
+
+__version__: str = importlib.metadata.version("infinitic-cache")
 
 __all__ = [
     "CacheStats",

@@ -4,6 +4,8 @@ This package is the shared vocabulary of every other Infinitic package. Applicat
 :mod:`infinitic.workflows`, :mod:`infinitic.services` and :mod:`infinitic.exceptions` instead.
 """
 
+import importlib.metadata
+
 from infinitic.common import messages, tag_messages  # tag_messages registers the tag messages
 from infinitic.common._channels import Channel, Receiving, type_names
 from infinitic.common._converter import MethodSignature, method_signature, public_methods
@@ -50,6 +52,8 @@ from infinitic.common._topics import (
     workflow_state_key,
 )
 from infinitic.common._workflow_api import Deferred, WorkflowRuntimeApi, set_runtime
+
+__version__: str = importlib.metadata.version("infinitic-common")
 
 __all__ = [
     "HISTORY_CHUNK_FORMAT",

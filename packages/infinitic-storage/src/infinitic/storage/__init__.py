@@ -8,6 +8,7 @@ telling what to install.
 
 from __future__ import annotations
 
+import importlib.metadata
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
@@ -69,6 +70,8 @@ def __getattr__(name: str) -> Any:
     globals()[name] = value
     return value
 
+
+__version__: str = importlib.metadata.version("infinitic-storage")
 
 __all__ = [
     "CompressedKeyValueStorage",

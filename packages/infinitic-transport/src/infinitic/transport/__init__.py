@@ -1,5 +1,7 @@
 """Infinitic for Python: the broker-agnostic transport interface and the in-memory transport."""
 
+import importlib.metadata
+
 from infinitic.transport._clock import ManualClock
 from infinitic.transport._config import (
     TRANSPORT_ENTRY_POINTS,
@@ -27,6 +29,8 @@ from infinitic.transport._interfaces import (
 )
 from infinitic.transport._outbox import Outbox, Outgoing, send
 from infinitic.transport._wait_line import WaitLine
+
+__version__: str = importlib.metadata.version("infinitic-transport")
 
 __all__ = [
     "DEAD_LETTER_SUFFIX",

@@ -1,6 +1,8 @@
 """Infinitic for Python: InfiniticWorker, which runs services and workflows, its configuration
 (the shape of Infinitic's YAML file) and the ``infinitic`` command line."""
 
+import importlib.metadata
+
 from infinitic.worker._config import (
     CacheConfig,
     InfiniticConfig,
@@ -11,6 +13,8 @@ from infinitic.worker._config import (
     load_config,
 )
 from infinitic.worker._worker import InfiniticWorker
+
+__version__: str = importlib.metadata.version("infinitic-worker")
 
 __all__ = [
     "CacheConfig",

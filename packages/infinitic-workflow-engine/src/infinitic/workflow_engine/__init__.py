@@ -1,6 +1,8 @@
 """Infinitic for Python: the workflow command handler, state engine, timers and the
 deterministic workflow runtime."""
 
+import importlib.metadata
+
 from infinitic.workflow_engine._engine import WorkflowStateEngine
 from infinitic.workflow_engine._executor import WorkflowExecutor
 from infinitic.workflow_engine._handlers import (
@@ -20,6 +22,8 @@ from infinitic.workflow_engine._state import (
     state_key,
 )
 from infinitic.workflow_engine._storage_retry import StorageRetryPolicy, retry_storage
+
+__version__: str = importlib.metadata.version("infinitic-workflow-engine")
 
 __all__ = [
     "CheckMode",
