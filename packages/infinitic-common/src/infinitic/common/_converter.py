@@ -2,8 +2,9 @@
 
 Arguments and return values travel as JSON-compatible values. Each method gets pydantic
 TypeAdapters built from its hints, so pydantic models, dataclasses, enums, datetimes, UUIDs,
-lists, dicts and Optional round-trip, and a value that does not fit its declared type is refused
-with an error naming the entity, the method and the parameter.
+lists, dicts and Optional round-trip, and a value that does not fit its declared type, or that
+cannot be encoded (an integer beyond 64 bits, a string with a lone surrogate, bytes that are not
+UTF-8 text), is refused with an error naming the entity, the method and the parameter.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from infinitic.common._errors import InvalidPayloadError, UnknownMethodError
+from infinitic.common._serialization import encoding_problem
 
 
 def _describe(e: ValidationError) -> str:
@@ -61,11 +63,22 @@ class MethodSignature:
         where = f"{self.entity_kind} {self.entity_name}, method {self.method_name}"
         return f"{where}, parameter {param!r}" if param else where
 
+    def _dump(self, adapter: TypeAdapter[Any], value: Any, where: str) -> Any:
+        """``value`` dumped to JSON-compatible values; refused if it cannot be encoded."""
+        # PydanticSerializationError and UnicodeDecodeError (bytes that are not UTF-8 text) are
+        # both ValueErrors.
+        try:
+            return adapter.dump_python(value, mode="json")
+        except ValueError as e:
+            raise InvalidPayloadError(f"{where}: cannot be encoded: {e}") from None
+
     def dump_args(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> list[Any]:
         """Bind a call's arguments, check each against its type and return them dumped.
 
         Raises:
-            InvalidPayloadError: an argument is missing, unexpected or of the wrong type.
+            InvalidPayloadError: an argument is missing, unexpected, of the wrong type or cannot
+                be encoded (an integer beyond 64 bits, a lone surrogate in a string, ...); the
+                message names the entity, the method and the parameter.
         """
         values: Sequence[Any]
         if not kwargs and len(args) == len(self.params) and self._all_positional:
@@ -93,7 +106,14 @@ class MethodSignature:
                         f"{self._where(param.name)}: expected {_type_name(param.hint)}, "
                         f"got {type(value).__name__} {value!r}"
                     ) from None
-            out.append(param.adapter.dump_python(checked, mode="json"))
+            out.append(self._dump(param.adapter, checked, self._where(param.name)))
+        if encoding_problem(out) is not None:  # one encoding; the loop only on a failure
+            for param, dumped in zip(self.params, out, strict=True):
+                problem = encoding_problem(dumped)
+                if problem is not None:
+                    raise InvalidPayloadError(
+                        f"{self._where(param.name)}: cannot be encoded: {problem}"
+                    )
         return out
 
     def load_args(self, values: Sequence[Any]) -> list[Any]:
@@ -115,12 +135,21 @@ class MethodSignature:
         return out
 
     def dump_result(self, value: Any) -> Any:
-        """Check a return value against the declared return type and dump it."""
+        """Check a return value against the declared return type and dump it.
+
+        Raises:
+            InvalidPayloadError: the value does not fit the type or cannot be encoded.
+        """
         try:
             checked = self.returns.validate_python(value)
         except ValidationError as e:
             raise InvalidPayloadError(f"{self._where()}, return value: {_describe(e)}") from None
-        return self.returns.dump_python(checked, mode="json")
+        where = f"{self._where()}, return value"
+        dumped = self._dump(self.returns, checked, where)
+        problem = encoding_problem(dumped)
+        if problem is not None:
+            raise InvalidPayloadError(f"{where}: cannot be encoded: {problem}")
+        return dumped
 
     def load_result(self, value: Any) -> Any:
         """Turn a received return value back into the declared return type."""
