@@ -54,8 +54,8 @@ class CountingTransport(PulsarTransport):
         self.parked_data: set[bytes] = set()
         self.retries = 0
 
-    async def _send(self, topic: str, data: bytes, **kwargs: Any) -> None:
-        await super()._send(topic, data, **kwargs)
+    async def _republish(self, topic: str, data: bytes, **kwargs: Any) -> None:
+        await super()._republish(topic, data, **kwargs)
         if "-park-" in topic:
             self.parks[kwargs["properties"][ORIGIN_ID]] += 1
             self.parked_data.add(data)
@@ -263,8 +263,8 @@ from infinitic.transport_pulsar import PulsarSettings, PulsarTransport
 
 class Counting(PulsarTransport):
     parks = 0
-    async def _send(self, topic, data, **kwargs):
-        await super()._send(topic, data, **kwargs)
+    async def _republish(self, topic, data, **kwargs):
+        await super()._republish(topic, data, **kwargs)
         if "-park-" in topic:
             self.parks += 1
             print("parked", self.parks, flush=True)

@@ -66,3 +66,31 @@ async def test_closed_transport_refuses_work() -> None:
     await transport.close()
     with pytest.raises(RuntimeError):
         await transport.publish("t", b"x")
+
+
+async def test_an_outbox_with_a_message_too_large_sends_nothing() -> None:
+    from infinitic.common.messages import CancelWorkflow, DispatchMethod
+    from infinitic.exceptions import MessageTooLargeError
+    from infinitic.transport import Outbox
+
+    async with InMemoryTransport(max_message_bytes=2_000) as transport:
+        out = Outbox()
+        out.add("a", CancelWorkflow(workflow_name="W", workflow_id="id-1"))
+        big = DispatchMethod(
+            workflow_name="W",
+            workflow_id="id-2",
+            method_run_id="r",
+            method_name="grow",
+            method_args=["x" * 3_000],
+        )
+        out.add("b", big)
+        with pytest.raises(MessageTooLargeError) as raised:
+            await out.send(transport)
+        assert transport.published_count == 0
+        assert "DispatchMethod for W.grow (id id-2)" in str(raised.value)
+        assert raised.value.topic == "b"
+        assert raised.value.limit == 2_000
+        unlimited = InMemoryTransport(max_message_bytes=None)
+        async with unlimited:
+            await out.send(unlimited)
+        assert unlimited.published_count == 2

@@ -39,6 +39,27 @@ class MessageDecodeError(InfiniticError, ValueError):
     """A message could not be decoded: garbage bytes, an unknown type or an invalid body."""
 
 
+class MessageTooLargeError(InfiniticError, ValueError):
+    """A message is larger than its transport accepts; refused before anything is sent.
+
+    Attributes:
+        what: the message, described by what it carries (a task, a workflow method...).
+        topic: where it was to be published.
+        size: its encoded size, in bytes.
+        limit: the largest size the transport accepts, in bytes.
+    """
+
+    def __init__(self, what: str, topic: str, size: int, limit: int) -> None:
+        super().__init__(
+            f"{what} is {size:,} bytes once encoded, over the limit of {limit:,} bytes of "
+            f"topic {topic}: pass a reference (a key, a URL) instead of the data"
+        )
+        self.what = what
+        self.topic = topic
+        self.size = size
+        self.limit = limit
+
+
 class CommandOutsideWorkflowError(InfiniticError, RuntimeError):
     """A workflow-only function (a stub call, a timer, ...) was used outside workflow code."""
 

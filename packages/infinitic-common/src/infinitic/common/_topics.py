@@ -21,7 +21,6 @@ class TopicKind(enum.Enum):
     WORKFLOW_DELAY = ("workflow-delay", False)
     WORKFLOW_EVENTS = ("workflow-events", False)
     WORKFLOW_TASK_EXECUTOR = ("workflow-task-executor", True)
-    WORKFLOW_TASK_RETRY = ("workflow-task-retry", False)
     WORKFLOW_TASK_EVENTS = ("workflow-task-events", False)
 
     @property
@@ -39,7 +38,6 @@ class TopicKind(enum.Enum):
         return self in (
             TopicKind.TASK_RETRY,
             TopicKind.WORKFLOW_DELAY,
-            TopicKind.WORKFLOW_TASK_RETRY,
         )
 
 

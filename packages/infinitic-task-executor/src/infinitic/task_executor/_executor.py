@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import functools
 import inspect
 import logging
@@ -48,9 +49,9 @@ from infinitic.common.tag_messages import (
     RemoveTagFromTask,
     SetDelegatedTaskData,
 )
-from infinitic.exceptions import InvalidPayloadError, UnknownMethodError
+from infinitic.exceptions import InvalidPayloadError, MessageTooLargeError, UnknownMethodError
 from infinitic.task_executor._batch import TaskBatcher
-from infinitic.transport import Outbox, Transport
+from infinitic.transport import Outbox, Outgoing, Transport, encode_checked
 
 logger = logging.getLogger("infinitic.task_executor")
 
@@ -306,7 +307,17 @@ class ServiceExecutor:
         )
         route = task_outcome_route(outcome)  # straight to the requester: no relay hop
         if route is not None:
-            out.add(route[0], route[1], key=route[2])
+            item = Outgoing(route[0], route[1], key=route[2])
+            if failure is None:
+                try:  # encoded once, here: a result too large fails its task
+                    item = dataclasses.replace(item, data=encode_checked(self._transport, item))
+                except MessageTooLargeError as e:
+                    what = f"the result of task {m.service_name}.{m.method_name} ({m.task_id})"
+                    too_large = MessageTooLargeError(what, e.topic, e.size, e.limit)
+                    logger.warning("task failed: %s", too_large)
+                    self.outcome(m, out, failure=too_large)
+                    return
+            out.items.append(item)
         for tag in m.tags:
             out.add(
                 self._tag_topic,

@@ -70,7 +70,7 @@ class _Broker(Protocol):
     @property
     def is_pulsar_lite(self) -> bool: ...
 
-    async def _send(
+    async def _republish(
         self,
         topic: str,
         data: bytes,
@@ -296,6 +296,9 @@ class PulsarConsumer(Consumer):
         # postponement starts again at 0, and failures are counted apart (see _failed). Messages
         # merely buffered by a consumer that crashed are redelivered too, so the allowance must
         # cover a few crashes; a message that keeps killing its consumer still ends here.
+        if envelope.problem is not None:
+            await self._dead_letter(envelope, envelope.problem)
+            return
         limit = self._settings.max_redeliveries + self._crash_allowance
         if envelope.broker_redeliveries > limit:
             reason = (
@@ -382,7 +385,7 @@ class PulsarConsumer(Consumer):
     async def _park(self, envelope: Envelope, now_ms: int) -> None:
         """Move a far-future message to the retry topic (republish, then acknowledge)."""
         assert envelope.due_ms is not None
-        await self._broker._send(
+        await self._broker._republish(
             self._retry_topic,
             bytes(envelope.raw.data()),
             key=envelope.key,
@@ -438,7 +441,7 @@ class PulsarConsumer(Consumer):
         wait, then acknowledge it (only once the broker has the copy)."""
         assert self._ladder is not None
         look_ms = now_ms + self._ladder.wait_ms(level)
-        await self._broker._send(
+        await self._broker._republish(
             park_topic(self._topic, self._subscription, level),
             bytes(envelope.raw.data()),
             key=envelope.key,
@@ -553,7 +556,7 @@ class PulsarConsumer(Consumer):
         now_ms = int(self._broker.now() * 1000)
         due_ms = now_ms + int(delay * 1000)
         changes = {ATTEMPTS: str(failures), DELIVER_AT: str(due_ms), PARKED_AT: str(now_ms)}
-        await self._broker._send(
+        await self._broker._republish(
             self._retry_topic,
             bytes(envelope.raw.data()),
             key=envelope.key,
@@ -574,7 +577,7 @@ class PulsarConsumer(Consumer):
         properties[DLQ_ERROR_PROPERTY] = reason[:2000]
         properties[DLQ_ORIGINAL_TOPIC_PROPERTY] = envelope.topic
         properties[DLQ_DELIVERIES_PROPERTY] = str(envelope.redelivery_count + 1)
-        await self._broker._send(
+        await self._broker._republish(
             dead_letter_topic(envelope.topic),
             bytes(envelope.raw.data()),
             key=envelope.key,

@@ -2,7 +2,12 @@
 
 The transport keeps its own bookkeeping in message properties whose names start with
 ``x-infinitic-t-``; handlers never see them. They survive republishing, so a retried or parked
-message keeps its original id, topic, publish time and due time.
+message keeps its original id, publish time and due time.
+
+Anyone allowed to publish on a topic can set them, so they are checked, never trusted: a
+number that is not a non-negative integer in range makes the message impossible to handle
+(:attr:`Envelope.problem`), and it is dead-lettered with that reason. The topic a message is
+handled and dead-lettered as is always the subscription's own, whatever a property says.
 """
 
 from __future__ import annotations
@@ -29,6 +34,19 @@ PARKED_AT = _PREFIX + "parked-at"
 LOOK_AT = _PREFIX + "look-at"
 
 
+#: Epoch milliseconds of 3000-01-01: a later due time is a forged or corrupted property.
+LATEST_MS = 32_503_680_000_000
+#: More failed attempts than any retry policy allows: a forged or corrupted property.
+MOST_ATTEMPTS = 1_000_000
+_BOUNDS = {
+    DELIVER_AT: LATEST_MS,
+    ATTEMPTS: MOST_ATTEMPTS,
+    PARKED_AT: LATEST_MS,
+    LOOK_AT: LATEST_MS,
+    ORIGIN_TIME: LATEST_MS,
+}
+
+
 def to_millis(epoch_seconds: float) -> int:
     """Epoch seconds to epoch milliseconds, rounded up (never deliver early)."""
     return math.ceil(epoch_seconds * 1000)
@@ -41,6 +59,20 @@ def _int(value: str | None, default: int = 0) -> int:
         return int(value)
     except ValueError:
         return default
+
+
+def property_problem(properties: Mapping[str, str]) -> str | None:
+    """Why the transport properties of a received message are impossible, or None."""
+    for name, highest in _BOUNDS.items():
+        value = properties.get(name)
+        if value is None:
+            continue
+        # int() would accept "+5", " 5", "5_000" and digits of other scripts: be strict.
+        if not (value.isascii() and value.isdigit() and len(value) <= 20):
+            return f"impossible transport property {name}={value[:40]!r}: not an integer >= 0"
+        if int(value) > highest:
+            return f"impossible transport property {name}={value}: above {highest}"
+    return None
 
 
 @dataclass(slots=True, eq=False)
@@ -57,6 +89,8 @@ class Envelope:
         broker_redeliveries: the broker's redelivery count (crashes, closes, nacks).
         due_ms: epoch milliseconds before which it must not be handled, or None.
         holds_slot: it still holds a receive slot of its consumer.
+        problem: why its transport properties are impossible (it is then dead-lettered),
+            or None.
     """
 
     raw: Any
@@ -69,23 +103,26 @@ class Envelope:
     due_ms: int | None
     holds_slot: bool = True
     key: str | None = field(default=None)
+    problem: str | None = None
 
     @classmethod
     def wrap(cls, raw: Any, source: Any, *, topic: str, from_retry_topic: bool) -> Envelope:
         """Build the envelope of a ``pulsar.Message`` received for logical ``topic``."""
         properties: dict[str, str] = dict(raw.properties())
+        problem = property_problem(properties)
         due = properties.get(DELIVER_AT)
         key = raw.partition_key() or None
         return cls(
             raw=raw,
             source=source,
             from_retry_topic=from_retry_topic,
-            topic=properties.get(ORIGIN_TOPIC, topic),
+            topic=topic,
             properties=properties,
-            attempts=_int(properties.get(ATTEMPTS)),
+            attempts=0 if problem else _int(properties.get(ATTEMPTS)),
             broker_redeliveries=int(raw.redelivery_count()),
-            due_ms=_int(due) if due is not None else None,
+            due_ms=_int(due) if due is not None and not problem else None,
             key=key,
+            problem=problem,
         )
 
     @property
@@ -113,7 +150,9 @@ class Envelope:
     def origin_time_ms(self) -> int:
         """Publish time of the first publication, epoch milliseconds."""
         origin = self.properties.get(ORIGIN_TIME)
-        return _int(origin) if origin is not None else int(self.raw.publish_timestamp())
+        if origin is not None and not self.problem:
+            return _int(origin)
+        return int(self.raw.publish_timestamp())
 
     def user_properties(self) -> dict[str, str]:
         """The properties without the transport's bookkeeping."""

@@ -8,6 +8,11 @@ without that C++ producer, sends go through ``pulsar.asyncio``.
 ``pulsar.asyncio`` sends fail with ``ProducerQueueIsFull`` when too many are pending, and the
 client's ``block_if_queue_full`` would block the event loop inside C++; an asyncio semaphore
 bounds the sends in flight instead.
+
+A message the transport republishes (a retry, a parked or a dead-lettered copy) must reach its
+topic whatever its size: it may have been published chunked, and a copy gains properties. Those
+go through :meth:`ProducerPool.send_any_size`, which uses a chunking producer (batching off)
+for a copy too big for the topic's usual producer.
 """
 
 from __future__ import annotations
@@ -35,6 +40,15 @@ except ImportError:  # pragma: no cover - every pulsar-client release so far shi
     _pulsar = None
 
 logger = logging.getLogger("infinitic.transport_pulsar")
+
+#: A republished copy larger than this (payload and properties) goes through a chunking
+#: producer: the broker's limit is 5 MiB by default, and a message's metadata counts too.
+CHUNK_ABOVE_BYTES = 5 * 1024 * 1024 - 16 * 1024
+
+
+class MessageTooBigError(PulsarTransportError):
+    """The client refused a message over the broker's size limit."""
+
 
 _COMPRESSION = {
     "NONE": pulsar.CompressionType.NONE,
@@ -68,6 +82,7 @@ class ProducerPool:
         self._prepare = prepare_topic
         self._producers: dict[str, pa.Producer] = {}
         self._natives: dict[str, Any] = {}
+        self._chunking: dict[str, pa.Producer] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._in_flight = asyncio.Semaphore(settings.max_pending_messages)
         # Producer names must be unique per topic across the cluster.
@@ -75,21 +90,23 @@ class ProducerPool:
         self._counter = itertools.count()
         self._closed = False
 
-    async def _producer(self, topic: str) -> pa.Producer:
-        producer = self._producers.get(topic)
+    async def _producer(self, topic: str, *, chunking: bool = False) -> pa.Producer:
+        producers = self._chunking if chunking else self._producers
+        producer = producers.get(topic)
         if producer is not None:
             return producer
         lock = self._locks.setdefault(topic, asyncio.Lock())
         async with lock:
-            producer = self._producers.get(topic)
+            producer = producers.get(topic)
             if producer is not None:
                 return producer
             if self._closed:
                 raise PulsarTransportError(f"cannot publish to {topic}: the transport is closed")
-            if self._prepare is not None:
+            if self._prepare is not None and topic not in self._producers:
                 await self._prepare(topic)
             s = self._settings
-            batching = s.batching_enabled and not s.chunking_enabled
+            chunking = chunking or s.chunking_enabled
+            batching = s.batching_enabled and not chunking
             try:
                 producer = await self._client.create_producer(
                     topic,
@@ -102,12 +119,13 @@ class ProducerPool:
                     batching_max_publish_delay_ms=s.batching_max_publish_delay_ms,
                     # A batch never mixes keys, so Key_Shared keeps per-key routing.
                     batching_type=pulsar.BatchingType.KeyBased,
-                    chunking_enabled=s.chunking_enabled,
+                    chunking_enabled=chunking,
                 )
             except pa.PulsarException as e:
                 raise PulsarTransportError(f"cannot create a producer on {topic}: {e}") from e
-            self._producers[topic] = producer
-            self._natives[topic] = _native_producer(producer)
+            producers[topic] = producer
+            if producers is self._producers:
+                self._natives[topic] = _native_producer(producer)
             return producer
 
     async def send(
@@ -141,10 +159,39 @@ class ProducerPool:
         if event_timestamp_ms is not None:
             kwargs["event_timestamp"] = event_timestamp_ms
         async with self._in_flight:
+            await _send_with(producer, topic, data, kwargs)
+
+    async def send_any_size(
+        self,
+        topic: str,
+        data: bytes,
+        *,
+        key: str | None,
+        properties: Mapping[str, str],
+        deliver_at_ms: int | None = None,
+    ) -> None:
+        """Send a copy of a received message, chunked when it is too big to go whole.
+
+        Raises:
+            PulsarTransportError: the broker refused or the send timed out.
+        """
+        size = len(data) + sum(len(k) + len(v) for k, v in properties.items())
+        if size <= CHUNK_ABOVE_BYTES or self._settings.chunking_enabled:
             try:
-                await producer.send(data, **kwargs)
-            except pa.PulsarException as e:
-                raise PulsarTransportError(f"cannot publish to {topic}: {e}") from e
+                await self.send(
+                    topic, data, key=key, properties=properties, deliver_at_ms=deliver_at_ms
+                )
+                return
+            except MessageTooBigError:
+                pass  # the broker's limit is lower than ours: chunk it
+        producer = await self._producer(topic, chunking=True)
+        kwargs: dict[str, Any] = {"properties": dict(properties)}
+        if key is not None:
+            kwargs["partition_key"] = key
+        if deliver_at_ms is not None:
+            kwargs["deliver_at"] = deliver_at_ms
+        async with self._in_flight:
+            await _send_with(producer, topic, data, kwargs)
 
     async def _send_native(
         self,
@@ -178,8 +225,8 @@ class ProducerPool:
     async def close(self) -> None:
         """Flush and close every producer; idempotent, never raises."""
         self._closed = True
-        producers, self._producers = list(self._producers.values()), {}
-        self._natives = {}
+        producers = [*self._producers.values(), *self._chunking.values()]
+        self._producers, self._chunking, self._natives = {}, {}, {}
         for producer in producers:
             try:
                 await producer.flush()
@@ -195,10 +242,24 @@ def _native_producer(producer: pa.Producer) -> Any:
     return native if usable else None
 
 
+async def _send_with(
+    producer: pa.Producer, topic: str, data: bytes, kwargs: dict[str, Any]
+) -> None:
+    try:
+        await producer.send(data, **kwargs)
+    except pa.PulsarException as e:
+        raise _publish_error(topic, e.error()) from e
+
+
+def _publish_error(topic: str, result: pulsar.Result) -> PulsarTransportError:
+    text = f"cannot publish to {topic}: {pa.PulsarException(result)}"
+    if result == pulsar.Result.MessageTooBig:
+        return MessageTooBigError(text)
+    return PulsarTransportError(text)
+
+
 def _receipt(
     receipt: asyncio.Future[None], topic: str, result: pulsar.Result, _message_id: Any
 ) -> None:
-    error = None
-    if result != pulsar.Result.Ok:
-        error = PulsarTransportError(f"cannot publish to {topic}: {pa.PulsarException(result)}")
+    error = None if result == pulsar.Result.Ok else _publish_error(topic, result)
     settle(receipt, error)

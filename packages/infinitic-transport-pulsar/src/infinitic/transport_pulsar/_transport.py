@@ -14,6 +14,7 @@ import pulsar
 import pulsar.asyncio as pa
 
 from infinitic.transport import (
+    DEFAULT_MAX_MESSAGE_BYTES,
     Consumer,
     ConsumerSettings,
     MessageHandler,
@@ -64,6 +65,10 @@ class PulsarTransport(Transport):
         clock: Callable[[], float] | None = None,
     ) -> None:
         self.settings = settings or PulsarSettings()
+        # Chunking producers split what the broker would refuse whole.
+        self.max_message_bytes = (
+            None if self.settings.producer.chunking_enabled else DEFAULT_MAX_MESSAGE_BYTES
+        )
         self._clock = clock or time.time
         self._namer = TopicNamer(self.settings.tenant, self.settings.namespace)
         self._admin = PulsarAdmin(self.settings) if self.settings.web_service_url else None
@@ -186,6 +191,28 @@ class PulsarTransport(Transport):
             await self.start()
         assert self._producers is not None
         await self._producers.send(
+            self._namer.physical(topic),
+            data,
+            key=key,
+            properties=properties,
+            deliver_at_ms=deliver_at_ms,
+        )
+
+    async def _republish(
+        self,
+        topic: str,
+        data: bytes,
+        *,
+        key: str | None,
+        properties: dict[str, str],
+        deliver_at_ms: int | None = None,
+    ) -> None:
+        """Send a copy of a received message (retried, parked or dead-lettered): chunked if it
+        no longer fits whole."""
+        if not self._started:
+            await self.start()
+        assert self._producers is not None
+        await self._producers.send_any_size(
             self._namer.physical(topic),
             data,
             key=key,

@@ -14,6 +14,7 @@ from infinitic.transport._config import (
 from infinitic.transport._in_memory import DeadLetter, InMemoryTransport
 from infinitic.transport._interfaces import (
     DEAD_LETTER_SUFFIX,
+    DEFAULT_MAX_MESSAGE_BYTES,
     DLQ_DELIVERIES_PROPERTY,
     DLQ_ERROR_PROPERTY,
     DLQ_ORIGINAL_TOPIC_PROPERTY,
@@ -27,13 +28,14 @@ from infinitic.transport._interfaces import (
     TransportMessage,
     dead_letter_topic,
 )
-from infinitic.transport._outbox import Outbox, Outgoing, send
+from infinitic.transport._outbox import Outbox, Outgoing, describe, encode_checked, send
 from infinitic.transport._wait_line import WaitLine
 
 __version__: str = importlib.metadata.version("infinitic-transport")
 
 __all__ = [
     "DEAD_LETTER_SUFFIX",
+    "DEFAULT_MAX_MESSAGE_BYTES",
     "DLQ_DELIVERIES_PROPERTY",
     "DLQ_ERROR_PROPERTY",
     "DLQ_ORIGINAL_TOPIC_PROPERTY",
@@ -56,6 +58,8 @@ __all__ = [
     "WaitLine",
     "apply_env_overrides",
     "dead_letter_topic",
+    "describe",
+    "encode_checked",
     "normalize_key",
     "send",
     "transport_from_config",

@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from infinitic.exceptions import ConfigurationError
 from infinitic.transport._clock import ManualClock
 from infinitic.transport._interfaces import (
+    DEFAULT_MAX_MESSAGE_BYTES,
     DLQ_DELIVERIES_PROPERTY,
     DLQ_ERROR_PROPERTY,
     DLQ_ORIGINAL_TOPIC_PROPERTY,
@@ -217,11 +218,20 @@ class InMemoryTransport(Transport):
 
     Args:
         clock: returns the current epoch seconds; the reference for ``deliver_at``.
+        max_message_bytes: the largest message :func:`~infinitic.transport.send` publishes
+            (the default is the Pulsar transport's, so that a test in memory refuses what
+            Pulsar would); None for no limit.
 
     Dead-lettered messages are kept and returned by :meth:`dead_letters`.
     """
 
-    def __init__(self, *, clock: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] | None = None,
+        max_message_bytes: int | None = DEFAULT_MAX_MESSAGE_BYTES,
+    ) -> None:
+        self.max_message_bytes = max_message_bytes
         self._clock = clock or time.time
         self._manual = isinstance(clock, ManualClock)
         self._held: list[tuple[float, int, TransportMessage]] = []  # (due, order, message)

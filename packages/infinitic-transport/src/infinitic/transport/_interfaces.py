@@ -24,6 +24,10 @@ DLQ_ERROR_PROPERTY = "x-infinitic-error"
 DLQ_ORIGINAL_TOPIC_PROPERTY = "x-infinitic-original-topic"
 DLQ_DELIVERIES_PROPERTY = "x-infinitic-deliveries"
 
+#: The largest encoded message a transport accepts by default: Apache Pulsar's default
+#: ``maxMessageSize`` (5 MiB) less room for the properties a retried or dead-lettered copy gains.
+DEFAULT_MAX_MESSAGE_BYTES = 5 * 1024 * 1024 - 64 * 1024
+
 
 def dead_letter_topic(topic: str) -> str:
     """Return the name of the dead-letter twin of ``topic``."""
@@ -121,7 +125,14 @@ class Transport(ABC):
     """Publishes and consumes messages on named topics.
 
     Long-lived: ``start()`` (or ``async with``) before use, ``close()`` after; both idempotent.
+
+    Attributes:
+        max_message_bytes: the largest payload :func:`~infinitic.transport.send` publishes
+            (larger ones raise :class:`~infinitic.exceptions.MessageTooLargeError` before
+            anything is sent); None for no limit.
     """
+
+    max_message_bytes: int | None = DEFAULT_MAX_MESSAGE_BYTES
 
     async def start(self) -> None:
         """Connect to the broker; idempotent."""
