@@ -43,7 +43,7 @@ def infinitic(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[st
 class WorkerProcess:
     """``infinitic worker -c <config>`` in a child process, its log in a file."""
 
-    def __init__(self, config: Path, log: Path) -> None:
+    def __init__(self, config: Path, log: Path, env: dict[str, str] | None = None) -> None:
         self.log = log
         self._file = open(log, "w")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
@@ -51,6 +51,7 @@ class WorkerProcess:
             stdout=self._file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            env={**os.environ, **(env or {})},
         )
 
     def text(self) -> str:

@@ -226,9 +226,9 @@ def test_readme_configuration_examples_are_valid() -> None:
     import yaml
 
     blocks = _readme_yaml_blocks()
-    assert len(blocks) == 3
+    assert len(blocks) == 4
     documents = [doc for block in blocks for doc in yaml.safe_load_all(block)]
-    assert len(documents) == 5
+    assert len(documents) == 6
     for document in documents:
         worker = InfiniticWorker.from_config(document, environ={})  # builds, connects nothing
         assert worker.transport is not None

@@ -12,7 +12,12 @@ from typing import Any
 import yaml
 
 from infinitic.exceptions import ConfigurationError
-from infinitic.transport import Transport, apply_env_overrides, transport_from_config
+from infinitic.transport import (
+    Transport,
+    apply_env_overrides,
+    normalize_key,
+    transport_from_config,
+)
 
 
 def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -53,6 +58,12 @@ def client_settings(config: Mapping[str, Any]) -> tuple[Transport, str | None, f
     """
     data = apply_env_overrides(config)
     section = next((v for k, v in data.items() if str(k).lower() == "transport"), None)
+    if isinstance(section, Mapping):  # a worker's setting, beside the transport's name
+        section = {
+            k: v
+            for k, v in section.items()
+            if normalize_key(str(k)) != "shutdowngraceperiodseconds"
+        }
     transport = transport_from_config(section, role="client")
     client = next((v for k, v in data.items() if str(k).lower() == "client"), None) or {}
     if not isinstance(client, Mapping):

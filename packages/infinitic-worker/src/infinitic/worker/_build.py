@@ -182,7 +182,7 @@ def build_worker(worker_cls: type[InfiniticWorker], config: InfiniticConfig) -> 
     Raises:
         ConfigurationError: a section is invalid (naming the key).
     """
-    transport: Transport = transport_from_config(config.transport, role="worker")
+    transport: Transport = transport_from_config(config.transport_section, role="worker")
     storage = build_storage(config.storage)
     worker = worker_cls(
         transport=transport,
@@ -192,6 +192,7 @@ def build_worker(worker_cls: type[InfiniticWorker], config: InfiniticConfig) -> 
         check_mode=config.check_mode,
         max_redeliveries=config.max_redeliveries,
         redelivery_delay=config.redelivery_delay_seconds,
+        shutdown_grace_period=config.shutdown_grace_period,
     )
     worker._own(transport.close, storage.close)
     for i, service in enumerate(config.services):

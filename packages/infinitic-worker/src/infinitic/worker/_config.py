@@ -236,6 +236,29 @@ class WorkflowConfig(_Section):
         return _canonical_keys(cls, _merge_executor(data))
 
 
+DEFAULT_SHUTDOWN_GRACE_PERIOD = 30.0
+_GRACE_KEY = "shutdowngraceperiodseconds"
+
+
+def grace_period_of(transport: Mapping[str, Any]) -> float | None:
+    """``transport.shutdownGracePeriodSeconds`` (any spelling), None when absent.
+
+    Raises:
+        ValueError: it is not a number >= 0.
+    """
+    for key, value in transport.items():
+        if normalize_key(str(key)) == _GRACE_KEY and value is not None:
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ValueError(f"transport.{key} must be a number of seconds >= 0, got {value!r}")
+            return float(value)
+    return None
+
+
+def transport_only(transport: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``transport:`` section without ``shutdownGracePeriodSeconds``."""
+    return {k: v for k, v in transport.items() if normalize_key(str(k)) != _GRACE_KEY}
+
+
 class InfiniticConfig(BaseSettings):
     """A whole configuration file (see the module documentation for an example).
 
@@ -252,6 +275,8 @@ class InfiniticConfig(BaseSettings):
         check_mode: default replay check mode.
         max_redeliveries: failed deliveries of a message before it is dead-lettered.
         redelivery_delay_seconds: pause before a failed message is delivered again.
+        shutdown_grace_period_in_seconds: Infinitic's older key for
+            ``transport.shutdownGracePeriodSeconds`` (see :attr:`shutdown_grace_period`).
     """
 
     model_config = SettingsConfigDict(
@@ -268,6 +293,27 @@ class InfiniticConfig(BaseSettings):
     check_mode: Literal["none", "simple", "strict"] = "simple"
     max_redeliveries: int = Field(default=3, ge=0)
     redelivery_delay_seconds: float = Field(default=1.0, ge=0)
+    shutdown_grace_period_in_seconds: float | None = Field(default=None, ge=0)
+
+    @property
+    def shutdown_grace_period(self) -> float:
+        """Seconds a stopping worker waits for in-flight messages: Infinitic 0.18's
+        ``transport.shutdownGracePeriodSeconds``, else the older top-level
+        ``shutdownGracePeriodInSeconds``, else 30."""
+        value = grace_period_of(self.transport)
+        if value is None:
+            value = self.shutdown_grace_period_in_seconds
+        return DEFAULT_SHUTDOWN_GRACE_PERIOD if value is None else value
+
+    @property
+    def transport_section(self) -> dict[str, Any]:
+        """``transport:`` without the keys that are not a transport's name."""
+        return transport_only(self.transport)
+
+    @model_validator(mode="after")
+    def _grace_period(self) -> InfiniticConfig:
+        grace_period_of(self.transport)  # raises on a bad value
+        return self
 
     @model_validator(mode="before")
     @classmethod

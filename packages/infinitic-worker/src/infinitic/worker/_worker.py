@@ -52,6 +52,8 @@ from infinitic.workflows import Workflow
 logger = logging.getLogger("infinitic.worker")
 
 SUBSCRIPTION = "infinitic"
+_PROGRESS_EVERY = 5.0  # seconds between two logs of what a stopping worker waits for
+_ABANDON_WAIT = 5.0  # seconds for consumers to close once their handlers are canceled
 
 
 @dataclass
@@ -82,13 +84,6 @@ def _check_concurrency(**values: int | None) -> None:
             raise ConfigurationError(f"{name} must be an integer >= 1, got {value!r}")
 
 
-def _handler(fn: Callable[[Any], Awaitable[None]]) -> Callable[[TransportMessage], Awaitable[None]]:
-    async def handle(message: TransportMessage) -> None:
-        await fn(decode_message(message.data))
-
-    return handle
-
-
 class InfiniticWorker:
     """Runs services and workflows: consumes their topics and drives their engines.
 
@@ -107,9 +102,13 @@ class InfiniticWorker:
             with this worker's executor of that workflow, in the cycle that dispatches them, so
             a task and its outcome never cross the broker and the state is stored once for both
             (False: every workflow task goes through the ``workflow-task-executor`` topic).
+        shutdown_grace_period: seconds :meth:`close` waits for in-flight messages once it
+            stopped receiving; what still runs then is abandoned (unacknowledged, so the broker
+            delivers it again: nothing is lost).
 
     ``await worker.start()`` returns once consuming; ``worker.run()`` blocks until SIGINT or
-    SIGTERM; ``async with worker`` starts and closes it. Closing finishes in-flight messages.
+    SIGTERM (a second signal abandons in-flight work at once); ``async with worker`` starts and
+    closes it.
     """
 
     def __init__(
@@ -124,6 +123,7 @@ class InfiniticWorker:
         redelivery_delay: float = 1.0,
         history_chunk_steps: int = 64,
         inline_workflow_tasks: bool = True,
+        shutdown_grace_period: float = 30.0,
     ) -> None:
         self.transport = transport
         self.storage = storage
@@ -141,6 +141,19 @@ class InfiniticWorker:
                 f"history_chunk_steps must be an integer >= 0, got {history_chunk_steps!r}"
             )
         self._history_chunk_steps = history_chunk_steps
+        if (
+            isinstance(shutdown_grace_period, bool)
+            or not isinstance(shutdown_grace_period, int | float)
+            or shutdown_grace_period < 0
+        ):
+            raise ConfigurationError(
+                f"shutdown_grace_period must be a number of seconds >= 0, got "
+                f"{shutdown_grace_period!r}"
+            )
+        self.shutdown_grace_period = float(shutdown_grace_period)
+        self._in_flight: dict[str, int] = {}
+        self._handler_tasks: set[asyncio.Task[Any]] = set()
+        self._abandon = asyncio.Event()
         self._inline_workflow_tasks = bool(inline_workflow_tasks)
         self._services: dict[str, _ServiceRegistration] = {}
         self._workflows: dict[str, _WorkflowRegistration] = {}
@@ -348,13 +361,37 @@ class InfiniticWorker:
         concurrency: int,
     ) -> None:
         type_ = SubscriptionType.KEY_SHARED if kind.keyed else SubscriptionType.SHARED
+        name = topic(kind, entity)
         consumer = await self.transport.subscribe(
-            topic(kind, entity),
+            name,
             SUBSCRIPTION,
-            _handler(handle),
+            self._tracked(name, handle),
             self._settings(type_, concurrency),
         )
         self._consumers.append(consumer)
+
+    def _tracked(
+        self, component: str, fn: Callable[[Any], Awaitable[None]]
+    ) -> Callable[[TransportMessage], Awaitable[None]]:
+        """The handler of a subscription, counted while it runs (see :meth:`in_flight`)."""
+
+        async def handle(message: TransportMessage) -> None:
+            task = asyncio.current_task()
+            self._in_flight[component] = self._in_flight.get(component, 0) + 1
+            if task is not None:
+                self._handler_tasks.add(task)
+            try:
+                await fn(decode_message(message.data))
+            finally:
+                self._in_flight[component] -= 1
+                if task is not None:
+                    self._handler_tasks.discard(task)
+
+        return handle
+
+    def in_flight(self) -> dict[str, int]:
+        """Messages being handled now, by component (topic), those with none left out."""
+        return {k: v for k, v in sorted(self._in_flight.items()) if v}
 
     async def start(self) -> None:
         """Start consuming every topic of the registered entities; idempotent."""
@@ -480,7 +517,10 @@ class InfiniticWorker:
         await asyncio.gather(*(c.close() for c in consumers), return_exceptions=True)
 
     async def close(self) -> None:
-        """Stop consuming, finish in-flight messages, close the worker's client; idempotent.
+        """Stop receiving, let in-flight messages finish for up to
+        :attr:`shutdown_grace_period` seconds (logging what runs), abandon what still runs
+        (it is delivered again), then close the worker's client and what the worker owns;
+        idempotent.
 
         The injected transport and storage are not closed: they belong to the caller.
         """
@@ -489,15 +529,73 @@ class InfiniticWorker:
         self._closed = True
         if self._client is not None:
             await self._client.close()
-        await self._close_consumers()
-        for executor in self._executors:
-            await executor.close()
+        drained = await self._drain(self.shutdown_grace_period)
+        if drained:
+            for executor in self._executors:
+                await executor.close()
         for close in self._owned:  # what from_config built: transport, then storage
             try:
                 await close()
             except Exception as e:
                 logger.warning("worker %s: error while closing: %s", self.name, e)
         logger.info("worker %s closed", self.name)
+
+    def abandon(self) -> None:
+        """Make a running :meth:`close` stop waiting for in-flight messages now (a second
+        SIGINT or SIGTERM calls this); they are delivered again."""
+        self._abandon.set()
+
+    def _describe_in_flight(self) -> str:
+        counts = self.in_flight()
+        return ", ".join(f"{k}: {v}" for k, v in counts.items()) or "none"
+
+    async def _drain(self, grace_period: float) -> bool:
+        """Close the consumers, waiting for their handlers up to ``grace_period`` seconds;
+        True when every handler finished."""
+        consumers, self._consumers = self._consumers, []
+        if not consumers:
+            return True
+        loop = asyncio.get_running_loop()
+        closing = asyncio.ensure_future(
+            asyncio.gather(*(c.close() for c in consumers), return_exceptions=True)
+        )
+        abandon = asyncio.ensure_future(self._abandon.wait())
+        waiters: set[asyncio.Future[Any]] = {closing, abandon}
+        deadline = loop.time() + grace_period
+        try:
+            while not closing.done():
+                left = deadline - loop.time()
+                if left <= 0 or self._abandon.is_set():
+                    break
+                if self.in_flight():
+                    logger.info(
+                        "worker %s stopping: %d in-flight (%s); waiting %.0f s more",
+                        self.name,
+                        sum(self.in_flight().values()),
+                        self._describe_in_flight(),
+                        left,
+                    )
+                await asyncio.wait(
+                    waiters, timeout=min(_PROGRESS_EVERY, left), return_when=asyncio.FIRST_COMPLETED
+                )
+            if closing.done():
+                return True
+            logger.warning(
+                "worker %s: abandoning %d in-flight (%s) %s; the broker delivers them again",
+                self.name,
+                sum(self.in_flight().values()),
+                self._describe_in_flight(),
+                "now" if self._abandon.is_set() else f"after {grace_period:g} s",
+            )
+            for task in list(self._handler_tasks):
+                task.cancel()
+            done, _ = await asyncio.wait({closing}, timeout=_ABANDON_WAIT)
+            if not done:
+                logger.warning("worker %s: consumers not closed in time", self.name)
+                closing.cancel()
+            return False
+        finally:
+            abandon.cancel()
 
     shutdown = close
 
@@ -511,19 +609,43 @@ class InfiniticWorker:
         await self.close()
 
     async def serve(self) -> None:
-        """Start, then run until SIGINT or SIGTERM (or cancellation), then close."""
+        """Start, then run until SIGINT or SIGTERM (or cancellation), then close (see
+        :meth:`close`); a second signal abandons in-flight messages at once."""
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        received: list[signal.Signals] = []
+
+        def on_signal(sig: signal.Signals) -> None:
+            received.append(sig)
+            if len(received) == 1:
+                logger.info(
+                    "worker %s: %s received: stopping (in-flight messages get %g s; a second "
+                    "signal stops at once)",
+                    self.name,
+                    sig.name,
+                    self.shutdown_grace_period,
+                )
+                stop.set()
+            else:
+                logger.warning("worker %s: %s received again: stopping now", self.name, sig.name)
+                self.abandon()
+
+        handled: list[signal.Signals] = []
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
-                loop.add_signal_handler(sig, stop.set)
+                loop.add_signal_handler(sig, on_signal, sig)
+                handled.append(sig)
             except (NotImplementedError, RuntimeError):  # not the main thread
                 pass
         try:
             await self.start()
             await stop.wait()
         finally:
-            await self.close()
+            try:
+                await self.close()
+            finally:
+                for sig in handled:
+                    loop.remove_signal_handler(sig)
 
     def run(self) -> None:
         """Block running the worker until SIGINT or SIGTERM (for scripts and the CLI)."""
