@@ -7,7 +7,7 @@ import asyncio
 from collections import Counter
 from typing import Protocol
 
-from infinitic.services import ExponentialBackoff, retry, task_context
+from infinitic.services import ExponentialBackoff, batch, retry, task_context
 from infinitic.workflows import Workflow, new_service
 
 
@@ -101,3 +101,26 @@ class ChangingWorkflow(Workflow):
         else:  # the redeployed code calls something else at the same position
             y = await self.fast.other()
         return x + y
+
+
+class Journal(Protocol):
+    async def note(self, line: str) -> None: ...
+
+
+class JournalImpl:
+    """Writes notes by batches; the method has no result, so the batch returns nothing."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    @batch(max_messages=3, max_seconds=0.1)
+    async def note(self, tasks: dict[str, str]) -> None:
+        self.lines.extend(tasks.values())
+
+
+class JournalWorkflow(Workflow):
+    journal = new_service(Journal)
+
+    async def write(self, lines: list[str]) -> int:
+        await asyncio.gather(*(self.journal.note(line) for line in lines))
+        return len(lines)

@@ -10,6 +10,7 @@ import pytest
 
 from infinitic.client import InfiniticClient
 from infinitic.exceptions import (
+    MessageTooLargeError,
     RemoteError,
     TaskFailedError,
     WorkflowChangedError,
@@ -31,6 +32,9 @@ from .scenarios import (
     ChangingWorkflow,
     Fast,
     FastImpl,
+    Journal,
+    JournalImpl,
+    JournalWorkflow,
     Slow,
     SlowImpl,
     Steps,
@@ -138,3 +142,18 @@ async def test_workflow_changed_error(stack: Stack) -> None:
     assert isinstance(task_failure, WorkflowTaskFailedError)
     assert isinstance(task_failure.cause, WorkflowChangedError)
     assert "the history holds task Slow.two but the code did task Fast.other" in str(info.value)
+
+
+async def test_a_batch_for_a_method_without_result_and_a_call_too_large(stack: Stack) -> None:
+    journal = JournalImpl()
+    worker = stack.worker()
+    worker.add_service(journal, interface=Journal, concurrency=1)
+    worker.add_workflow(JournalWorkflow, concurrency=4)
+    async with worker, InfiniticClient(transport=stack.transport) as client:
+        assert await client.new_workflow(JournalWorkflow).write(["a", "b", "c", "d"]) == 4
+        assert sorted(journal.lines) == ["a", "b", "c", "d"]
+        limit = stack.transport.max_message_bytes
+        assert limit is not None
+        with pytest.raises(MessageTooLargeError) as raised:
+            await client.new_workflow(JournalWorkflow).write(["x" * limit])
+        assert "JournalWorkflow.write" in str(raised.value)

@@ -119,6 +119,8 @@ class Maths(Protocol):
 
     async def square(self, x: int) -> int: ...
 
+    async def note(self, x: int) -> None: ...
+
 
 @retry(ExponentialBackoff(minimum_seconds=0.01, maximum_seconds=0.02, maximum_retries=2))
 class MathsImpl:
@@ -129,6 +131,7 @@ class MathsImpl:
         self.batches: list[dict[str, Any]] = []
         self.forgotten: Counter[int] = Counter()
         self.forget_always = False
+        self.noted: list[int] = []
 
     @batch(max_messages=5, max_seconds=0.2)
     async def double(self, tasks: dict[str, int]) -> dict[str, int]:
@@ -139,6 +142,10 @@ class MathsImpl:
     def add(self, tasks: dict[str, tuple[int, int]]) -> dict[str, int]:  # sync: in a thread
         self.batches.append(dict(tasks))
         return {task_id: a + b for task_id, (a, b) in tasks.items()}
+
+    @batch(max_messages=3, max_seconds=0.1)
+    async def note(self, tasks: dict[str, int]) -> None:  # no result: may return nothing
+        self.noted.extend(tasks.values())
 
     @batch(max_messages=4, max_seconds=0.1)
     async def square(self, tasks: dict[str, int]) -> dict[str, int]:
@@ -168,6 +175,10 @@ class MathsWorkflow(Workflow):
             (self.maths_a if x < 100 else self.maths_b).double(x) for x in xs
         ]
         return list(await asyncio.gather(*deferreds))
+
+    async def notes(self, xs: list[int]) -> int:
+        await asyncio.gather(*(self.maths.note(x) for x in xs))
+        return len(xs)
 
     async def squares(self, xs: list[int]) -> list[str]:
         deferreds: list[Deferred[int]] = [self.maths.square(x) for x in xs]

@@ -80,3 +80,11 @@ async def test_a_missing_result_fails_only_the_tasks_concerned(
         assert "BatchResultMissingError" in failed
         assert "returned no result for task" in failed
     assert maths.forgotten == {1: 3, 3: 3}  # first attempt and two retries, each
+
+
+async def test_a_batch_for_a_method_without_result_may_return_nothing(
+    client: InfiniticClient, maths: MathsImpl
+) -> None:
+    xs = [1, 2, 3, 4, 5]
+    assert await client.new_workflow(MathsWorkflow).notes(xs) == 5
+    assert sorted(maths.noted) == xs

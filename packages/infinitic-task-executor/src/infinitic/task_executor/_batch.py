@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from infinitic.common import BatchSettings
+from infinitic.common import BatchSettings, MethodSignature
 from infinitic.common.messages import ExecuteTask
 from infinitic.common.tag_messages import BATCH_KEY
 from infinitic.exceptions import InfiniticError, InvalidPayloadError
@@ -122,10 +122,13 @@ class TaskBatcher:
         logger.debug("batch of %d %s.%s tasks", len(tasks), ex.service_name, method)
         try:
             results = await ex.invoke(method, fn, [arguments], None, f"batch of {len(tasks)}")
+            if results is None and returns_nothing(sig):
+                results = dict.fromkeys(tasks)  # a method without a result: nothing to return
             if not isinstance(results, Mapping):
                 raise InvalidPayloadError(
                     f"batch method {ex.service_name}.{method} must return a dict of results by "
-                    f"task id, got {type(results).__name__}"
+                    f"task id (or None when the method returns nothing), got "
+                    f"{type(results).__name__}"
                 )
         except Exception as e:
             for m in tasks.values():
@@ -165,3 +168,8 @@ class TaskBatcher:
             self._flush(key)
         if self._running:
             await asyncio.gather(*self._running, return_exceptions=True)
+
+
+def returns_nothing(sig: MethodSignature) -> bool:
+    """True when the method is declared to return None (``-> None``)."""
+    return sig.signature.return_annotation in (None, type(None), "None")
