@@ -16,7 +16,9 @@ entry points (``pulsar`` and ``pulsarLite``).
 
 ``pulsarLite: {port: 6650, dataDir: ./pulsar-data, namespace: dev}`` is the same as the second
 form. A worker starts the embedded pulsar-lite broker and stops it when it closes; a client only
-connects to it, so clients need its ``port``.
+connects to it, so clients need its ``port``. A second worker on the same ``dataDir`` while the
+first runs joins the first's broker (and launches it again if the first exits) instead of
+starting its own (see :class:`EmbeddedPulsarLite`).
 """
 
 from __future__ import annotations
@@ -54,7 +56,8 @@ class EmbeddedBrokerOptions(BaseModel):
 
 
 class EmbeddedBrokerTransport(PulsarTransport):
-    """A Pulsar transport that starts its own pulsar-lite broker and stops it on close."""
+    """A Pulsar transport that starts its own pulsar-lite broker and stops it on close (or
+    joins the broker another live process owns on the same data directory, and leaves it)."""
 
     def __init__(self, settings: PulsarSettings, broker: EmbeddedPulsarLite) -> None:
         super().__init__(settings)
@@ -62,7 +65,7 @@ class EmbeddedBrokerTransport(PulsarTransport):
 
     async def start(self) -> None:
         """Start the broker (if needed), then connect; idempotent."""
-        if self.broker.pid is None and not self._closed:
+        if not self.broker.started and not self._closed:
             await self.broker.start()
             self.settings = self.settings.model_copy(
                 update={"broker_service_url": self.broker.service_url}
@@ -70,7 +73,8 @@ class EmbeddedBrokerTransport(PulsarTransport):
         await super().start()
 
     async def close(self) -> None:
-        """Close the transport, then stop the broker; idempotent."""
+        """Close the transport, then stop the broker (unless another process owns it);
+        idempotent."""
         try:
             await super().close()
         finally:

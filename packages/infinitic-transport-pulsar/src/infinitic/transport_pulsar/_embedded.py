@@ -19,14 +19,21 @@ broker restarts: those messages are stuck, not lost. The broker logs such resets
 restarts itself on the same port and data a moment after one, so everything is delivered again
 (clients reconnect on their own). Set ``heal_connection_resets=False`` to turn this off.
 
-A broker whose owner was SIGKILLed keeps running (it has its own process group); the next start
-on the same data directory stops it (its pid is kept in ``<data_dir>/broker.pid``) and takes over.
+Ownership: the process that launches the broker holds an exclusive lock on
+``<data_dir>/owner.lock`` while it runs (the system releases it when the process ends, even when
+killed). A second process started on the same data directory finds the lock taken: it never
+stops that broker, but joins it as a client (its port is read from ``<data_dir>/owner``); when
+the owner exits, one of the processes that joined takes the lock and launches the broker again
+on the same port and data (clients reconnect on their own), logging it. A broker whose owner was
+SIGKILLed keeps running (it has its own process group); whoever takes the lock next stops it
+(its pid is kept in ``<data_dir>/broker.pid``) and launches its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import shutil
@@ -40,6 +47,12 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
+
+from infinitic.transport_pulsar._settings import (
+    EMBEDDED_UMASK,
+    private_data_dir,
+    write_private_file,
+)
 
 logger = logging.getLogger("infinitic.transport_pulsar")
 
@@ -67,6 +80,27 @@ def _free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def _try_lock(path: Path) -> int | None:
+    """An open descriptor holding an exclusive lock on ``path``, or None when another open
+    file (another process) holds it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _read_owner(data_dir: Path) -> tuple[int, int] | None:
+    """The (pid, port) the owner of ``data_dir`` recorded, None when not (yet) recorded."""
+    try:
+        pid, port = (int(v) for v in (data_dir / "owner").read_text().split())
+    except (OSError, ValueError):
+        return None
+    return pid, port
 
 
 def _running(pid: int) -> bool:
@@ -97,6 +131,10 @@ class EmbeddedPulsarLite:
 
     Use ``async with EmbeddedPulsarLite() as broker:`` (or ``with`` in synchronous code, or
     ``await start()`` / ``await stop()``), then connect to :attr:`service_url`.
+
+    When another live process owns the broker of ``data_dir``, :meth:`start` joins it
+    (:attr:`owned` is False) and :meth:`stop` leaves it running; if that process exits, this
+    object launches the broker again (:attr:`takeovers` counts it).
     """
 
     def __init__(
@@ -122,15 +160,30 @@ class EmbeddedPulsarLite:
         self._log: IO[bytes] | None = None
         self._lock = threading.RLock()
         self._watcher: _ResetWatcher | None = None
+        self._owner_watcher: _OwnerWatcher | None = None
+        self._lock_fd: int | None = None  # held while this process owns the broker
+        self._started = False
+        self.owner_pid: int | None = None  # the process owning the broker (this one, or not)
         self.port = 0
         self.restarts = 0
+        self.takeovers = 0
 
     @property
     def service_url(self) -> str:
         """``pulsar://127.0.0.1:<port>`` (valid once started)."""
-        if self._process is None:
+        if not self._started:
             raise RuntimeError("the embedded broker is not started")
         return f"pulsar://127.0.0.1:{self.port}"
+
+    @property
+    def started(self) -> bool:
+        """True between :meth:`start` and :meth:`stop` (owned or joined)."""
+        return self._started
+
+    @property
+    def owned(self) -> bool:
+        """True when this process launched the broker and stops it in :meth:`stop`."""
+        return self._lock_fd is not None
 
     @property
     def data_dir(self) -> Path:
@@ -144,23 +197,43 @@ class EmbeddedPulsarLite:
         """The broker's process id, while running."""
         return self._process.pid if self._process is not None else None
 
-    def _launch(self, port: int | None = None) -> None:
-        binary = _binary()
+    def _prepare_dir(self) -> Path:
         if self._data_dir is None:
             self._data_dir = Path(tempfile.mkdtemp(prefix="infinitic-pulsar-lite-"))
-        self._data_dir.mkdir(parents=True, exist_ok=True)
+        return private_data_dir(self._data_dir)
+
+    def _take_ownership(self) -> bool:
+        """Lock the data directory for this process; False when a live process holds it."""
+        if self._lock_fd is None:
+            self._lock_fd = _try_lock(self._prepare_dir() / "owner.lock")
+        return self._lock_fd is not None
+
+    def _release_ownership(self) -> None:
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            os.close(fd)  # releases the lock
+
+    def _launch(self, port: int | None = None) -> None:
+        """Launch the broker (this process holds the ownership lock)."""
+        binary = _binary()
+        data_dir = self._prepare_dir()
         self.port = port or self._requested_port or _free_port()
-        config = self._data_dir / "broker.toml"
+        config = data_dir / "broker.toml"
         # An explicit config: the default one is read from the working directory, and the
         # default metrics listener binds 0.0.0.0:8080.
-        config.write_text(f'addr = "127.0.0.1:{self.port}"\n\n[metrics]\nenabled = false\n')
+        write_private_file(
+            config, f'addr = "127.0.0.1:{self.port}"\n\n[metrics]\nenabled = false\n'
+        )
         self._stop_stale_broker()
         if self._port_open():
             raise RuntimeError(
                 f"127.0.0.1:{self.port} is already in use (another broker?); "
                 "choose another port or stop what listens there"
             )
-        self._log = open(self._data_dir / "broker.log", "ab")  # noqa: SIM115 - closed in stop()
+        log = data_dir / "broker.log"
+        self._log = open(  # noqa: SIM115 - closed in stop()
+            os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab"
+        )
         self._process = subprocess.Popen(
             [
                 binary,
@@ -168,7 +241,7 @@ class EmbeddedPulsarLite:
                 f"127.0.0.1:{self.port}",
                 # A path prefix: the broker writes db.rocksdb/ and db.metadata.json next to it.
                 "--db-path",
-                str(self._data_dir / "db"),
+                str(data_dir / "db"),
                 "--config",
                 str(config),
                 "--log-level",
@@ -177,15 +250,18 @@ class EmbeddedPulsarLite:
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            cwd=self._data_dir,
+            cwd=data_dir,
             start_new_session=True,
+            umask=EMBEDDED_UMASK,  # what the broker writes is private too
         )
-        (self._data_dir / "broker.pid").write_text(str(self._process.pid))
+        write_private_file(data_dir / "broker.pid", str(self._process.pid))
+        write_private_file(data_dir / "owner", f"{os.getpid()} {self.port}")
+        self.owner_pid = os.getpid()
 
     def _stop_stale_broker(self) -> None:
         """Stop a broker left running on this data directory by an owner that died (a
-        SIGKILLed worker, say): it holds the port and the data, and its own restarts died with
-        its owner."""
+        SIGKILLed worker, say: this process holds the ownership lock, so no live process owns
+        it): it holds the port and the data, and its own restarts died with its owner."""
         assert self._data_dir is not None
         try:
             pid = int((self._data_dir / "broker.pid").read_text().strip())
@@ -194,7 +270,11 @@ class EmbeddedPulsarLite:
             return  # none, gone, or no /proc to tell a broker from a reused pid
         if str(self._data_dir / "db").encode() not in cmdline:
             return
-        logger.warning("stopping pulsar-lite %d, left running on %s", pid, self._data_dir)
+        logger.warning(
+            "stopping pulsar-lite %d, left running on %s by an owner that is gone",
+            pid,
+            self._data_dir,
+        )
 
         def gone() -> bool:
             # its threads may still hold the port for a moment after the main one exited
@@ -236,15 +316,94 @@ class EmbeddedPulsarLite:
 
     def start_blocking(self) -> None:
         """:meth:`start` for synchronous code (fixtures, scripts)."""
-        if self._process is not None:
+        if self._started:
             return
         with self._lock:
             try:
-                self._launch()
-                self._wait_for_port()
+                if self._take_ownership():
+                    self._launch()
+                    self._wait_for_port()
+                else:
+                    self._join()
             except BaseException:
                 self.stop_blocking()  # removes a temporary directory it made
                 raise
+            self._started = True
+        if self.owned:
+            self._watch()
+        else:
+            self._owner_watcher = _OwnerWatcher(self)
+            self._owner_watcher.start()
+
+    def _join(self) -> None:
+        """Connect to the broker another live process owns on this data directory.
+
+        Raises:
+            RuntimeError: it listens on another port than the one asked for, or does not open
+                its port in time.
+        """
+        data_dir = self.data_dir
+        deadline = time.monotonic() + self._startup_timeout
+        while True:
+            owner = _read_owner(data_dir)
+            if owner is not None:
+                pid, port = owner
+                if self._requested_port is not None and port != self._requested_port:
+                    raise RuntimeError(
+                        f"the pulsar-lite broker of {data_dir} belongs to process {pid} and "
+                        f"listens on port {port}, not {self._requested_port}: use that port, "
+                        "or another data directory"
+                    )
+                self.port = port
+                if self._port_open():
+                    break
+            if self._take_ownership():  # the owner left meanwhile
+                self._launch()
+                self._wait_for_port()
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"the pulsar-lite broker of {data_dir} is owned by another live process"
+                    f"{f' ({owner[0]})' if owner else ''} but did not open its port in time"
+                )
+            time.sleep(0.05)
+        self.owner_pid = owner[0]
+        logger.warning(
+            "pulsar-lite on port %d (%s) belongs to live process %d: this process joins it as "
+            "a client, never stops it, and launches it again if that process exits",
+            self.port,
+            data_dir,
+            self.owner_pid,
+        )
+
+    def _take_over(self) -> None:
+        """Launch the broker again once its owner has gone (called by the owner watcher,
+        which holds the ownership lock)."""
+        with self._lock:
+            if not self._started:
+                self._release_ownership()
+                return
+            logger.warning(
+                "pulsar-lite on port %d (%s): its owner, process %s, has exited; this process "
+                "takes the broker over (same port and data)",
+                self.port,
+                self.data_dir,
+                self.owner_pid,
+            )
+            try:
+                self._launch(self.port)
+                self._wait_for_port()
+            except Exception as e:
+                logger.error(
+                    "pulsar-lite on port %d: cannot take the broker over (%s): this process "
+                    "cannot reach a broker; restart it",
+                    self.port,
+                    e,
+                )
+                self._cleanup_process()
+                self._release_ownership()
+                return
+            self.takeovers += 1
         self._watch()
 
     def _wait_for_port(self) -> None:
@@ -286,12 +445,20 @@ class EmbeddedPulsarLite:
         await asyncio.to_thread(self.stop_blocking)
 
     def stop_blocking(self) -> None:
-        """:meth:`stop` for synchronous code."""
+        """:meth:`stop` for synchronous code. A broker another process owns is left running."""
+        owner_watcher, self._owner_watcher = self._owner_watcher, None
+        if owner_watcher is not None:
+            owner_watcher.stop()
         watcher, self._watcher = self._watcher, None
         if watcher is not None:
             watcher.stop()
         with self._lock:
+            self._started = False
             self._terminate()
+            if self._lock_fd is not None and self._data_dir is not None:
+                with contextlib.suppress(OSError):
+                    (self._data_dir / "owner").unlink()
+            self._release_ownership()
         if self._owns_dir and self._data_dir is not None:
             shutil.rmtree(self._data_dir, ignore_errors=True)
             self._data_dir = None
@@ -384,3 +551,33 @@ class _ResetWatcher(threading.Thread):
 
     def _skip(self) -> None:
         self._resets()
+
+
+class _OwnerWatcher(threading.Thread):
+    """In a process that joined another's broker: takes the broker over once the owner has
+    released the ownership lock (exited, or stopped its broker)."""
+
+    def __init__(self, broker: EmbeddedPulsarLite) -> None:
+        super().__init__(name=f"pulsar-lite-owner-watcher:{broker.port}", daemon=True)
+        self._broker = broker
+        self._stopping = threading.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if threading.current_thread() is not self:
+            self.join(30)
+
+    def run(self) -> None:
+        broker = self._broker
+        while not self._stopping.wait(0.2):
+            try:
+                taken = broker._take_ownership()
+            except OSError as e:
+                logger.warning("pulsar-lite: cannot check the broker's owner: %s", e)
+                continue
+            if taken:
+                if not self._stopping.is_set():
+                    broker._take_over()
+                else:
+                    broker._release_ownership()
+                return
