@@ -231,7 +231,7 @@ def python_env(code: Sequence[str] = ()) -> dict[str, str]:
 
 def start_worker(config: Path, index: int, directory: Path, code: Sequence[str] = ()) -> Spawned:
     """A worker process as users start one: the ``infinitic`` command line on a YAML file."""
-    command = [sys.executable, "-m", "infinitic.worker._cli", "worker", "-c", str(config)]
+    command = [sys.executable, "-m", "infinitic.worker.cli", "worker", "-c", str(config)]
     return spawn(f"worker-{index}", command, directory / f"worker-{index}.log", python_env(code))
 
 

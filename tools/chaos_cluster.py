@@ -1,6 +1,6 @@
 """A process cluster running the bank wire example: an embedded pulsar-lite broker on a data
 directory of its own, and worker processes started with the ``infinitic`` command line
-(``python -m infinitic.worker._cli worker -c <yaml>``) that can be SIGKILLed and restarted.
+(``python -m infinitic.worker.cli worker -c <yaml>``) that can be SIGKILLed and restarted.
 
 Used by the chaos tool (tools/chaos.py) and by the crash tests (tests/backends/test_crash.py).
 The services are those of :mod:`chaos_bank`, recording their side effects in Redis.
@@ -154,7 +154,7 @@ class WorkerCluster:
 
     def start_worker(self) -> None:
         self.starts += 1
-        command = [sys.executable, "-m", "infinitic.worker._cli", "worker", "-c", str(self.config)]
+        command = [sys.executable, "-m", "infinitic.worker.cli", "worker", "-c", str(self.config)]
         with open(self.log, "ab") as log:
             self.processes.append(
                 subprocess.Popen(

@@ -95,7 +95,7 @@ async def run(rounds: int, signals: int, workers: int, stall: float) -> dict[str
             await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "infinitic.worker._cli",
+                "infinitic.worker.cli",
                 "worker",
                 "-c",
                 str(path),
