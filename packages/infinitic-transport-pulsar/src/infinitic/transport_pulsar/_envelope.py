@@ -173,7 +173,9 @@ class Envelope:
     def republish_properties(self, **changes: str) -> dict[str, str]:
         """Properties for a republished copy: origin kept, ``changes`` applied."""
         properties = dict(self.properties)
-        properties.setdefault(ORIGIN_ID, self.origin_id)
+        # The id handlers saw (an empty origin id was replaced by the message id), so every
+        # copy keeps it.
+        properties[ORIGIN_ID] = self.origin_id
         properties.setdefault(ORIGIN_TOPIC, self.topic)
         properties.setdefault(ORIGIN_TIME, str(self.origin_time_ms))
         properties.update(changes)
