@@ -33,7 +33,7 @@ def _binary(name: str) -> str:
     return path
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
@@ -73,7 +73,7 @@ def private_redis(directory: Path, *options: str, tls: Certificates | None = Non
     With ``tls``, the port speaks TLS only (no plaintext port at all).
     """
     server = _binary("redis-server")
-    port = _free_port()
+    port = free_port()
     args = [server, "--bind", "127.0.0.1", "--dir", str(directory), "--save", "", *options]
     if tls is None:
         args += ["--port", str(port)]

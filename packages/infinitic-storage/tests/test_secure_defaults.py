@@ -21,6 +21,7 @@ from infinitic.storage import (
 )
 
 from .conftest import POSTGRES_URL, require, unique
+from .private_postgres import private_postgres
 from .private_redis import Certificates, make_certificates, private_redis
 
 SECRET = "hunter2-s3cr3t"
@@ -177,6 +178,46 @@ async def test_postgres_tls_asked_of_a_server_without_tls_fails_instead_of_plain
             await storage.key_value.get("k")
     finally:
         await storage.close()
+
+
+# -- PostgreSQL TLS, against a TLS-enabled PostgreSQL of the test's own -----------------------
+
+
+async def _connection_uses_tls(settings: PostgresSettings) -> bool:
+    """Whether the storage's connection to the server is encrypted, as the server sees it."""
+    storage = PostgresStorage(settings)
+    try:
+        await storage.key_value.put(unique("tls"), b"v")
+        pool = await storage.key_value._shared.client()
+        encrypted = await pool.fetchval("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        return bool(encrypted)
+    finally:
+        await storage.close()
+
+
+async def test_postgres_tls_settings_negotiate_what_they_say(
+    certificates: Certificates,
+) -> None:
+    ca = str(certificates.ca)
+    with private_postgres(certificates) as port:
+        at = {"host": "127.0.0.1", "port": port, "user": "postgres", "database": "postgres"}
+        url = f"postgresql://postgres@localhost:{port}/postgres"
+        # verified: the certificate against the test's CA, and the host name
+        assert await _connection_uses_tls(PostgresSettings(**at, ssl=True, ssl_ca_certs=ca))
+        assert await _connection_uses_tls(
+            PostgresSettings(url=f"{url}?sslmode=verify-full&sslrootcert={ca}")
+        )
+        # encrypted without verification, only when asked
+        assert await _connection_uses_tls(PostgresSettings(**at, ssl="require"))
+        # nothing said: plaintext, not an unverified "prefer"
+        assert not await _connection_uses_tls(PostgresSettings(**at))
+        # a certificate the system does not trust is refused
+        storage = PostgresStorage(PostgresSettings(**at, ssl=True, connect_timeout=5.0))
+        try:
+            with pytest.raises(StorageError, match="CERTIFICATE_VERIFY_FAILED"):
+                await storage.key_value.get("k")
+        finally:
+            await storage.close()
 
 
 # -- Redis TLS, against a TLS-only Redis of the test's own --------------------------------------
