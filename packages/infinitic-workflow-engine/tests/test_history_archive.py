@@ -10,11 +10,11 @@ import pytest
 from infinitic.client import InfiniticClient
 from infinitic.common import command_id, decode_message, read_workflow_state, workflow_state_key
 from infinitic.common.messages import (
-    CommandRecord,
     CommandResult,
     DispatchWorkflow,
     ExecuteWorkflowTask,
     MethodOutcomeInfo,
+    TaskCommand,
     WorkflowTaskCompleted,
 )
 from infinitic.exceptions import ConfigurationError, CorruptedValueError
@@ -40,14 +40,12 @@ class CapturingTransport(InMemoryTransport):
         self.sent.append(decode_message(data))
 
 
-def task_command(cid: str, step: int) -> CommandRecord:
-    return CommandRecord(
+def task_command(cid: str, step: int) -> TaskCommand:
+    return TaskCommand(
         command_id=cid,
         method_run_id="wf",
         position=step,
         step=step,
-        kind="task",
-        name="S.m",
         service_name="S",
         method_name="m",
     )

@@ -8,15 +8,16 @@ import pytest
 
 from infinitic.common import command_id, decode_message, encode_message
 from infinitic.common.messages import (
-    CommandRecord,
     CommandResult,
     Delivery,
     DispatchWorkflow,
     ExecuteWorkflowTask,
+    InlineCommand,
     MethodOutcome,
     MethodOutcomeInfo,
     Requester,
     Step,
+    TaskCommand,
     WorkflowTaskCompleted,
 )
 from infinitic.storage import InMemoryKeyValueStorage
@@ -34,15 +35,13 @@ class CapturingTransport(InMemoryTransport):
         self.sent.append((topic, decode_message(data)))
 
 
-def task_command(cid: str, position: int = 0) -> CommandRecord:
+def task_command(cid: str, position: int = 0) -> TaskCommand:
     """The command of a task S.m at ``position`` of the method run ``wf``."""
-    return CommandRecord(
+    return TaskCommand(
         command_id=cid,
         method_run_id="wf",
         position=position,
         step=position,
-        kind="task",
-        name="S.m",
         service_name="S",
         method_name="m",
     )
@@ -227,8 +226,8 @@ def test_settled_parts_packed_once_encode_the_same_state() -> None:
             Step(index=i + 1, instant=float(i), deliveries=[Delivery(kind="result", id=cid)])
         )
         same()
-    inline = CommandRecord(
-        command_id="x", method_run_id="wf", position=9, step=9, kind="inline", status="completed"
+    inline = InlineCommand(
+        command_id="x", method_run_id="wf", position=9, step=9, status="completed"
     )
     state.commands["x"] = inline
     same()

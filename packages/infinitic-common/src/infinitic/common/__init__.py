@@ -21,12 +21,14 @@ from infinitic.common._declarations import (
 from infinitic.common._failures import FailureInfo, exception_from_failure, failure_from_exception
 from infinitic.common._history import (
     HISTORY_CHUNK_FORMAT,
+    WORKFLOW_STATE_FORMAT,
     decode_history_chunk,
     merge_history,
     missing_chunks,
     read_history_chunks,
     read_workflow_state,
     workflow_history_key,
+    workflow_state_data,
 )
 from infinitic.common._ids import command_id, deterministic_id, new_id
 from infinitic.common._json_filter import compile_filter
@@ -58,6 +60,7 @@ __version__: str = importlib.metadata.version("infinitic-common")
 __all__ = [
     "HISTORY_CHUNK_FORMAT",
     "SERVICE_TOPICS",
+    "WORKFLOW_STATE_FORMAT",
     "WORKFLOW_TOPICS",
     "BatchSettings",
     "Channel",
@@ -110,6 +113,7 @@ __all__ = [
     "type_names",
     "unpack",
     "workflow_history_key",
+    "workflow_state_data",
     "workflow_state_key",
     "workflow_version",
 ]

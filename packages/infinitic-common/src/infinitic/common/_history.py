@@ -12,12 +12,19 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+from infinitic.common._commands import upgrade_command
 from infinitic.common._errors import CorruptedValueError, MessageDecodeError
 from infinitic.common._serialization import unpack
 from infinitic.common._topics import workflow_state_key
 
-#: The format of an archived history chunk.
-HISTORY_CHUNK_FORMAT = 1
+#: The format of a stored workflow state. 3: typed command records (one kind per record);
+#: 2: the archive of settled history; 1: the whole history in the state. Formats 1 and 2 are
+#: read, their command records converted (see ``upgrade_command``).
+WORKFLOW_STATE_FORMAT = 3
+#: The format of an archived history chunk. 2: typed command records; 1: written with state
+#: format 2 (read, converted).
+HISTORY_CHUNK_FORMAT = 2
+_TYPED_SINCE = {"state": 3, "history chunk": 2}
 #: The keys of a stored state that describe its archive (absent from a merged state).
 ARCHIVE_FIELDS = ("archive", "archived_steps", "archiving")
 
@@ -42,8 +49,53 @@ def workflow_history_key(
     return f"workflow-history:{workflow_name}:{workflow_id}:{incarnation}:{first_step}"
 
 
+def _checked_format(key: str, what: str, found: Any, current: int) -> int:
+    known = isinstance(found, int) and not isinstance(found, bool)
+    if known and 1 <= found <= current:
+        return int(found)
+    formats = ", ".join(map(str, range(1, current + 1)))
+    if known and found > current:
+        raise CorruptedValueError(
+            key,
+            f"{what} format {found} is newer than this version reads (formats {formats}): a "
+            "newer Infinitic wrote it; upgrade this process to read it",
+        )
+    raise CorruptedValueError(
+        key, f"unknown {what} format {found!r} (this version reads formats {formats})"
+    )
+
+
+def _typed_commands(key: str, what: str, found: int, commands: Any) -> Any:
+    """``commands`` (a list, or a map by id) of a value of format ``found``, typed."""
+    if found >= _TYPED_SINCE[what] or not commands:
+        return commands
+    try:
+        if isinstance(commands, dict):
+            return {cid: upgrade_command(c) for cid, c in commands.items()}
+        return [upgrade_command(c) for c in commands]
+    except (ValueError, TypeError, AttributeError) as e:
+        raise CorruptedValueError(key, f"a command of this {what} of format {found}: {e}") from e
+
+
+def workflow_state_data(key: str, raw: Any) -> dict[str, Any]:
+    """The state (plain data) of a stored value ``raw`` (decoded from msgpack) of any readable
+    format, its command records in their typed form.
+
+    Raises:
+        CorruptedValueError: ``raw`` is not a workflow state, or of a newer format (names the
+            key and the formats).
+    """
+    if not isinstance(raw, dict) or not isinstance(raw.get("state"), dict):
+        raise CorruptedValueError(key, "not a workflow state")
+    found = _checked_format(key, "state", raw.get("format"), WORKFLOW_STATE_FORMAT)
+    state: dict[str, Any] = raw["state"]
+    if found < _TYPED_SINCE["state"] and state.get("commands"):
+        state = {**state, "commands": _typed_commands(key, "state", found, state["commands"])}
+    return state
+
+
 def decode_history_chunk(key: str, data: bytes) -> dict[str, list[Any]]:
-    """The steps, commands and signals of an archived chunk (as stored: plain data).
+    """The steps, commands and signals of an archived chunk (plain data, commands typed).
 
     Raises:
         CorruptedValueError: the value is not a chunk of a known format (names the key).
@@ -52,10 +104,12 @@ def decode_history_chunk(key: str, data: bytes) -> dict[str, list[Any]]:
         raw = unpack(data)
     except MessageDecodeError as e:
         raise CorruptedValueError(key, str(e)) from e
-    if not isinstance(raw, dict) or raw.get("format") != HISTORY_CHUNK_FORMAT:
-        found = raw.get("format") if isinstance(raw, dict) else type(raw).__name__
-        raise CorruptedValueError(key, f"not a history chunk of format 1 (found {found!r})")
-    return {name: list(raw.get(name) or []) for name in ("steps", "commands", "signals")}
+    if not isinstance(raw, dict):
+        raise CorruptedValueError(key, f"not a history chunk (found {type(raw).__name__})")
+    found = _checked_format(key, "history chunk", raw.get("format"), HISTORY_CHUNK_FORMAT)
+    chunk = {name: list(raw.get(name) or []) for name in ("steps", "commands", "signals")}
+    chunk["commands"] = _typed_commands(key, "history chunk", found, chunk["commands"])
+    return chunk
 
 
 def missing_chunks(state_key: str, keys: Sequence[str], found: Mapping[str, Any]) -> None:
@@ -110,11 +164,12 @@ def merge_history(
 async def read_workflow_state(
     storage: HistoryReader, workflow_name: str, workflow_id: str
 ) -> dict[str, Any] | None:
-    """The stored state of an instance with its whole history (plain data, as stored), or None
-    when there is none.
+    """The stored state of an instance with its whole history (plain data, as stored, command
+    records in their typed form whatever format stored them), or None when there is none.
 
     Raises:
-        CorruptedValueError: the state or one of its chunks is unreadable or missing.
+        CorruptedValueError: the state or one of its chunks is unreadable, missing or of a
+            newer format.
     """
     key = workflow_state_key(workflow_name, workflow_id)
     stored = await storage.get(key)
@@ -124,9 +179,7 @@ async def read_workflow_state(
         raw = unpack(stored.value)
     except MessageDecodeError as e:
         raise CorruptedValueError(key, str(e)) from e
-    if not isinstance(raw, dict) or not isinstance(raw.get("state"), dict):
-        raise CorruptedValueError(key, "not a workflow state")
-    state: dict[str, Any] = raw["state"]
+    state = workflow_state_data(key, raw)
     archive: list[str] = list(state.get("archive") or [])
     if not archive:
         return {k: v for k, v in state.items() if k not in ARCHIVE_FIELDS}

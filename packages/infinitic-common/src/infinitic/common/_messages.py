@@ -11,17 +11,16 @@ from __future__ import annotations
 import time
 from typing import Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from infinitic.common._commands import CommandRecord, is_legacy_command, upgrade_command
+from infinitic.common._commands import Status as Status  # defined here before: re-exported
 from infinitic.common._errors import MessageDecodeError
 from infinitic.common._failures import FailureInfo
 from infinitic.common._ids import new_id
 from infinitic.common._serialization import pack, unpack
 
 ENVELOPE_VERSION = 1
-
-Status = Literal["ongoing", "completed", "failed", "canceled", "timed_out", "unknown"]
-TERMINAL: frozenset[str] = frozenset({"completed", "failed", "canceled", "timed_out", "unknown"})
 
 
 class Requester(BaseModel):
@@ -57,41 +56,7 @@ class WorkflowMessage(Message):
     workflow_id: str
 
 
-# --- history --------------------------------------------------------------------------------
-
-
-class CommandRecord(BaseModel):
-    """A command created by workflow code, as recorded in the workflow's history."""
-
-    command_id: str
-    method_run_id: str
-    position: int
-    step: int
-    kind: Literal["task", "workflow", "timer", "inline", "receive", "signal", "method", "patch"]
-    name: str = ""
-    target_workflow_id: str | None = None
-    channel_name: str | None = None
-    limit: int | None = None
-    type_name: str | None = None
-    filter: str | None = None
-    received: int = 0
-    type_names: list[str] = Field(default_factory=list)
-    timeout_at: float | None = None
-    retry_sequence: int = 0
-    service_name: str | None = None
-    workflow_name: str | None = None
-    method_name: str | None = None
-    args: list[Any] = Field(default_factory=list)
-    tags: list[str] = Field(default_factory=list)
-    meta: dict[str, bytes] = Field(default_factory=dict)
-    due_at: float | None = None
-    status: Status = "ongoing"
-    value: Any = None
-    failure: FailureInfo | None = None
-    delivered_step: int | None = None
-
-    def describe(self) -> str:
-        return f"{self.kind} {self.name}" if self.name else self.kind
+# --- history (the command records are in _commands) -----------------------------------------
 
 
 class MethodRun(BaseModel):
@@ -138,6 +103,18 @@ class MethodOutcomeInfo(BaseModel):
     status: Status
     value: Any = None
     failure: FailureInfo | None = None
+
+
+def _with_typed_commands(data: Any, field: str) -> Any:
+    """``data`` with the command records of ``field`` in their typed form: a message sent by an
+    earlier version holds records of the single-record form (see ``upgrade_command``)."""
+    if not isinstance(data, dict):
+        return data
+    commands = data.get(field)
+    if not isinstance(commands, list) or not any(is_legacy_command(c) for c in commands):
+        return data
+    upgraded = [upgrade_command(c) if is_legacy_command(c) else c for c in commands]
+    return {**data, field: upgraded}
 
 
 # --- workflow commands (workflow-cmd, forwarded to workflow-engine) ---------------------------
@@ -239,6 +216,11 @@ class WorkflowTaskCompleted(WorkflowTaskOutcome):
     workflow_version: int | None = None
     inline_digest: str = ""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _typed_commands(cls, data: Any) -> Any:
+        return _with_typed_commands(data, "new_commands")
+
 
 class WorkflowTaskFailed(WorkflowTaskOutcome):
     TYPE = "WorkflowTaskFailed"
@@ -272,6 +254,11 @@ class ExecuteWorkflowTask(WorkflowMessage):
     signals: list[SignalRecord] = Field(default_factory=list)
     complete_history: bool = True
     inline_digest: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _typed_commands(cls, data: Any) -> Any:
+        return _with_typed_commands(data, "commands")
 
 
 # --- workflow events (notify waiters) ---------------------------------------------------------

@@ -32,7 +32,6 @@ from infinitic.common.messages import CommandRecord, SignalRecord, Step
 from infinitic.exceptions import CorruptedValueError
 from infinitic.storage import KeyValueStorage, VersionedValue
 from infinitic.workflow_engine._state import (
-    DONE_AT_CREATION,
     ArchiveIntent,
     EncodedParts,
     WorkflowState,
@@ -85,7 +84,7 @@ def _archived_items(
         if c.status != "ongoing"
         and (
             (c.delivered_step is not None and c.delivered_step < end)
-            or (c.delivered_step is None and c.kind in DONE_AT_CREATION and c.step < end)
+            or (c.delivered_step is None and c.done_at_creation() and c.step < end)
         )
     ]
     delivered = {d.id for s in steps for d in s.deliveries if d.kind == "signal"}

@@ -41,6 +41,7 @@ from infinitic.common import (
 from infinitic.common.messages import (
     TERMINAL,
     CancelWorkflow,
+    ChildWorkflowCommand,
     CommandResult,
     CompleteTimers,
     Delivery,
@@ -50,12 +51,15 @@ from infinitic.common.messages import (
     Message,
     MethodOutcome,
     MethodRun,
+    ReceiveCommand,
     Requester,
     RetryTasks,
     RetryWorkflowTask,
     SendSignal,
     SignalRecord,
     Step,
+    TaskCommand,
+    TimerCommand,
     WaitMethod,
     WorkflowMessage,
     WorkflowTaskCompleted,
@@ -436,7 +440,7 @@ class WorkflowStateEngine:
         state.recent_signal_ids = [*state.recent_signal_ids[-(RECENT_SIGNALS - 1) :], m.signal_id]
         for record in state.commands.values():
             if (
-                record.kind == "receive"
+                isinstance(record, ReceiveCommand)
                 and record.status == "ongoing"
                 and record.channel_name == m.channel_name
                 and (record.type_name is None or record.type_name in m.type_names)
@@ -542,7 +546,7 @@ class WorkflowStateEngine:
 
     def _cancel(self, state: WorkflowState, out: Outbox) -> bool:
         for record in state.commands.values():
-            if record.kind == "workflow" and record.status == "ongoing" and record.workflow_name:
+            if isinstance(record, ChildWorkflowCommand) and record.status == "ongoing":
                 out.add(
                     topic(TopicKind.WORKFLOW_CMD, record.workflow_name),
                     CancelWorkflow(
@@ -572,7 +576,7 @@ class WorkflowStateEngine:
         changed = False
         last = state.steps[-1] if state.steps and state.failed_task is not None else None
         for record in state.commands.values():
-            if record.kind != "task":
+            if not isinstance(record, TaskCommand):
                 continue
             if m.task_ids is not None and record.command_id not in m.task_ids:
                 continue
@@ -603,7 +607,7 @@ class WorkflowStateEngine:
                 command_id=record.command_id,
             )
             out.add(
-                topic(TopicKind.TASK_EXECUTOR, record.service_name or ""),
+                topic(TopicKind.TASK_EXECUTOR, record.service_name),
                 task_message(record, requester),
             )
             changed = True
@@ -616,7 +620,7 @@ class WorkflowStateEngine:
         changed = False
         for record in list(state.commands.values()):
             if (
-                record.kind == "timer"
+                isinstance(record, TimerCommand)
                 and record.status == "ongoing"
                 and (m.method_run_id is None or record.method_run_id == m.method_run_id)
             ):

@@ -25,15 +25,20 @@ from infinitic.common import (
     topic,
 )
 from infinitic.common.messages import (
+    ChildWorkflowCommand,
     CommandRecord,
     CommandResult,
     DispatchMethod,
     DispatchWorkflow,
     ExecuteTask,
     Message,
+    MethodCommand,
     MethodOutcome,
     Requester,
     SendSignal,
+    SignalCommand,
+    TaskCommand,
+    TimerCommand,
     WorkflowMessage,
     WorkflowTaskCompleted,
     WorkflowTaskFailed,
@@ -75,47 +80,77 @@ def dispatch_command(
         method_run_id=command.method_run_id,
         command_id=command.command_id,
     )
-    if command.kind == "task":
+    if isinstance(command, TaskCommand):
         out.add(
-            topic(TopicKind.TASK_EXECUTOR, check_entity_name(command.service_name or "")),
+            topic(TopicKind.TASK_EXECUTOR, check_entity_name(command.service_name)),
             task_message(command, requester),
         )
-    elif command.kind == "workflow":
+        if command.timeout_at is not None:
+            failure = FailureInfo(
+                kind="task_timed_out",
+                service_name=command.service_name,
+                method_name=command.method_name,
+                id=command.command_id,
+            )
+            _timeout(workflow_name, workflow_id, command, failure, command.timeout_at, out)
+    elif isinstance(command, ChildWorkflowCommand):
         _dispatch_child(command, requester, out)
-    elif command.kind == "method":
+        _workflow_timeout(workflow_name, workflow_id, command, command.command_id, out)
+    elif isinstance(command, MethodCommand):
         _dispatch_method(command, requester, out)
-    elif command.kind == "signal":
+        target = command.target_workflow_id or command.command_id
+        _workflow_timeout(workflow_name, workflow_id, command, target, out)
+    elif isinstance(command, SignalCommand):
         _send_signal(command, out)
-    elif command.kind == "timer":
-        assert command.due_at is not None
+    elif isinstance(command, TimerCommand):
         _delayed_result(
             workflow_name,
             workflow_id,
-            command,
+            command.command_id,
             "completed",
             command.due_at,
             None,
             command.due_at,
             out,
         )
-    if command.timeout_at is not None and command.status == "ongoing":
-        kind = "task_timed_out" if command.kind == "task" else "workflow_timed_out"
+
+
+def _workflow_timeout(
+    workflow_name: str,
+    workflow_id: str,
+    command: ChildWorkflowCommand | MethodCommand,
+    target_id: str,
+    out: Outbox,
+) -> None:
+    if command.timeout_at is not None:
         failure = FailureInfo(
-            kind=kind,
-            service_name=command.service_name,
+            kind="workflow_timed_out",
             workflow_name=command.workflow_name,
             method_name=command.method_name,
-            id=command.target_workflow_id or command.command_id,
+            id=target_id,
         )
+        _timeout(workflow_name, workflow_id, command, failure, command.timeout_at, out)
+
+
+def _timeout(
+    workflow_name: str,
+    workflow_id: str,
+    command: CommandRecord,
+    failure: FailureInfo,
+    when: float,
+    out: Outbox,
+) -> None:
+    """The result that ends ``command`` at ``when``, if nothing came back before."""
+    if command.status == "ongoing":
         _delayed_result(
-            workflow_name, workflow_id, command, "timed_out", None, failure, command.timeout_at, out
+            workflow_name, workflow_id, command.command_id, "timed_out", None, failure, when, out
         )
 
 
 def _delayed_result(
     workflow_name: str,
     workflow_id: str,
-    command: CommandRecord,
+    command_id: str,
     status: str,
     value: Any,
     failure: FailureInfo | None,
@@ -127,22 +162,22 @@ def _delayed_result(
         CommandResult(
             workflow_name=workflow_name,
             workflow_id=workflow_id,
-            command_id=command.command_id,
+            command_id=command_id,
             status=status,  # type: ignore[arg-type]
             value=value,
             failure=failure,
-            message_id=deterministic_id("delayed", status, command.command_id),
+            message_id=deterministic_id("delayed", status, command_id),
         ),
         deliver_at=when,
     )
 
 
-def task_message(command: CommandRecord, requester: Requester) -> ExecuteTask:
+def task_message(command: TaskCommand, requester: Requester) -> ExecuteTask:
     """The message that runs the task of ``command`` (again, for a retry sequence > 0)."""
     return ExecuteTask(
         task_id=command.command_id,
-        service_name=command.service_name or "",
-        method_name=command.method_name or "",
+        service_name=command.service_name,
+        method_name=command.method_name,
         method_args=command.args,
         tags=command.tags,
         meta=command.meta,
@@ -152,13 +187,13 @@ def task_message(command: CommandRecord, requester: Requester) -> ExecuteTask:
     )
 
 
-def _dispatch_child(command: CommandRecord, requester: Requester, out: Outbox) -> None:
-    name = check_entity_name(command.workflow_name or "")
+def _dispatch_child(command: ChildWorkflowCommand, requester: Requester, out: Outbox) -> None:
+    name = check_entity_name(command.workflow_name)
     to, message, key = dispatch_route(  # with tags: through the workflow tag engine
         DispatchWorkflow(
             workflow_name=name,
             workflow_id=command.command_id,
-            method_name=command.method_name or "",
+            method_name=command.method_name,
             method_args=command.args,
             tags=command.tags,
             meta=command.meta,
@@ -170,18 +205,21 @@ def _dispatch_child(command: CommandRecord, requester: Requester, out: Outbox) -
     out.add(to, message, key=key)
 
 
-def _dispatch_method(command: CommandRecord, requester: Requester, out: Outbox) -> None:
-    name = check_entity_name(command.workflow_name or "")
-    if command.target_workflow_id is None and command.tags:  # on every instance with the tag
-        tag = command.tags[0]
+def _dispatch_method(command: MethodCommand, requester: Requester, out: Outbox) -> None:
+    name = check_entity_name(command.workflow_name)
+    if command.target_workflow_id is None and command.tag:  # on every instance with the tag
         each = DispatchMethod(
             workflow_name=name,
             workflow_id="",
             method_run_id=command.command_id,  # each instance keeps its own runs
-            method_name=command.method_name or "",
+            method_name=command.method_name,
             method_args=command.args,
         )
-        out.add(topic(TopicKind.WORKFLOW_TAG, name), SendToWorkflowsByTag.of(tag, each), key=tag)
+        out.add(
+            topic(TopicKind.WORKFLOW_TAG, name),
+            SendToWorkflowsByTag.of(command.tag, each),
+            key=command.tag,
+        )
         return
     target = command.target_workflow_id or ""
     out.add(
@@ -190,7 +228,7 @@ def _dispatch_method(command: CommandRecord, requester: Requester, out: Outbox) 
             workflow_name=name,
             workflow_id=target,
             method_run_id=command.command_id,
-            method_name=command.method_name or "",
+            method_name=command.method_name,
             method_args=command.args,
             requester=requester,
             message_id=deterministic_id("dispatch-method", command.command_id),
@@ -199,21 +237,24 @@ def _dispatch_method(command: CommandRecord, requester: Requester, out: Outbox) 
     )
 
 
-def _send_signal(command: CommandRecord, out: Outbox) -> None:
-    name = check_entity_name(command.workflow_name or "")
+def _send_signal(command: SignalCommand, out: Outbox) -> None:
+    name = check_entity_name(command.workflow_name)
     target = command.target_workflow_id or ""
     signal = SendSignal(
         workflow_name=name,
         workflow_id=target,
-        channel_name=command.channel_name or "",
+        channel_name=command.channel_name,
         signal_id=command.command_id,
-        data=command.args[0] if command.args else None,
+        data=command.data,
         type_names=command.type_names,
         message_id=deterministic_id("signal", command.command_id),
     )
-    if command.target_workflow_id is None and command.tags:  # to every instance with the tag
-        tag = command.tags[0]
-        out.add(topic(TopicKind.WORKFLOW_TAG, name), SendToWorkflowsByTag.of(tag, signal), key=tag)
+    if command.target_workflow_id is None and command.tag:  # to every instance with the tag
+        out.add(
+            topic(TopicKind.WORKFLOW_TAG, name),
+            SendToWorkflowsByTag.of(command.tag, signal),
+            key=command.tag,
+        )
         return
     out.add(topic(TopicKind.WORKFLOW_CMD, name), signal, key=target)
 

@@ -17,7 +17,7 @@ import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict, TypeVar
 
 from pydantic import TypeAdapter
 
@@ -32,16 +32,25 @@ from infinitic.common import (
     set_runtime,
 )
 from infinitic.common.messages import (
+    ChildWorkflowCommand,
     CommandRecord,
+    InlineCommand,
+    MethodCommand,
     MethodOutcomeInfo,
     MethodRun,
+    PatchCommand,
+    ReceiveCommand,
+    SignalCommand,
     SignalRecord,
     Step,
+    TaskCommand,
+    TimerCommand,
 )
 from infinitic.exceptions import InfiniticError, WorkflowChangedError
 from infinitic.workflow_engine._loop import WorkflowEventLoop
 
 _ANY: TypeAdapter[Any] = TypeAdapter(Any)
+_C = TypeVar("_C", bound=CommandRecord)
 
 
 class CheckMode(enum.Enum):
@@ -70,6 +79,15 @@ class _MethodRunContext:
     run: MethodRun
     next_position: int = 0
     task: asyncio.Task[None] | None = None
+
+
+class _Place(TypedDict):
+    """Where workflow code creates a command: the fields every command record starts with."""
+
+    command_id: str
+    method_run_id: str
+    position: int
+    step: int
 
 
 @dataclass
@@ -188,7 +206,7 @@ class WorkflowInstance:
         inlined = [
             (c.command_id, self.inline_values.get(c.command_id))
             for c in self._created
-            if c.kind == "inline"
+            if isinstance(c, InlineCommand)
         ]
         if inlined:  # chained, so a cached instance can be checked against the history
             self.inline_digest = hashlib.sha256(
@@ -249,37 +267,43 @@ class WorkflowInstance:
 
     # -- commands -------------------------------------------------------------------------------
 
-    def _new_command(self, **spec: Any) -> tuple[CommandRecord, CommandRecord | None]:
+    def _place(self, what: str) -> _Place:
+        """The place of the next command of the running method run (``what`` describes it)."""
         if self._in_inline:
             raise InfiniticError(
-                f"workflow {self.workflow_name}: a command ({spec.get('kind')} "
-                f"{spec.get('name', '')}) cannot be created inside inline(); inline is for "
-                "local side effects only"
+                f"workflow {self.workflow_name}: a command ({what}) cannot be created inside "
+                "inline(); inline is for local side effects only"
             )
         ctx = self._context()
         position = ctx.next_position
         ctx.next_position += 1
-        cid = command_id(self.workflow_id, ctx.run.method_run_id, position)
-        record = CommandRecord(
-            command_id=cid,
+        return _Place(
+            command_id=command_id(self.workflow_id, ctx.run.method_run_id, position),
             method_run_id=ctx.run.method_run_id,
             position=position,
             step=self._step,
-            **spec,
         )
-        recorded = self._recorded.get(cid)
+
+    def _new_command(self, record: _C) -> tuple[_C, CommandRecord | None]:
+        """Check ``record``, just created by the code, against the history and keep it.
+
+        Returns:
+            The record and the history's record of the same command, if any.
+        """
+        recorded = self._recorded.get(record.command_id)
         if self.check_mode is not CheckMode.NONE:
-            where = self._where(ctx.run.method_run_id, position)
+            where = self._where(record.method_run_id, record.position)
             if recorded is None and self._replaying:
                 raise _Changed(
                     self,
                     WorkflowChangedError(self.workflow_name, where, "nothing", record.describe()),
                 )
+            strict = self.check_mode is CheckMode.STRICT
             if recorded is not None and (
                 recorded.kind != record.kind
                 or recorded.name != record.name
                 or recorded.step != record.step
-                or (self.check_mode is CheckMode.STRICT and recorded.args != record.args)
+                or (strict and recorded.arguments != record.arguments)
             ):
                 found = record.describe()
                 held = recorded.describe()
@@ -288,8 +312,8 @@ class WorkflowInstance:
                         f"{held} at step {recorded.step}",
                         f"{found} at step {record.step}",
                     )
-                elif self.check_mode is CheckMode.STRICT and recorded.args != record.args:
-                    held, found = f"{held}{recorded.args}", f"{found}{record.args}"
+                elif strict and recorded.arguments != record.arguments:
+                    held, found = f"{held}{recorded.arguments}", f"{found}{record.arguments}"
                 raise _Changed(self, WorkflowChangedError(self.workflow_name, where, held, found))
         self._created.append(record)
         return record, recorded
@@ -311,17 +335,18 @@ class WorkflowInstance:
         load_result: Callable[[Any], Any],
         timeout: float | None = None,
     ) -> Deferred[Any]:
-        return self._new_call(
-            "task",
-            {"service_name": service_name},
-            service_name,
-            method_name,
-            args,
-            tags,
-            meta,
-            load_result,
-            timeout,
+        record, _ = self._new_command(
+            TaskCommand(
+                **self._place(f"task {service_name}.{method_name}"),
+                service_name=service_name,
+                method_name=method_name,
+                args=args,
+                tags=sorted(tags),
+                meta=dict(meta),
+                timeout_at=self._timeout_at(timeout),
+            )
         )
+        return self._deferred(record, load_result)
 
     def new_child_workflow(
         self,
@@ -333,39 +358,16 @@ class WorkflowInstance:
         load_result: Callable[[Any], Any],
         timeout: float | None = None,
     ) -> Deferred[Any]:
-        return self._new_call(
-            "workflow",
-            {"workflow_name": workflow_name},
-            workflow_name,
-            method_name,
-            args,
-            tags,
-            meta,
-            load_result,
-            timeout,
-        )
-
-    def _new_call(
-        self,
-        kind: str,
-        target: dict[str, str],
-        entity: str,
-        method_name: str,
-        args: list[Any],
-        tags: frozenset[str],
-        meta: Mapping[str, bytes],
-        load_result: Callable[[Any], Any],
-        timeout: float | None,
-    ) -> Deferred[Any]:
         record, _ = self._new_command(
-            kind=kind,
-            name=f"{entity}.{method_name}",
-            method_name=method_name,
-            args=args,
-            tags=sorted(tags),
-            meta=dict(meta),
-            timeout_at=self._timeout_at(timeout),
-            **target,
+            ChildWorkflowCommand(
+                **self._place(f"workflow {workflow_name}.{method_name}"),
+                workflow_name=workflow_name,
+                method_name=method_name,
+                args=args,
+                tags=sorted(tags),
+                meta=dict(meta),
+                timeout_at=self._timeout_at(timeout),
+            )
         )
         return self._deferred(record, load_result)
 
@@ -382,13 +384,14 @@ class WorkflowInstance:
         timeout: float | None = None,
     ) -> Deferred[Any]:
         record, _ = self._new_command(
-            kind="method",
-            name=f"{workflow_name}.{method_name}",
-            workflow_name=workflow_name,
-            target_workflow_id=workflow_id,
-            method_name=method_name,
-            args=args,
-            timeout_at=self._timeout_at(timeout),
+            MethodCommand(
+                **self._place(f"method {workflow_name}.{method_name}"),
+                workflow_name=workflow_name,
+                target_workflow_id=workflow_id,
+                method_name=method_name,
+                args=args,
+                timeout_at=self._timeout_at(timeout),
+            )
         )
         return self._deferred(record, load_result)
 
@@ -396,12 +399,14 @@ class WorkflowInstance:
         self, workflow_name: str, tag: str, method_name: str, args: list[Any]
     ) -> Deferred[None]:
         return self._sent(
-            kind="method",
-            name=f"{workflow_name}.{method_name}",
-            workflow_name=workflow_name,
-            method_name=method_name,
-            args=args,
-            tags=[tag],
+            MethodCommand(
+                **self._place(f"method {workflow_name}.{method_name}"),
+                workflow_name=workflow_name,
+                tag=tag,
+                method_name=method_name,
+                args=args,
+                status="completed",
+            )
         )
 
     def new_signal(
@@ -414,19 +419,21 @@ class WorkflowInstance:
         tag: str | None = None,
     ) -> Deferred[None]:
         return self._sent(
-            kind="signal",
-            name=f"{workflow_name}.{channel.name}",
-            workflow_name=workflow_name,
-            target_workflow_id=workflow_id,
-            channel_name=channel.name,
-            args=[data],
-            type_names=type_names,
-            tags=[tag] if tag else [],
+            SignalCommand(
+                **self._place(f"signal {workflow_name}.{channel.name}"),
+                workflow_name=workflow_name,
+                target_workflow_id=workflow_id,
+                tag=tag,
+                channel_name=channel.name,
+                data=data,
+                type_names=type_names,
+                status="completed",
+            )
         )
 
-    def _sent(self, **spec: Any) -> Deferred[None]:
+    def _sent(self, record: MethodCommand | SignalCommand) -> Deferred[None]:
         """A command that is done once sent (nothing comes back): its Deferred is complete."""
-        record, _ = self._new_command(status="completed", **spec)
+        self._new_command(record)
         deferred: Deferred[None] = Deferred(
             loop=self.loop, id=record.command_id, description=record.describe()
         )
@@ -437,12 +444,13 @@ class WorkflowInstance:
         self, channel: Any, limit: int | None, type_name: str | None, filter: str | None
     ) -> Receiving[Any]:
         record, _ = self._new_command(
-            kind="receive",
-            name=channel.name,
-            channel_name=channel.name,
-            limit=limit,
-            type_name=type_name,
-            filter=filter,
+            ReceiveCommand(
+                **self._place(f"receive {channel.name}"),
+                channel_name=channel.name,
+                limit=limit,
+                type_name=type_name,
+                filter=filter,
+            )
         )
         receiving: Receiving[Any] = Receiving(self.loop, record.command_id, channel)
         self._receivers[record.command_id] = receiving
@@ -466,10 +474,12 @@ class WorkflowInstance:
         cid = command_id(self.workflow_id, ctx.run.method_run_id, ctx.next_position)
         recorded = self._recorded.get(cid)
         if self._replaying and (
-            recorded is None or recorded.kind != "patch" or recorded.name != patch_id
+            not isinstance(recorded, PatchCommand) or recorded.patch_id != patch_id
         ):
             return False  # history from before the patch: the position is not consumed
-        self._new_command(kind="patch", name=patch_id, status="completed")
+        self._new_command(
+            PatchCommand(**self._place(f"patch {patch_id}"), patch_id=patch_id, status="completed")
+        )
         return True
 
     def random(self) -> random.Random:
@@ -480,7 +490,7 @@ class WorkflowInstance:
         return self._replaying
 
     def new_timer(self, due_at: float) -> Deferred[datetime]:
-        record, _ = self._new_command(kind="timer", name="timer", due_at=due_at)
+        record, _ = self._new_command(TimerCommand(**self._place("timer"), due_at=due_at))
         return self._deferred(record, lambda v: datetime.fromtimestamp(float(v), tz=UTC))
 
     def new_timer_handle(
@@ -490,13 +500,13 @@ class WorkflowInstance:
         args: tuple[Any, ...],
         context: contextvars.Context | None,
     ) -> asyncio.TimerHandle:
-        record, _ = self._new_command(kind="timer", name="timer", due_at=when)
+        record, _ = self._new_command(TimerCommand(**self._place("timer"), due_at=when))
         handle = asyncio.TimerHandle(when, callback, args, self.loop, context)
         self._pending[record.command_id] = _Pending(record, timer=handle)
         return handle
 
     def inline(self, fn: Callable[[], Any]) -> Deferred[Any]:
-        record, recorded = self._new_command(kind="inline", name="inline")
+        record, recorded = self._new_command(InlineCommand(**self._place("inline")))
         deferred: Deferred[Any] = Deferred(
             loop=self.loop, id=record.command_id, description="inline"
         )

@@ -8,11 +8,13 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError
 
 from infinitic.common import (
+    WORKFLOW_STATE_FORMAT,
     FailureInfo,
     array_header,
     map_header,
     pack,
     unpack,
+    workflow_state_data,
     workflow_state_key,
 )
 from infinitic.common.messages import (
@@ -23,13 +25,14 @@ from infinitic.common.messages import (
     SendSignal,
     SignalRecord,
     Step,
+    TaskCommand,
 )
 from infinitic.exceptions import CorruptedValueError, MessageDecodeError
 
-#: Format 2 added the archive of settled history (format 1 states are read as states whose
-#: whole history is in them).
-STATE_FORMAT_VERSION = 2
-_READABLE_FORMATS = (1, 2)
+#: 3: typed command records; 2: the archive of settled history; 1: the whole history in the
+#: state. Older formats are read (``workflow_state_data`` converts their command records), a
+#: newer one is refused with an error naming the formats.
+STATE_FORMAT_VERSION = WORKFLOW_STATE_FORMAT
 
 
 class EarlyResult(BaseModel):
@@ -108,10 +111,6 @@ def encode_state(state: WorkflowState, parts: EncodedParts | None = None) -> byt
     return parts.encode(state)
 
 
-#: Commands done when created (their record never waits for an outcome).
-DONE_AT_CREATION = frozenset({"inline", "signal", "patch"})
-
-
 class EncodedParts:
     """The packed settled items of one workflow state's history (see :func:`encode_state`).
 
@@ -165,12 +164,13 @@ class EncodedParts:
         cache = self._commands
         for command_id, command in state.commands.items():
             if command.status == "ongoing" or (
-                command.delivered_step is None and command.kind not in DONE_AT_CREATION
+                command.delivered_step is None and not command.done_at_creation()
             ):
                 cache.pop(command_id, None)
                 out.append(pack(command_id) + pack(command.model_dump(exclude_defaults=True)))
                 continue
-            fingerprint = (command.status, command.delivered_step, command.retry_sequence)
+            retries = command.retry_sequence if isinstance(command, TaskCommand) else 0
+            fingerprint = (command.status, command.delivered_step, retries)
             item = cache.get(command_id)
             if item is None or item[0] != fingerprint:
                 packed = pack(command_id) + pack(command.model_dump(exclude_defaults=True))
@@ -183,25 +183,19 @@ class EncodedParts:
 
 
 def decode_state(key: str, data: bytes) -> WorkflowState:
-    """Decode a stored state.
+    """Decode a stored state, of this format or an older one (whose command records are
+    converted to the typed ones).
 
     Raises:
-        CorruptedValueError: the value is not a state of a known format (names the key).
+        CorruptedValueError: the value is not a state, or one of a newer format (names the key
+            and the formats).
     """
     try:
         raw = unpack(data)
     except MessageDecodeError as e:
         raise CorruptedValueError(key, str(e)) from e
-    if not isinstance(raw, dict) or "state" not in raw:
-        raise CorruptedValueError(key, "not a workflow state")
-    if raw.get("format") not in _READABLE_FORMATS:
-        raise CorruptedValueError(
-            key,
-            f"unknown state format {raw.get('format')!r} (this version reads formats "
-            f"{', '.join(map(str, _READABLE_FORMATS))}: was it written by a newer Infinitic?)",
-        )
     try:
-        return WorkflowState.model_validate(raw["state"])
+        return WorkflowState.model_validate(workflow_state_data(key, raw))
     except ValidationError as e:
         raise CorruptedValueError(key, f"invalid workflow state: {e}") from e
 
