@@ -2,8 +2,9 @@
 
 import importlib.metadata
 
-from infinitic.client._client import ByTagDeferred, InfiniticClient, WorkflowDeferred
+from infinitic.client._client import InfiniticClient
 from infinitic.client._config import load_yaml
+from infinitic.client._deferred import ByTagDeferred, WorkflowDeferred
 from infinitic.client._existing import ChannelSender, ExistingWorkflowStub
 from infinitic.client._tags import WorkflowByTagStub
 

@@ -2,123 +2,37 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
 import os
-from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Any, Generic, ParamSpec, Self, TypeVar, cast
+from typing import Any, ParamSpec, Self, TypeVar, cast
 
 from infinitic.client._config import DEFAULT_REQUEST_TIMEOUT, client_settings, load_yaml
-from infinitic.client._existing import ExistingWorkflowStub, dispatch_method
+from infinitic.client._core import ClientCore
+from infinitic.client._deferred import ByTagDeferred, WorkflowDeferred
+from infinitic.client._existing import ExistingWorkflowStub
 from infinitic.client._tags import TagOperations, WorkflowByTagStub
-from infinitic.common import (
-    MethodSignature,
-    TopicKind,
-    decode_message,
-    entity_name,
-    exception_from_failure,
-    new_id,
-    read_workflow_state,
-    response_topic,
-    topic,
-)
+from infinitic.common import MethodSignature, entity_name, new_id, read_workflow_state
 from infinitic.common import Stub as _Stub
 from infinitic.common import StubMethod as _StubMethod
 from infinitic.common.messages import (
     CancelWorkflow,
     CompleteTimers,
     DispatchWorkflow,
-    MethodOutcome,
-    Requester,
     RetryTasks,
     RetryWorkflowTask,
     WorkflowMessage,
-    method_outcome_failure,
 )
-from infinitic.common.tag_messages import ClientReply
 from infinitic.exceptions import InfiniticError
-from infinitic.transport import (
-    Consumer,
-    ConsumerSettings,
-    Outbox,
-    SubscriptionType,
-    Transport,
-    TransportMessage,
-)
+from infinitic.transport import Transport
 
 logger = logging.getLogger("infinitic.client")
 
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
-
-
-class WorkflowDeferred(Generic[R]):
-    """A workflow method started by a client: its ids now, its result when awaited.
-
-    Awaiting it more than once gives the same result. Raises what the method's waiter sees:
-    WorkflowFailedError (with the failure chain), WorkflowCanceledError, WorkflowUnknownError.
-    """
-
-    def __init__(
-        self,
-        client: InfiniticClient,
-        workflow_name: str,
-        workflow_id: str,
-        method_run_id: str,
-        signature: MethodSignature,
-    ) -> None:
-        self._client = client
-        self.workflow_name = workflow_name
-        self.id = workflow_id
-        self.method_run_id = method_run_id
-        self._signature = signature
-        self._future = client._future(workflow_id, method_run_id)
-
-    @property
-    def method_name(self) -> str:
-        return self._signature.method_name
-
-    async def result(self) -> R:
-        """Wait for the method's result."""
-        outcome = await asyncio.shield(self._future)
-        if outcome.status == "completed":
-            return cast(R, self._signature.load_result(outcome.value))
-        failure = method_outcome_failure(outcome)
-        assert failure is not None
-        raise exception_from_failure(failure)
-
-    def __await__(self) -> Generator[Any, None, R]:
-        return self.result().__await__()
-
-    def __repr__(self) -> str:
-        return f"<WorkflowDeferred {self.workflow_name}.{self.method_name} id={self.id}>"
-
-
-class ByTagDeferred(WorkflowDeferred[R]):
-    """A method started on every instance with a tag (``client.dispatch`` of a by-tag stub's
-    method). There is no single result: awaiting it raises InfiniticError; reach an instance
-    through ``client.get_ids`` and ``client.get_workflow_by_id`` to follow it."""
-
-    def __init__(
-        self, workflow_name: str, tag: str, method_run_id: str, signature: MethodSignature
-    ) -> None:
-        self.workflow_name = workflow_name
-        self.tag = tag
-        self.id = ""
-        self.method_run_id = method_run_id
-        self._signature = signature
-
-    async def result(self) -> R:
-        raise InfiniticError(
-            f"{self.workflow_name}.{self.method_name} was started on every instance with tag "
-            f"{self.tag!r}: there is no single result to wait for"
-        )
-
-    def __repr__(self) -> str:
-        return f"<ByTagDeferred {self.workflow_name}.{self.method_name} tag={self.tag!r}>"
 
 
 class _NewWorkflowStub(_Stub):
@@ -164,7 +78,7 @@ def _stub_of(stub: object) -> ExistingWorkflowStub | WorkflowByTagStub:
     )
 
 
-class InfiniticClient(TagOperations):
+class InfiniticClient:
     """Starts workflows and waits for their results.
 
     A long-lived object: use ``async with InfiniticClient(transport=...) as client`` or call
@@ -186,16 +100,10 @@ class InfiniticClient(TagOperations):
         storage: Any = None,
         request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
     ) -> None:
-        self._transport = transport
+        self._core = ClientCore(transport, name or f"client-{new_id()}", request_timeout)
+        self._core.starter = self.start  # a subclass's start runs before the first send
+        self._tags = TagOperations(self._core)
         self._storage = storage
-        self._request_timeout = request_timeout
-        self.name = name or f"client-{new_id()}"
-        self._futures: dict[tuple[str, str], asyncio.Future[MethodOutcome]] = {}
-        self._consumer: Consumer | None = None
-        self._started = False
-        self._closed = False
-        self._lock = asyncio.Lock()
-        self._owned_transport: Transport | None = None
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> InfiniticClient:
@@ -210,7 +118,7 @@ class InfiniticClient(TagOperations):
         """
         transport, name, request_timeout = client_settings(config)
         client = cls(transport=transport, name=name, request_timeout=request_timeout)
-        client._owned_transport = transport
+        client._core.owned_transport = transport
         return client
 
     @classmethod
@@ -218,38 +126,22 @@ class InfiniticClient(TagOperations):
         """A client built from a YAML file (the workers' file works); see :meth:`from_config`."""
         return cls.from_config(load_yaml(path))
 
+    @property
+    def name(self) -> str:
+        """The client's unique name (its response topic is named after it)."""
+        return self._core.name
+
+    @property
+    def _transport(self) -> Transport:
+        return self._core.transport
+
     async def start(self) -> None:
         """Subscribe to the response topic; idempotent."""
-        async with self._lock:
-            if self._started:
-                return
-            if self._closed:
-                raise InfiniticError(f"client {self.name} is closed")
-            await self._transport.start()
-            self._consumer = await self._transport.subscribe(
-                response_topic(self.name),
-                "client",
-                self._on_response,
-                ConsumerSettings(type=SubscriptionType.EXCLUSIVE, concurrency=4),
-            )
-            self._started = True
+        await self._core.start()
 
     async def close(self) -> None:
         """Stop listening; pending waits fail with InfiniticError; idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._consumer is not None:
-            await self._consumer.close()
-        if self._owned_transport is not None:
-            await self._owned_transport.close()
-        for future in self._futures.values():
-            if not future.done():
-                future.set_exception(InfiniticError(f"client {self.name} was closed"))
-                # Whoever awaits it gets the error; nobody awaiting it is no error to log.
-                future.add_done_callback(_retrieve)
-        self._futures.clear()
-        self._fail_replies(InfiniticError(f"client {self.name} was closed"))
+        await self._core.close()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -288,7 +180,8 @@ class InfiniticClient(TagOperations):
 
         Returns:
             A WorkflowDeferred: ``.id`` is the workflow id; await it for the result. For a
-            by-tag stub, a ByTagDeferred (``.tag``; there is no single result to await).
+            by-tag stub, a ByTagDeferred (typed as the former): ``.tag`` and
+            ``.method_run_id``; it has no single id or result (both raise InfiniticError).
         """
         if not isinstance(method, _StubMethod) or not isinstance(
             method.stub, _NewWorkflowStub | ExistingWorkflowStub | WorkflowByTagStub
@@ -301,9 +194,10 @@ class InfiniticClient(TagOperations):
         dumped = sig.dump_args(args, kwargs)
         if isinstance(method.stub, WorkflowByTagStub):
             run_id = await method.stub.dispatch_method(sig, dumped)
-            return ByTagDeferred(method.stub.workflow_name, method.stub.tag, run_id, sig)
+            by_tag: Any = ByTagDeferred(method.stub.workflow_name, method.stub.tag, run_id, sig)
+            return cast(WorkflowDeferred[R], by_tag)
         if isinstance(method.stub, ExistingWorkflowStub):
-            return await self._dispatch_method(method.stub, sig, dumped)
+            return await method.stub.dispatch_method(sig, dumped)
         return await self._start(method.stub, sig, dumped)
 
     def get_workflow_by_id(self, workflow: Callable[..., T], workflow_id: str) -> T:
@@ -315,17 +209,24 @@ class InfiniticClient(TagOperations):
         """
         if not isinstance(workflow_id, str) or not workflow_id:
             raise TypeError(f"workflow_id must be a non-empty string, got {workflow_id!r}")
-        return cast(T, ExistingWorkflowStub(self, cast(type, workflow), workflow_id))
+        return cast(T, ExistingWorkflowStub(self._core, cast(type, workflow), workflow_id))
+
+    def get_workflow_by_tag(self, workflow: Callable[..., T], tag: str) -> T:
+        """Return a stub of the instances of ``workflow`` that hold ``tag`` (for
+        :meth:`get_ids`, and for commands sent to them all). Nothing is checked until used."""
+        return self._tags.get_workflow_by_tag(workflow, tag)
+
+    # -- commands -------------------------------------------------------------------------------
 
     async def cancel(self, stub: object) -> None:
         """Cancel an instance (by id, or every instance of a by-tag stub): its method runs end
         canceled (waiters get WorkflowCanceledError) and its ongoing child workflows are
         canceled too. Returns once the command is sent; idempotent."""
-        await self._send_command(stub, _stub_of(stub).command(CancelWorkflow))
+        await self._command(stub, CancelWorkflow)
 
     async def retry_workflow_task(self, stub: object) -> None:
         """Run again the workflow task that failed (e.g. after deploying fixed workflow code)."""
-        await self._send_command(stub, _stub_of(stub).command(RetryWorkflowTask))
+        await self._command(stub, RetryWorkflowTask)
 
     async def retry_tasks(
         self,
@@ -338,18 +239,45 @@ class InfiniticClient(TagOperations):
         """Dispatch again tasks of an instance: by id, by status (default: the failed ones)
         and/or by service name. A failed task whose failure made the workflow task fail is
         retried and, once it completes, the workflow resumes."""
-        await self._send_command(
-            stub,
-            _stub_of(stub).command(
-                RetryTasks, task_ids=task_ids, status=status, service_name=service
-            ),
+        await self._command(
+            stub, RetryTasks, task_ids=task_ids, status=status, service_name=service
         )
 
     async def complete_timers(self, stub: object, *, method_run_id: str | None = None) -> None:
         """Complete now the ongoing timers of an instance (of one method run, if given)."""
-        await self._send_command(
-            stub, _stub_of(stub).command(CompleteTimers, method_run_id=method_run_id)
-        )
+        await self._command(stub, CompleteTimers, method_run_id=method_run_id)
+
+    async def complete_delegated_task(self, service: str | type, task_id: str, value: Any) -> None:
+        """Give the result of a delegated task; its requester (a workflow, usually) resumes.
+
+        Args:
+            service: the service's name, or its interface.
+            task_id: the task's id (``task_context().task_id`` in the delegated method).
+            value: the result, checked by the service's tag engine against the method's return
+                type (a value that does not fit is refused and logged; the task keeps waiting).
+
+        Returns once the broker has the completion. Idempotent: completing a task again, or an
+        unknown task id, does nothing (the tag engine logs it).
+        """
+        await self._tags.complete_delegated_task(service, task_id, value)
+
+    # -- reading --------------------------------------------------------------------------------
+
+    async def get_ids(self, stub: object, *, page_size: int = 1000) -> list[str]:
+        """Return the ids of the instances holding the tag of a by-tag stub (in id order).
+
+        The ids are read page by page from the workflow tag engine (a worker of the workflow must
+        be running); an instance is listed from just before it starts until just after it ends.
+
+        Raises:
+            TimeoutError: a page did not come within the client's ``request_timeout``.
+        """
+        return [workflow_id async for workflow_id in self.iter_ids(stub, page_size=page_size)]
+
+    async def iter_ids(self, stub: object, *, page_size: int = 1000) -> AsyncIterator[str]:
+        """Like :meth:`get_ids`, one page in memory at a time."""
+        async for workflow_id in self._tags.iter_ids(stub, page_size=page_size):
+            yield workflow_id
 
     async def get_workflow_state(self, stub: object) -> dict[str, Any] | None:
         """Read the stored state of an instance, as JSON-compatible data (bytes as base64), for
@@ -371,39 +299,29 @@ class InfiniticClient(TagOperations):
             return None
         return _json_compatible(state)  # type: ignore[no-any-return]
 
-    async def _dispatch_method(
-        self, stub: ExistingWorkflowStub, sig: MethodSignature, args: list[Any]
-    ) -> WorkflowDeferred[Any]:
-        return await dispatch_method(self, stub, sig, args)
-
-    async def _send_command(self, stub: object, message: WorkflowMessage) -> None:
-        if isinstance(stub, WorkflowByTagStub):
-            await self._send_by_tag(stub.workflow_name, stub.tag, message)
-            return
-        await self.start()
-        out = Outbox()
-        out.add(
-            topic(TopicKind.WORKFLOW_CMD, message.workflow_name), message, key=message.workflow_id
-        )
-        await out.send(self._transport)
-
     # -- internals ------------------------------------------------------------------------------
 
-    def _future(self, workflow_id: str, method_run_id: str) -> asyncio.Future[MethodOutcome]:
-        key = (workflow_id, method_run_id)
-        future = self._futures.get(key)
-        if future is None:
-            future = self._futures[key] = asyncio.get_running_loop().create_future()
-        return future
+    async def _command(self, stub: object, build: type[WorkflowMessage], **fields: Any) -> None:
+        s = _stub_of(stub)
+        await self._core.command(s.command(build, **fields), tag=s.tag)
+
+    async def _send_by_tag(self, workflow_name: str, tag: str, command: WorkflowMessage) -> None:
+        """Send a copy of any workflow command to every instance of ``workflow_name`` holding
+        ``tag`` (for tests and tools that send commands the public API does not build)."""
+        if command.workflow_name != workflow_name:
+            raise ValueError(
+                f"a command for workflow {command.workflow_name!r} cannot be sent to instances "
+                f"of {workflow_name!r}"
+            )
+        await self._core.command(command, tag=tag)
 
     async def _start(
         self, stub: _Stub, sig: MethodSignature, args: list[Any]
     ) -> WorkflowDeferred[Any]:
-        await self.start()
         name = entity_name(stub.interface)
         workflow_id = new_id()
         deferred: WorkflowDeferred[Any] = WorkflowDeferred(
-            self, name, workflow_id, workflow_id, sig
+            self._core, name, workflow_id, workflow_id, sig
         )
         dispatch = DispatchWorkflow(
             workflow_name=name,
@@ -412,23 +330,10 @@ class InfiniticClient(TagOperations):
             method_args=args,
             tags=sorted(stub._tags),
             meta=stub._meta,
-            requester=Requester.client(self.name),
+            requester=self._core.requester,
         )
-        return await self._start_dispatch(deferred, dispatch)  # tags: through the tag engine
-
-    async def _on_response(self, message: TransportMessage) -> None:
-        decoded = decode_message(message.data)
-        if isinstance(decoded, ClientReply):
-            self._on_reply(decoded)
-            return
-        if not isinstance(decoded, MethodOutcome):
-            logger.warning("client %s ignores a %s message", self.name, type(decoded).__name__)
-            return
-        future = self._futures.pop((decoded.workflow_id, decoded.method_run_id), None)
-        if future is not None and not future.done():
-            future.set_result(decoded)
-
-
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
+        try:  # tags: through the tag engine
+            return await self._tags.start_dispatch(deferred, dispatch)
+        except BaseException:
+            self._core.forget(workflow_id, workflow_id)
+            raise

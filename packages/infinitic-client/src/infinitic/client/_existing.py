@@ -1,17 +1,17 @@
-"""Client stubs of existing workflow instances, and the commands sent to instances."""
+"""Client stubs of existing workflow instances, and the signals sent to instances."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
+from infinitic.client._core import ClientCore
+from infinitic.client._deferred import WorkflowDeferred
 from infinitic.common import Channel, MethodSignature, TopicKind, new_id, topic, type_names
 from infinitic.common import Stub as _Stub
-from infinitic.common.messages import DispatchMethod, Requester, SendSignal, WorkflowMessage
-from infinitic.transport import Outbox
+from infinitic.common.messages import DispatchMethod, SendSignal, WorkflowMessage
 
 if TYPE_CHECKING:
-    from infinitic.client._client import InfiniticClient, WorkflowDeferred
     from infinitic.client._tags import WorkflowByTagStub
 
 
@@ -21,13 +21,18 @@ class ExistingWorkflowStub(_Stub):
     ``await stub.method(...)`` runs a new method run on the instance and waits for its result
     (``client.dispatch(stub.method, ...)`` does not wait); ``await stub.channel.send(value)``
     sends a signal.
+
+    Attributes:
+        workflow_id: the instance's id.
+        tag: None (a stub of one instance, not of the instances with a tag).
     """
 
     _kind = "workflow"
+    tag: str | None = None
 
-    def __init__(self, client: InfiniticClient, workflow: type, workflow_id: str) -> None:
+    def __init__(self, core: ClientCore, workflow: type, workflow_id: str) -> None:
         super().__init__(workflow, None, None)
-        self._client = client
+        self._core = core
         self.workflow_id = workflow_id
 
     @property
@@ -40,12 +45,35 @@ class ExistingWorkflowStub(_Stub):
         dumped = sig.dump_args(args, kwargs)
 
         async def run() -> Any:
-            return await (await self._client._dispatch_method(self, sig, dumped))
+            return await (await self.dispatch_method(sig, dumped))
 
         return run()
 
+    async def dispatch_method(self, sig: MethodSignature, args: list[Any]) -> WorkflowDeferred[Any]:
+        """Start a new method run on the instance; its outcome comes to the client."""
+        run_id = new_id()
+        deferred: WorkflowDeferred[Any] = WorkflowDeferred(
+            self._core, self.entity_name, self.workflow_id, run_id, sig
+        )
+        message = DispatchMethod(
+            workflow_name=self.entity_name,
+            workflow_id=self.workflow_id,
+            method_run_id=run_id,
+            method_name=sig.method_name,
+            method_args=args,
+            requester=self._core.requester,
+        )
+        try:
+            await self._core.send(
+                topic(TopicKind.WORKFLOW_CMD, self.entity_name), message, self.workflow_id
+            )
+        except BaseException:
+            self._core.forget(self.workflow_id, run_id)
+            raise
+        return deferred
+
     def _channel(self, channel: Channel[Any]) -> ChannelSender:
-        return ChannelSender(self._client, self, channel)
+        return ChannelSender(self._core, self, channel)
 
     def command(self, build: type[WorkflowMessage], **fields: Any) -> WorkflowMessage:
         """A command of type ``build`` addressed to this instance."""
@@ -56,15 +84,15 @@ class ExistingWorkflowStub(_Stub):
 
 
 class ChannelSender:
-    """A channel of an instance, seen from a client."""
+    """A channel of an instance (or of the instances with a tag), seen from a client."""
 
     def __init__(
         self,
-        client: InfiniticClient,
+        core: ClientCore,
         stub: ExistingWorkflowStub | WorkflowByTagStub,
         channel: Channel[Any],
     ) -> None:
-        self._client = client
+        self._core = core
         self._stub = stub
         self._channel = channel
 
@@ -73,42 +101,12 @@ class ChannelSender:
         broker has it. A signal that nothing receives is discarded by the instance."""
         data = self._channel.dump(value, f"workflow {self._stub.entity_name}")
         signal_id = new_id()
-        await self._client._send_command(
-            self._stub,
-            self._stub.command(
-                SendSignal,
-                channel_name=self._channel.name,
-                signal_id=signal_id,
-                data=data,
-                type_names=type_names(value),
-            ),
+        signal = self._stub.command(
+            SendSignal,
+            channel_name=self._channel.name,
+            signal_id=signal_id,
+            data=data,
+            type_names=type_names(value),
         )
+        await self._core.command(signal, tag=self._stub.tag)
         return signal_id
-
-
-async def dispatch_method(
-    client: InfiniticClient, stub: ExistingWorkflowStub, sig: MethodSignature, args: list[Any]
-) -> WorkflowDeferred[Any]:
-    """Start a new method run on an existing instance; its result comes to the client."""
-    from infinitic.client._client import WorkflowDeferred
-
-    await client.start()
-    run_id = new_id()
-    deferred: WorkflowDeferred[Any] = WorkflowDeferred(
-        client, stub.entity_name, stub.workflow_id, run_id, sig
-    )
-    out = Outbox()
-    out.add(
-        topic(TopicKind.WORKFLOW_CMD, stub.entity_name),
-        DispatchMethod(
-            workflow_name=stub.entity_name,
-            workflow_id=stub.workflow_id,
-            method_run_id=run_id,
-            method_name=sig.method_name,
-            method_args=args,
-            requester=Requester.client(client.name),
-        ),
-        key=stub.workflow_id,
-    )
-    await out.send(client._transport)
-    return deferred
