@@ -14,7 +14,13 @@ from infinitic.client._core import ClientCore
 from infinitic.client._deferred import ByTagDeferred, WorkflowDeferred
 from infinitic.client._existing import ExistingWorkflowStub
 from infinitic.client._tags import TagOperations, WorkflowByTagStub
-from infinitic.common import MethodSignature, entity_name, new_id, read_workflow_state
+from infinitic.common import (
+    MethodSignature,
+    entity_name,
+    method_timeout,
+    new_id,
+    read_workflow_state,
+)
 from infinitic.common import Stub as _Stub
 from infinitic.common import StubMethod as _StubMethod
 from infinitic.common.messages import (
@@ -52,10 +58,11 @@ class _NewWorkflowStub(_Stub):
         self, sig: MethodSignature, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Awaitable[Any]:
         dumped = sig.dump_args(args, kwargs)  # refuses bad payloads before anything is sent
+        timeout = method_timeout(self.interface, sig.method_name)
 
         async def run() -> Any:
             deferred: WorkflowDeferred[Any] = await self._client._start(self, sig, dumped)
-            return await deferred
+            return await deferred.result_within(timeout)
 
         return run()
 

@@ -9,7 +9,7 @@ from typing import Any, Generic, TypeVar, cast
 from infinitic.client._core import ClientCore
 from infinitic.common import MethodSignature, exception_from_failure
 from infinitic.common.messages import MethodOutcome, WaitMethod, method_outcome_failure
-from infinitic.exceptions import InfiniticError
+from infinitic.exceptions import InfiniticError, WorkflowTimedOutError
 
 R = TypeVar("R")
 
@@ -89,6 +89,24 @@ class WorkflowDeferred(Generic[R]):
                 raise
             self._future, self._ask = future, False
         return await asyncio.shield(self._future)
+
+    async def result_within(self, seconds: float | None) -> R:
+        """Wait for the method's result at most ``seconds`` (None: no limit).
+
+        Raises:
+            WorkflowTimedOutError: no outcome in time (the workflow runs on; this deferred
+                stops waiting for it).
+        """
+        if seconds is None:
+            return await self.result()
+        try:
+            async with asyncio.timeout(seconds):
+                return await self.result()
+        except TimeoutError:
+            self._core.forget(self.id, self.method_run_id, self._future)
+            raise WorkflowTimedOutError(
+                self.workflow_name, self.id, self.method_name, self.method_run_id
+            ) from None
 
     def __await__(self) -> Generator[Any, None, R]:
         return self.result().__await__()

@@ -7,7 +7,15 @@ from typing import TYPE_CHECKING, Any
 
 from infinitic.client._core import ClientCore
 from infinitic.client._deferred import WorkflowDeferred
-from infinitic.common import Channel, MethodSignature, TopicKind, new_id, topic, type_names
+from infinitic.common import (
+    Channel,
+    MethodSignature,
+    TopicKind,
+    method_timeout,
+    new_id,
+    topic,
+    type_names,
+)
 from infinitic.common import Stub as _Stub
 from infinitic.common.messages import DispatchMethod, SendSignal, WorkflowMessage
 
@@ -43,9 +51,10 @@ class ExistingWorkflowStub(_Stub):
         self, sig: MethodSignature, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Awaitable[Any]:
         dumped = sig.dump_args(args, kwargs)
+        timeout = method_timeout(self.interface, sig.method_name)
 
         async def run() -> Any:
-            return await (await self.dispatch_method(sig, dumped))
+            return await (await self.dispatch_method(sig, dumped)).result_within(timeout)
 
         return run()
 

@@ -49,11 +49,14 @@ def name(value: str) -> Callable[[C], C]:
 
 
 def timeout(*, seconds: float) -> Callable[[F], F]:
-    """Declare a timeout on a method.
+    """Declare a timeout on a method, or on a class for each of its methods (a method's own
+    declaration wins).
 
     On an interface method: a caller-side timeout (the caller stops waiting and gets a timed-out
-    error; the callee keeps running). On an implementation method: an execution timeout (the
-    attempt is abandoned and counts as a failure, so the retry policy applies).
+    error; the callee keeps running). On a workflow method: the same for a client's call that
+    waits for the result (``WorkflowTimedOutError``; the workflow runs on). On an implementation
+    method: an execution timeout (the attempt is abandoned and counts as a failure, so the
+    retry policy applies), unless the worker's configuration sets one.
     """
     if seconds <= 0:
         raise ValueError(f"timeout seconds must be > 0, got {seconds}")
@@ -145,8 +148,10 @@ def _class_lookup(cls: type, method: str, attr: str) -> Any:
 
 
 def method_timeout(owner: type | object, method: str) -> float | None:
-    """Return the timeout declared on ``owner.method``, if any."""
+    """Return the timeout declared on ``owner.method``, or else on its class, if any."""
     value = _lookup(owner, method, _TIMEOUT)
+    if value is None:
+        value = getattr(owner if isinstance(owner, type) else type(owner), _TIMEOUT, None)
     return float(value) if value is not None else None
 
 

@@ -70,8 +70,10 @@ class ServiceExecutor:
             implementation's class.
         transport: where outcomes and retries are published.
         concurrency: size of the thread pool for sync methods.
-        retry: default retry policy (a policy declared on the implementation wins).
-        timeout: default execution timeout in seconds (one declared on the method wins).
+        retry: the retry policy from the worker's configuration; it wins over one declared
+            on the implementation (as in Infinitic), which wins over no retry.
+        timeout: the execution timeout in seconds from the worker's configuration; it wins
+            over one declared on the implementation's method or class.
     """
 
     def __init__(
@@ -104,10 +106,12 @@ class ServiceExecutor:
         self._batcher = TaskBatcher(self)
 
     def _policy(self, method: str) -> RetryPolicy:
-        return retry_policy(self._impl, method) or self._retry or NoRetry()
+        return self._retry or retry_policy(self._impl, method) or NoRetry()
 
     def _execution_timeout(self, method: str) -> float | None:
-        return method_timeout(type(self._impl), method) or self._timeout
+        if self._timeout is not None:
+            return self._timeout
+        return method_timeout(type(self._impl), method)
 
     @property
     def consumer_concurrency(self) -> int:
