@@ -56,6 +56,7 @@ def test_public_api() -> None:
         "RetryConfig",
         "ServiceConfig",
         "StorageConfig",
+        "UnreachableError",
         "WorkflowConfig",
         "load_config",
     ]
@@ -118,6 +119,8 @@ def test_environment_overrides_any_key(tmp_path: Path) -> None:
     ],
 )
 def test_errors_name_the_bad_key(tmp_path: Path, text: str, expected: str) -> None:
+    if text.startswith(("services", "workflows", "storage")):
+        text = "transport: {inMemory: {}}\n" + text
     with pytest.raises(ConfigurationError, match=expected.replace(".", r"\.")):
         InfiniticWorker.from_yaml(write(tmp_path, text), environ={})
 
@@ -144,12 +147,14 @@ def test_storage_backends_are_built_lazily() -> None:
         "mysql": ({"host": "h", "database": "d", "maxPoolSize": 3}, MySQLStorage),
     }
     for backend, (options, cls) in cases.items():
-        worker = InfiniticWorker.from_config({"storage": {backend: options}}, environ={})
+        worker = InfiniticWorker.from_config({**MEM, "storage": {backend: options}}, environ={})
         assert isinstance(worker.storage, cls)  # nothing connects before the first call
-    redis = InfiniticWorker.from_config({"storage": {"redis": cases["redis"][0]}}, environ={})
+    redis = InfiniticWorker.from_config(
+        {**MEM, "storage": {"redis": cases["redis"][0]}}, environ={}
+    )
     assert redis.storage.settings.username == "u"  # type: ignore[attr-defined]
     postgres = InfiniticWorker.from_config(
-        {"storage": {"postgres": cases["postgres"][0]}}, environ={}
+        {**MEM, "storage": {"postgres": cases["postgres"][0]}}, environ={}
     )
     assert postgres.storage.settings.port == 5433  # type: ignore[attr-defined]
 
@@ -212,8 +217,11 @@ def test_cli_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_in_memory_storage_takes_no_option() -> None:
     with pytest.raises(ConfigurationError, match=r"storage\.inMemory"):
-        InfiniticWorker.from_config({"storage": {"inMemory": {"size": 1}}}, environ={})
-    assert isinstance(InfiniticWorker.from_config({}, environ={}).storage, InMemoryStorage)
+        InfiniticWorker.from_config({**MEM, "storage": {"inMemory": {"size": 1}}}, environ={})
+    assert isinstance(InfiniticWorker.from_config(MEM, environ={}).storage, InMemoryStorage)
+
+
+MEM = {"transport": {"inMemory": {}}}
 
 
 def _readme_yaml_blocks() -> list[str]:
@@ -230,7 +238,8 @@ def test_readme_configuration_examples_are_valid() -> None:
     documents = [doc for block in blocks for doc in yaml.safe_load_all(block)]
     assert len(documents) == 6
     for document in documents:
-        worker = InfiniticWorker.from_config(document, environ={})  # builds, connects nothing
+        # builds, connects nothing (a worker needs a transport: in memory when none is shown)
+        worker = InfiniticWorker.from_config({**MEM, **document}, environ={})
         assert worker.transport is not None
         if "transport" in document:
             assert InfiniticClient.from_config(document).name.startswith("client-")

@@ -12,6 +12,7 @@ from infinitic.worker._config import (
     WorkflowConfig,
     load_config,
 )
+from infinitic.worker._preflight import UnreachableError
 from infinitic.worker._worker import InfiniticWorker
 
 __version__: str = importlib.metadata.version("infinitic-worker")
@@ -23,6 +24,7 @@ __all__ = [
     "RetryConfig",
     "ServiceConfig",
     "StorageConfig",
+    "UnreachableError",
     "WorkflowConfig",
     "load_config",
 ]

@@ -19,6 +19,8 @@ from infinitic.exceptions import ConfigurationError
 from infinitic.storage import CompressedKeyValueStorage, InMemoryStorage, Storage
 from infinitic.transport import Transport, normalize_key, transport_from_config
 from infinitic.worker._config import InfiniticConfig, ServiceConfig, StorageConfig, WorkflowConfig
+from infinitic.worker._preflight import broker_check, describe_storage
+from infinitic.workflows import Workflow
 
 if TYPE_CHECKING:
     from infinitic.worker._worker import InfiniticWorker
@@ -93,6 +95,23 @@ def settings_from_options(cls: type[Any], options: Mapping[str, Any], where: str
         raise ConfigurationError(f"{where}: {e}") from e
 
 
+def storage_description(config: StorageConfig) -> str:
+    """Where the storage of ``storage:`` is (for errors), password hidden."""
+    if config.backend == "in_memory":
+        return "storage.inMemory"
+    return describe_storage(config.backend, getattr(config, config.backend) or {})
+
+
+def _broker_url(transport: Transport) -> str | None:
+    """The broker a transport built from a configuration connects to, None when it starts
+    its own (an embedded broker) or has none."""
+    settings = getattr(transport, "settings", None)
+    url = getattr(settings, "broker_service_url", None)
+    if getattr(transport, "broker", None) is not None or not isinstance(url, str):
+        return None
+    return url
+
+
 def build_storage(config: StorageConfig) -> Storage:
     """The storage described by ``storage:`` (with compression and cache wrappers)."""
     backend = config.backend
@@ -136,6 +155,14 @@ def _retry(service: ServiceConfig, where: str) -> ExponentialBackoff | None:
         raise ConfigurationError(f"{where}.retry: {e}") from e
 
 
+def _with_key(where: str, register: Any, *args: Any, **kwargs: Any) -> None:
+    """Register, with the configuration key in front of a refusal's message."""
+    try:
+        register(*args, **kwargs)
+    except ConfigurationError as e:
+        raise ConfigurationError(f"{where}: {e}") from e
+
+
 def _add_service(worker: InfiniticWorker, service: ServiceConfig, where: str) -> None:
     target = import_object(service.class_, f"{where}.class")
     try:
@@ -148,7 +175,9 @@ def _add_service(worker: InfiniticWorker, service: ServiceConfig, where: str) ->
     interface = (
         import_object(service.interface, f"{where}.interface") if service.interface else None
     )
-    worker.add_service(
+    _with_key(
+        where,
+        worker.add_service,
         implementation,
         interface=interface,
         name=service.name,
@@ -161,7 +190,14 @@ def _add_service(worker: InfiniticWorker, service: ServiceConfig, where: str) ->
 
 def _add_workflow(worker: InfiniticWorker, workflow: WorkflowConfig, where: str) -> None:
     cls = import_object(workflow.class_, f"{where}.class")
-    worker.add_workflow(
+    if not (isinstance(cls, type) and issubclass(cls, Workflow)):
+        raise ConfigurationError(
+            f"{where}.class: {workflow.class_} is not a Workflow subclass (got {cls!r}); a "
+            "workflow class derives from infinitic.workflows.Workflow"
+        )
+    _with_key(
+        where,
+        worker.add_workflow,
         cls,
         name=workflow.name,
         concurrency=workflow.concurrency,
@@ -182,6 +218,12 @@ def build_worker(worker_cls: type[InfiniticWorker], config: InfiniticConfig) -> 
     Raises:
         ConfigurationError: a section is invalid (naming the key).
     """
+    if not config.transport_section:
+        raise ConfigurationError(
+            "transport: missing: a worker needs the transport its clients and other workers "
+            "use, e.g. transport: {pulsar: {brokerServiceUrl: pulsar://host:6650}}; write "
+            "transport: {inMemory: {}} to run everything in one process"
+        )
     transport: Transport = transport_from_config(config.transport_section, role="worker")
     storage = build_storage(config.storage)
     worker = worker_cls(
@@ -195,6 +237,9 @@ def build_worker(worker_cls: type[InfiniticWorker], config: InfiniticConfig) -> 
         shutdown_grace_period=config.shutdown_grace_period,
     )
     worker._own(transport.close, storage.close)
+    broker = _broker_url(transport)
+    checks = [broker_check(broker, "the Pulsar broker (transport)")] if broker else []
+    worker._check_at_start(*checks, storage=storage_description(config.storage))
     for i, service in enumerate(config.services):
         _add_service(worker, service, f"services.{i}")
     for i, workflow in enumerate(config.workflows):

@@ -22,9 +22,10 @@ from typing import Any
 import click
 import yaml
 
-from infinitic.exceptions import ConfigurationError
+from infinitic.exceptions import ConfigurationError, InfiniticError
 from infinitic.worker._cli_common import (
     EXIT_CONFIG,
+    EXIT_FAILED,
     config_option,
     json_option,
     run_command,
@@ -95,16 +96,30 @@ def worker(config: str, check: bool, log_level: str) -> None:
 
     try:
         loaded = load_config(config)
-        built = InfiniticWorker.from_config(loaded)  # imports the classes, connects nothing
     except ConfigurationError as e:
         click.echo(f"infinitic: {e}", err=True)
         sys.exit(EXIT_CONFIG)
+    try:
+        built = InfiniticWorker.from_config(loaded)  # imports the classes, connects nothing
+        if not loaded.services and not loaded.workflows:
+            raise ConfigurationError("nothing to run: list services: or workflows: with a class")
+    except ConfigurationError as e:
+        click.echo(f"infinitic: {config}: {e}", err=True)
+        sys.exit(EXIT_CONFIG)
     if check:
         click.echo(
-            f"{config}: valid ({len(loaded.services)} services, {len(loaded.workflows)} workflows)"
+            f"{config}: valid ({len(loaded.services)} services, {len(loaded.workflows)} "
+            "workflows); the storage and the broker are tried when the worker starts"
         )
         return
-    built.run()
+    try:
+        built.run()
+    except ConfigurationError as e:
+        click.echo(f"infinitic: {config}: {e}", err=True)
+        sys.exit(EXIT_CONFIG)
+    except InfiniticError as e:  # an unreachable storage or broker
+        click.echo(f"infinitic: worker not started: {e}", err=True)
+        sys.exit(EXIT_FAILED)
 
 
 @cli.group()

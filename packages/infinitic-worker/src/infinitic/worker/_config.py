@@ -267,7 +267,8 @@ class InfiniticConfig(BaseSettings):
         client: read by clients only (``client.name``: a unique client name;
             ``client.requestTimeoutSeconds``: how long to wait for a tag engine, default 30).
         transport: one transport name with its options (``pulsar``, ``pulsarLite``,
-            ``inMemory``), resolved through :func:`infinitic.transport.transport_from_config`.
+            ``inMemory``), resolved through :func:`infinitic.transport.transport_from_config`;
+            a worker refuses a configuration without one (``inMemory`` must be explicit).
         storage: the storage.
         services: the services this worker runs.
         workflows: the workflows this worker runs.
@@ -285,7 +286,7 @@ class InfiniticConfig(BaseSettings):
 
     name: str | None = None
     client: dict[str, Any] | None = None
-    transport: dict[str, Any] = Field(default_factory=lambda: {"inMemory": {}})
+    transport: dict[str, Any] | None = None
     storage: StorageConfig = Field(default_factory=StorageConfig)
     services: list[ServiceConfig] = Field(default_factory=list)
     workflows: list[WorkflowConfig] = Field(default_factory=list)
@@ -300,7 +301,7 @@ class InfiniticConfig(BaseSettings):
         """Seconds a stopping worker waits for in-flight messages: Infinitic 0.18's
         ``transport.shutdownGracePeriodSeconds``, else the older top-level
         ``shutdownGracePeriodInSeconds``, else 30."""
-        value = grace_period_of(self.transport)
+        value = grace_period_of(self.transport or {})
         if value is None:
             value = self.shutdown_grace_period_in_seconds
         return DEFAULT_SHUTDOWN_GRACE_PERIOD if value is None else value
@@ -308,11 +309,11 @@ class InfiniticConfig(BaseSettings):
     @property
     def transport_section(self) -> dict[str, Any]:
         """``transport:`` without the keys that are not a transport's name."""
-        return transport_only(self.transport)
+        return transport_only(self.transport or {})
 
     @model_validator(mode="after")
     def _grace_period(self) -> InfiniticConfig:
-        grace_period_of(self.transport)  # raises on a bad value
+        grace_period_of(self.transport or {})  # raises on a bad value
         return self
 
     @model_validator(mode="before")

@@ -37,6 +37,7 @@ from infinitic.transport import (
 )
 from infinitic.worker._config import InfiniticConfig, load_config
 from infinitic.worker._dead_letters import tell_waiters
+from infinitic.worker._preflight import storage_check
 from infinitic.workflow_engine import (
     CheckMode,
     StorageHistoryLoader,
@@ -166,6 +167,8 @@ class InfiniticWorker:
         self._lock = asyncio.Lock()
         self._workflow_options: dict[str, tuple[CheckMode | None, int | None]] = {}
         self._owned: list[Callable[[], Awaitable[None]]] = []
+        self._storage_description = f"the storage ({type(storage).__name__})"
+        self._checks: list[Callable[[], Awaitable[None]]] = []
 
     @classmethod
     def from_config(
@@ -199,6 +202,14 @@ class InfiniticWorker:
     def _own(self, *closers: Callable[[], Awaitable[None]]) -> None:
         """Close these (in order) when the worker closes."""
         self._owned.extend(closers)
+
+    def _check_at_start(
+        self, *checks: Callable[[], Awaitable[None]], storage: str | None = None
+    ) -> None:
+        """Run these checks (after the storage's) before starting; name the storage so."""
+        self._checks.extend(checks)
+        if storage is not None:
+            self._storage_description = storage
 
     # -- registration ---------------------------------------------------------------------------
 
@@ -394,14 +405,29 @@ class InfiniticWorker:
         return {k: v for k, v in sorted(self._in_flight.items()) if v}
 
     async def start(self) -> None:
-        """Start consuming every topic of the registered entities; idempotent."""
+        """Start consuming every topic of the registered entities; idempotent.
+
+        Before anything starts, the storage must answer a read and the broker (when built from
+        a configuration) accept a connection.
+
+        Raises:
+            ConfigurationError: nothing is registered, or the worker is closed.
+            UnreachableError: the storage or the broker does not answer (named by its address,
+                password hidden); nothing was started.
+        """
         async with self._lock:
             if self._started:
                 return
             if self._closed:
                 raise ConfigurationError(f"worker {self.name} is closed")
             if not self._services and not self._workflows:
-                raise ConfigurationError("register at least one service or workflow first")
+                raise ConfigurationError(
+                    f"worker {self.name} has nothing to run: register at least one service or "
+                    "workflow first (services: or workflows: in a configuration)"
+                )
+            await storage_check(self.storage, self._storage_description)()
+            for check in self._checks:
+                await check()
             await self.transport.start()
             try:
                 for s in self._services.values():
