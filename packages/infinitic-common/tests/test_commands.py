@@ -210,9 +210,11 @@ def test_records_of_the_single_record_form_are_converted(
         (legacy("teleport", name="x"), "unknown kind 'teleport'"),
         (legacy("timer", name="timer", due_at=1.0, service_name="S"), "cannot: service_name"),
         (legacy("signal", name="W.c", workflow_name="W", channel_name="c", args=[1, 2]), "args"),
+        (legacy("method", name="W.m", workflow_name="W", method_name="m", tags={"": 1}), "lists"),
+        (5, "a command record is a map, not int"),
     ],
 )
-def test_what_a_kind_cannot_hold_is_an_error_not_lost(old: dict[str, Any], reason: str) -> None:
+def test_what_a_kind_cannot_hold_is_an_error_not_lost(old: Any, reason: str) -> None:
     with pytest.raises(ValueError, match=reason):
         upgrade_command(old)
     body = {"workflow_name": "W", "workflow_id": "w", "workflow_task_id": "t", "step": 0}

@@ -11,7 +11,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -138,12 +137,6 @@ def test_a_state_with_a_part_replaced_is_refused_or_decodes(data: st.DataObject)
     _decodes_or_refuses(pack(raw))
 
 
-@pytest.mark.xfail(
-    raises=KeyError,
-    strict=False,
-    reason="upgrade_command (common/_commands.py) indexes the tags of a format-2 record: "
-    "a KeyError instead of CorruptedValueError when they are not a list",
-)
 def test_an_old_command_whose_tags_are_not_a_list_is_refused() -> None:
     # Found by the property above with INFINITIC_FUZZ_EXAMPLES=3000.
     raw = unpack(OLD_STATES[0])

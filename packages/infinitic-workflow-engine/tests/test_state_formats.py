@@ -302,6 +302,10 @@ def test_an_unknown_format_or_command_is_refused() -> None:
     some["kind"] = "teleport"
     with pytest.raises(CorruptedValueError, match="unknown kind 'teleport'"):
         decode_state("k", pack(raw))
+    raw = unpack(STATE)
+    raw["state"]["commands"] = list(raw["state"]["commands"].values())
+    with pytest.raises(CorruptedValueError, match="commands of this state are not a map"):
+        decode_state("k", pack(raw))
     # a format-3 state holding a record of the old form is not misread
     with pytest.raises(CorruptedValueError, match="name"):
         decode_state("k", repacked(STATE, format=3))

@@ -224,6 +224,7 @@ CommandRecord = Annotated[
     Field(discriminator="kind"),
 ]
 
+_NOTHING: tuple[Any, ...] = (None, 0, "", [], {})  # the defaults of the single record
 _COMMON = ("command_id", "method_run_id", "position", "step", "kind", "status", "value")
 _COMMON_OPTIONAL = ("failure", "delivered_step")
 _OWN: dict[str, tuple[str, ...]] = {
@@ -244,7 +245,7 @@ def is_legacy_command(raw: Any) -> bool:
     return isinstance(raw, Mapping) and "name" in raw
 
 
-def upgrade_command(raw: Mapping[str, Any]) -> dict[str, Any]:
+def upgrade_command(raw: Any) -> dict[str, Any]:
     """The typed form (plain data) of a command record of the single-record form.
 
     Fields that do not belong to the record's kind are dropped when they hold nothing (the old
@@ -253,25 +254,26 @@ def upgrade_command(raw: Mapping[str, Any]) -> dict[str, Any]:
     Raises:
         ValueError: the record has an unknown kind, or a field its kind cannot hold.
     """
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"a command record is a map, not {type(raw).__name__}")
     kind = raw.get("kind")
     own = _OWN.get(kind) if isinstance(kind, str) else None
     if own is None:
         raise ValueError(f"command {raw.get('command_id')!r} has an unknown kind {kind!r}")
     out = {k: raw[k] for k in (*_COMMON, *_COMMON_OPTIONAL, *own) if k in raw}
-    used = {*out, "name"}
+    used: set[Any] = {*out, "name"}
     if kind == "patch":
         out["patch_id"] = raw.get("name")
-    if kind in ("method", "signal"):
-        tags = raw.get("tags") or []
-        if raw.get("target_workflow_id") is None and len(tags) == 1:
-            out["tag"] = tags[0]  # sent to the instances with this tag
-            used.add("tags")
-    if kind == "signal":
-        args = raw.get("args") or []
-        if len(args) <= 1:
-            out["data"] = args[0] if args else None
-            used.add("args")
-    left = sorted(k for k, v in raw.items() if k not in used and v not in (None, 0, "", [], {}))
+    tags, args = raw.get("tags") or [], raw.get("args") or []
+    if not isinstance(tags, list) or not isinstance(args, list):
+        raise ValueError(f"{kind} command {raw.get('command_id')!r}: tags and args are lists")
+    if kind in ("method", "signal") and raw.get("target_workflow_id") is None and len(tags) == 1:
+        out["tag"] = tags[0]  # sent to the instances with this tag
+        used.add("tags")
+    if kind == "signal" and len(args) <= 1:
+        out["data"] = args[0] if args else None
+        used.add("args")
+    left = sorted(str(k) for k, v in raw.items() if k not in used and v not in _NOTHING)
     if left:
         raise ValueError(
             f"{kind} command {raw.get('command_id')!r} holds what a {kind} command cannot: "

@@ -65,6 +65,29 @@ def _checked_format(key: str, what: str, found: Any, current: int) -> int:
     )
 
 
+#: The history fields (maps by id in a state, lists in a chunk) and the id of their records.
+_HISTORY_ITEMS = (("steps", None), ("commands", "command_id"), ("signals", "signal_id"))
+
+
+def _check_shapes(key: str, what: str, data: Mapping[str, Any], by_id: bool) -> None:
+    """Raise unless the history fields of ``data`` have the shapes readers rely on."""
+    for name, id_field in _HISTORY_ITEMS:
+        value = data.get(name)
+        if value is None:
+            continue
+        mapped = by_id and id_field is not None
+        items = value.values() if mapped and isinstance(value, dict) else value
+        if not isinstance(value, dict if mapped else list) or not all(
+            isinstance(i, dict) and (id_field is None or isinstance(i.get(id_field), str))
+            for i in items
+        ):
+            shape = "a map of records by id" if mapped else "a list of records"
+            raise CorruptedValueError(key, f"the {name} of this {what} are not {shape}")
+    archive = data.get("archive", [])
+    if not isinstance(archive, list) or not all(isinstance(k, str) for k in archive):
+        raise CorruptedValueError(key, f"the archive of this {what} is not a list of keys")
+
+
 def _typed_commands(key: str, what: str, found: int, commands: Any) -> Any:
     """``commands`` (a list, or a map by id) of a value of format ``found``, typed."""
     if found >= _TYPED_SINCE[what] or not commands:
@@ -73,7 +96,7 @@ def _typed_commands(key: str, what: str, found: int, commands: Any) -> Any:
         if isinstance(commands, dict):
             return {cid: upgrade_command(c) for cid, c in commands.items()}
         return [upgrade_command(c) for c in commands]
-    except (ValueError, TypeError, AttributeError) as e:
+    except ValueError as e:
         raise CorruptedValueError(key, f"a command of this {what} of format {found}: {e}") from e
 
 
@@ -89,6 +112,7 @@ def workflow_state_data(key: str, raw: Any) -> dict[str, Any]:
         raise CorruptedValueError(key, "not a workflow state")
     found = _checked_format(key, "state", raw.get("format"), WORKFLOW_STATE_FORMAT)
     state: dict[str, Any] = raw["state"]
+    _check_shapes(key, "state", state, by_id=True)
     if found < _TYPED_SINCE["state"] and state.get("commands"):
         state = {**state, "commands": _typed_commands(key, "state", found, state["commands"])}
     return state
@@ -107,6 +131,7 @@ def decode_history_chunk(key: str, data: bytes) -> dict[str, list[Any]]:
     if not isinstance(raw, dict):
         raise CorruptedValueError(key, f"not a history chunk (found {type(raw).__name__})")
     found = _checked_format(key, "history chunk", raw.get("format"), HISTORY_CHUNK_FORMAT)
+    _check_shapes(key, "history chunk", raw, by_id=False)
     chunk = {name: list(raw.get(name) or []) for name in ("steps", "commands", "signals")}
     chunk["commands"] = _typed_commands(key, "history chunk", found, chunk["commands"])
     return chunk
