@@ -33,6 +33,7 @@ from infinitic.common.messages import (
 )
 from infinitic.exceptions import InfiniticError
 from infinitic.transport import Transport
+from infinitic.workflows import Workflow
 
 logger = logging.getLogger("infinitic.client")
 
@@ -82,6 +83,17 @@ def _stub_of(stub: object) -> ExistingWorkflowStub | WorkflowByTagStub:
         return stub
     raise TypeError(
         f"expected a stub from client.get_workflow_by_id or get_workflow_by_tag, got {stub!r}"
+    )
+
+
+def _workflow_class(workflow: object, call: str) -> type:
+    """``workflow`` if it is a Workflow subclass; a TypeError saying what it is otherwise."""
+    if isinstance(workflow, type) and issubclass(workflow, Workflow):
+        return workflow
+    what = f"the class {workflow.__name__}" if isinstance(workflow, type) else repr(workflow)
+    raise TypeError(
+        f"client.{call} expects a Workflow subclass (a class deriving from "
+        f"infinitic.workflows.Workflow), got {what}; services are called from workflows"
     )
 
 
@@ -172,8 +184,12 @@ class InfiniticClient:
 
         ``await stub.method(...)`` starts it and waits for the result; use :meth:`dispatch` to
         start it without waiting. Arguments are checked against the method's type hints first.
+
+        Raises:
+            TypeError: ``workflow`` is not a Workflow subclass.
         """
-        return cast(T, _NewWorkflowStub(self, cast(type, workflow), tags, meta))
+        cls = _workflow_class(workflow, "new_workflow")
+        return cast(T, _NewWorkflowStub(self, cls, tags, meta))
 
     async def dispatch(
         self, method: Callable[P, Awaitable[R]], *args: P.args, **kwargs: P.kwargs
@@ -216,7 +232,8 @@ class InfiniticClient:
         """
         if not isinstance(workflow_id, str) or not workflow_id:
             raise TypeError(f"workflow_id must be a non-empty string, got {workflow_id!r}")
-        return cast(T, ExistingWorkflowStub(self._core, cast(type, workflow), workflow_id))
+        cls = _workflow_class(workflow, "get_workflow_by_id")
+        return cast(T, ExistingWorkflowStub(self._core, cls, workflow_id))
 
     def get_workflow_by_tag(self, workflow: Callable[..., T], tag: str) -> T:
         """Return a stub of the instances of ``workflow`` that hold ``tag`` (for
