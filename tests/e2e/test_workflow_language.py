@@ -308,12 +308,15 @@ async def test_retry_workflow_task_after_fixing_the_code(
     deferred = await client.dispatch(client.new_workflow(Fixable).run)
     with pytest.raises(WorkflowFailedError, match="bug in workflow code"):
         await deferred
+    with pytest.raises(WorkflowFailedError, match="bug in workflow code"):
+        await asyncio.wait_for(deferred.result(), 10)  # asked again: the failure stands
     FLAGS["fixed"] = True  # "deploy" the fix
     running = client.get_workflow_by_id(Fixable, deferred.id)
     assert (
         len(storage.key_value.keys("workflow-state:")) == 1
     )  # a failed workflow task keeps the instance
     await client.retry_workflow_task(running)
+    assert await asyncio.wait_for(deferred.result(), 10) == 6  # the new outcome
     await eventually(lambda: _true(tools.calls["add"] == 2 and len(storage.key_value) == 0))
 
 
@@ -326,6 +329,7 @@ async def test_retry_failed_tasks(
     FLAGS["task_fixed"] = True
     running = client.get_workflow_by_id(Fixable, deferred.id)
     await client.retry_tasks(running, status="failed")
+    assert await asyncio.wait_for(deferred.result(), 10) == "resumed"  # the new outcome
     await eventually(lambda: _true(tools.calls["fail_unless_fixed"] == 2))
     await eventually(lambda: _true(len(storage.key_value) == 0))  # resumed and completed
 

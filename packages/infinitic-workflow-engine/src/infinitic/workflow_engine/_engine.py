@@ -405,6 +405,23 @@ class WorkflowStateEngine:
         if run.status in TERMINAL:
             self._notify_run(state, run, [requester], out)
             return False
+        if state.failed_task is not None:
+            # Stuck on a failed workflow task: the waiter learns of the failure now (a client
+            # still hears how the run ends once the task is retried, see _release).
+            failure = state.failed_task
+            self._notify(
+                state.workflow_name,
+                state.workflow_id,
+                run.method_run_id,
+                run.method_name,
+                "failed",
+                None,
+                failure,
+                [requester],
+                out,
+            )
+            if requester.client_name is None:
+                return False
         if requester in run.requesters:
             return False
         run.requesters.append(requester)
@@ -703,22 +720,28 @@ class WorkflowStateEngine:
         status: str | None = None,
         failure: FailureInfo | None = None,
     ) -> None:
-        """Tell the current waiters of ``run`` how it ended (by default: its own status)."""
+        """Tell the current waiters of ``run`` how it ended (by default: its own status).
+
+        With ``status`` (a failed workflow task: the run itself goes on once retried), clients
+        stay waiters, so they also hear how the run really ends, as Infinitic's clients do when
+        they wait again; workflows stop waiting (their command has its outcome).
+        """
         if status is None:
             self._notify_run(state, run, run.requesters, out)
-        else:
-            self._notify(
-                state.workflow_name,
-                state.workflow_id,
-                run.method_run_id,
-                run.method_name,
-                status,
-                None,
-                failure,
-                run.requesters,
-                out,
-            )
-        run.requesters = []
+            run.requesters = []
+            return
+        self._notify(
+            state.workflow_name,
+            state.workflow_id,
+            run.method_run_id,
+            run.method_name,
+            status,
+            None,
+            failure,
+            run.requesters,
+            out,
+        )
+        run.requesters = [r for r in run.requesters if r.client_name is not None]
 
     def _notify_run(
         self, state: WorkflowState, run: MethodRun, waiters: list[Requester], out: Outbox
