@@ -179,15 +179,15 @@ def test_client_from_yaml_reads_only_the_transport(tmp_path: Path) -> None:
     named = InfiniticClient.from_yaml(write(tmp_path, BANK_YAML + "client: {name: teller}\n"))
     assert named.name == "teller"
     assert load_config(tmp_path / "infinitic.yml", environ={}).client == {"name": "teller"}
-    assert named._request_timeout == 30.0  # the default
+    assert named._core.request_timeout == 30.0  # the default
     patient = InfiniticClient.from_config(
         {"transport": {"inMemory": None}, "client": {"requestTimeoutSeconds": 2.5}}
     )
-    assert patient._request_timeout == 2.5
+    assert patient._core.request_timeout == 2.5
     forever = InfiniticClient.from_config(
         {"transport": {"inMemory": None}, "client": {"requestTimeoutSeconds": None}}
     )
-    assert forever._request_timeout is None
+    assert forever._core.request_timeout is None
     with pytest.raises(ConfigurationError, match="requestTimeoutSeconds must be a positive"):
         InfiniticClient.from_config(
             {"transport": {"inMemory": None}, "client": {"requestTimeoutSeconds": "soon"}}
