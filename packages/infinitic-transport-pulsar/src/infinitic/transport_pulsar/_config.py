@@ -14,6 +14,10 @@ entry points (``pulsar`` and ``pulsarLite``).
       pulsar:
         embedded: {port: 6650, dataDir: ./pulsar-data}   # or just: embedded: true
 
+Infinitic's spellings are accepted too: a ``client:`` section (its keys are PulsarSettings
+fields) and ``policies`` named ``messageTTLSeconds``, ``retentionTimeMinutes``,
+``retentionSizeMB``.
+
 ``pulsarLite: {port: 6650, dataDir: ./pulsar-data, namespace: dev}`` is the same as the second
 form. A worker starts the embedded pulsar-lite broker and stops it when it closes; a client only
 connects to it, so clients need its ``port``. A second worker on the same ``dataDir`` while the
@@ -81,6 +85,55 @@ class EmbeddedBrokerTransport(PulsarTransport):
             await self.broker.stop()
 
 
+def _norm(key: object) -> str:
+    return str(key).replace("_", "").replace("-", "").lower()
+
+
+# Infinitic's names of namespace policies, as PulsarPolicies' fields
+_POLICY_NAMES = {
+    "messagettlseconds": "message_ttl_in_seconds",
+    "retentiontimeminutes": "retention_time_in_minutes",
+    "retentionsizemb": "retention_size_in_mb",
+}
+_REFUSED_POLICIES = {
+    "timerttlseconds": "timers and other delayed messages live on the workflows' own topics "
+    "here, under the namespace's messageTTLSeconds",
+    "delayedttlseconds": "delayed messages live on the workflows' own topics here, under the "
+    "namespace's messageTTLSeconds",
+}
+
+
+def _infinitic_keys(options: Mapping[str, Any], path: str) -> dict[str, Any]:
+    """Infinitic's spelling of some settings as PulsarSettings reads them: the ``client:``
+    section's keys (``operationTimeoutSeconds``, ``ioThreads``...) at the top level, and
+    ``policies`` named as Infinitic names them (``messageTTLSeconds``, ``retentionTimeMinutes``,
+    ``retentionSizeMB``).
+
+    Raises:
+        ConfigurationError: a key this transport does not support, with the reason.
+    """
+    data: dict[str, Any] = {}
+    for key, value in options.items():
+        if _norm(key) == "client" and isinstance(value, Mapping):
+            for inner, inner_value in value.items():
+                if any(_norm(k) == _norm(inner) for k in options):
+                    raise ConfigurationError(
+                        f"{path}.{key}.{inner}: set twice ({path}.{inner} too); keep one"
+                    )
+                data[inner] = inner_value
+        elif _norm(key) == "policies" and isinstance(value, Mapping):
+            policies: dict[str, Any] = {}
+            for inner, inner_value in value.items():
+                reason = _REFUSED_POLICIES.get(_norm(inner))
+                if reason is not None:
+                    raise ConfigurationError(f"{path}.{key}.{inner} is not supported: {reason}")
+                policies[_POLICY_NAMES.get(_norm(inner), str(inner))] = inner_value
+            data[key] = policies
+        else:
+            data[key] = value
+    return data
+
+
 def _config_error(path: str, error: ValidationError) -> ConfigurationError:
     problems = []
     for item in error.errors():
@@ -100,7 +153,7 @@ def _build(
         )
     except ValidationError as e:
         raise _config_error(context.path if lite else f"{context.path}.embedded", e) from e
-    settings_data = dict(options)
+    settings_data = _infinitic_keys(options, context.path)
     if broker is not None:
         settings_data.setdefault("brokerFlavor", "pulsar-lite")
         if broker.port is not None:

@@ -28,9 +28,37 @@ if TYPE_CHECKING:
 # Infinitic's YAML names for some of our settings' attributes.
 _ALIASES = {
     "redis": {"user": "username", "database": "db"},
-    "postgres": {"username": "user"},
-    "mysql": {"username": "user"},
+    "postgres": {
+        "username": "user",
+        "maximumPoolSize": "max_pool_size",
+        "minimumIdle": "min_pool_size",
+    },
+    "mysql": {
+        "username": "user",
+        "maximumPoolSize": "max_pool_size",
+        "minimumIdle": "min_pool_size",
+    },
 }
+
+
+def _infinitic_pool_config(options: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Redis options with Infinitic's ``poolConfig: {maxTotal: n}`` as ``maxConnections``."""
+    out: dict[str, Any] = {}
+    for key, value in options.items():
+        if normalize_key(str(key)) != "poolconfig":
+            out[key] = value
+            continue
+        if not isinstance(value, Mapping):
+            raise ConfigurationError(f"{where}.{key} must be a mapping, got {value!r}")
+        for pool_key, pool_value in value.items():
+            if normalize_key(str(pool_key)) == "maxtotal":
+                out["max_connections"] = pool_value
+            else:
+                raise ConfigurationError(
+                    f"{where}.{key}.{pool_key} is not supported: connections are opened on "
+                    "demand up to poolConfig.maxTotal (maxConnections) and kept"
+                )
+    return out
 
 
 def import_object(path: str, where: str) -> Any:
@@ -130,6 +158,8 @@ def build_storage(config: StorageConfig) -> Storage:
         except ImportError as e:
             raise ConfigurationError(f"storage.{backend}: {e}") from e
         options = getattr(config, backend) or {}
+        if backend == "redis":
+            options = _infinitic_pool_config(options, "storage.redis")
         storage = storage_cls(settings_from_options(settings_cls, options, f"storage.{backend}"))
     if config.compression is not None and config.compression != "none":
         try:
@@ -189,11 +219,19 @@ def _add_service(worker: InfiniticWorker, service: ServiceConfig, where: str) ->
 
 
 def _add_workflow(worker: InfiniticWorker, workflow: WorkflowConfig, where: str) -> None:
-    cls = import_object(workflow.class_, f"{where}.class")
+    key = f"{where}.class" if workflow.class_ is not None else f"{where}.classes"
+    for path in workflow.class_paths:
+        _add_workflow_class(worker, workflow, path, key, where)
+
+
+def _add_workflow_class(
+    worker: InfiniticWorker, workflow: WorkflowConfig, path: str, key: str, where: str
+) -> None:
+    cls = import_object(path, key)
     if not (isinstance(cls, type) and issubclass(cls, Workflow)):
         raise ConfigurationError(
-            f"{where}.class: {workflow.class_} is not a Workflow subclass (got {cls!r}); a "
-            "workflow class derives from infinitic.workflows.Workflow"
+            f"{key}: {path} is not a Workflow subclass (got {cls!r}); a workflow class "
+            "derives from infinitic.workflows.Workflow"
         )
     _with_key(
         where,

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
@@ -45,15 +45,36 @@ from infinitic.transport import apply_env_overrides, normalize_key
 
 def _canonical_keys(model: type[BaseModel], data: Any) -> Any:
     """Rename keys that match a field whatever their case and underscores (``KEY_PREFIX``,
-    ``keyPrefix`` and ``keyprefix`` all name ``key_prefix``)."""
+    ``keyPrefix`` and ``keyprefix`` all name ``key_prefix``), and Infinitic's other names of a
+    field (the model's ``renamed_keys``); refuse the keys of Infinitic this project does not
+    support (the model's ``refused_keys``), saying why."""
     if not isinstance(data, Mapping):
         return data
+    refused: Mapping[str, str] = getattr(model, "refused_keys", {})
+    for key in data:
+        reason = refused.get(normalize_key(str(key)))
+        if reason is not None:
+            raise ValueError(f"{key!r} is not supported: {reason}")
     names: dict[str, str] = {}
     for name, field in model.model_fields.items():
         names[normalize_key(name)] = field.alias or name
         if isinstance(field.validation_alias, str):
             names[normalize_key(field.validation_alias)] = field.alias or name
+    renamed: Mapping[str, str] = getattr(model, "renamed_keys", {})
+    for other, name in renamed.items():
+        field = model.model_fields[name]
+        names[other] = field.alias or name
     return {names.get(normalize_key(str(k)), k): v for k, v in data.items()}
+
+
+_NO_EVENT_LISTENER = (
+    "event listeners are not supported by Infinitic for Python; follow workflows with "
+    "infinitic workflow status, or from a client"
+)
+_NO_BATCH_KEY = (
+    "declare a batch on the service's method with @batch(max_messages=..., max_seconds=...) "
+    "from infinitic.services"
+)
 
 
 class _Section(BaseModel):
@@ -72,11 +93,18 @@ class CacheConfig(_Section):
 
     Attributes:
         size: entries kept (``maximumSize`` is accepted too).
-        ttl: seconds an entry stays valid (None: until evicted).
+        ttl: seconds an entry stays valid (None: until evicted); ``expireAfterWrite`` is
+            accepted too.
     """
 
     size: int = Field(default=10_000, ge=1, validation_alias="maximumSize")
     ttl: float | None = Field(default=None, gt=0)
+
+    renamed_keys: ClassVar[dict[str, str]] = {"expireafterwrite": "ttl"}
+    refused_keys: ClassVar[dict[str, str]] = {
+        "expireafteraccess": "entries expire ttl (expireAfterWrite) seconds after they are "
+        "written, and the least recently used go first when the cache is full",
+    }
 
     @model_validator(mode="before")
     @classmethod
@@ -117,6 +145,22 @@ class StorageConfig(_Section):
                 data = {k: v for k, v in data.items() if k not in empty}
         return data
 
+    @model_validator(mode="before")
+    @classmethod
+    def _compression(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            for key, value in data.items():
+                if normalize_key(str(key)) == "compression" and str(value).lower() in (
+                    "bzip2",
+                    "deflate",
+                ):
+                    raise ValueError(
+                        f"compression {value!r} is not supported: use zstd (extra "
+                        "infinitic-storage[zstd]) or gzip; values are recognized on read, so "
+                        "the setting may change at any time"
+                    )
+        return data
+
     @model_validator(mode="after")
     def _one_backend(self) -> StorageConfig:
         names = ("redis", "postgres", "mysql", "in_memory")
@@ -137,7 +181,8 @@ class StorageConfig(_Section):
 class RetryConfig(_Section):
     """``retry`` of a service: :class:`~infinitic.services.ExponentialBackoff` fields.
 
-    ``ignoredExceptions`` lists exception class names (or qualified names) never retried.
+    ``ignoredExceptions`` lists exception class names (or qualified names) never retried;
+    Infinitic's ``backoffCoefficient`` is accepted for ``coefficient``.
     """
 
     minimum_seconds: float = Field(default=1.0, ge=0)
@@ -146,6 +191,8 @@ class RetryConfig(_Section):
     random_factor: float = Field(default=0.5, ge=0, le=1)
     maximum_retries: int = Field(default=11, ge=0)
     ignored_exceptions: list[str] = Field(default_factory=list)
+
+    renamed_keys: ClassVar[dict[str, str]] = {"backoffcoefficient": "coefficient"}
 
 
 class EngineConfig(_Section):
@@ -203,6 +250,11 @@ class ServiceConfig(_Section):
     timeout_seconds: float | None = Field(default=None, gt=0)
     tag_engine: EngineConfig | None = None
 
+    refused_keys: ClassVar[dict[str, str]] = {
+        "batch": _NO_BATCH_KEY,
+        "eventlistener": _NO_EVENT_LISTENER,
+    }
+
     @model_validator(mode="before")
     @classmethod
     def _executor(cls, data: Any) -> Any:
@@ -215,6 +267,8 @@ class WorkflowConfig(_Section):
     Attributes:
         name: the workflow name (default: the class's declared name).
         class_: dotted path of the Workflow subclass; key ``class``.
+        classes: the dotted paths of its versions (``BankWorkflow``, ``BankWorkflow_2``), as
+            Infinitic's ``classes:``; instead of ``class``.
         concurrency: workflow tasks run at once (and the engines' default concurrency).
         check_mode: ``none``, ``simple`` or ``strict`` (default: the worker's).
         cache_size: live instances kept in memory (default: the worker's ``workflowCacheSize``).
@@ -223,17 +277,41 @@ class WorkflowConfig(_Section):
     """
 
     name: str | None = None
-    class_: str = Field(alias="class")
+    class_: str | None = Field(default=None, alias="class")
+    classes: list[str] | None = None
     concurrency: int = Field(default=1, ge=1)
     check_mode: Literal["none", "simple", "strict"] | None = None
     cache_size: int | None = Field(default=None, ge=0)
     state_engine: EngineConfig | None = None
     tag_engine: EngineConfig | None = None
 
+    refused_keys: ClassVar[dict[str, str]] = {
+        "retry": "a failed workflow task is not retried on a schedule: once the code is fixed, "
+        "run it again with infinitic workflow retry-task (client.retry_workflow_task)",
+        "timeoutseconds": "declare a timeout with @timeout(seconds=...) on the workflow's "
+        "method: a client's waiting call then ends with WorkflowTimedOutError",
+        "batch": "workflow tasks are not batched",
+        "eventlistener": _NO_EVENT_LISTENER,
+    }
+
     @model_validator(mode="before")
     @classmethod
     def _executor(cls, data: Any) -> Any:
         return _canonical_keys(cls, _merge_executor(data))
+
+    @model_validator(mode="after")
+    def _one_way_to_name_classes(self) -> WorkflowConfig:
+        if (self.class_ is None) == (not self.classes):
+            raise ValueError(
+                "name the workflow's class with class: (or its versions with classes: [...]), "
+                "one of them"
+            )
+        return self
+
+    @property
+    def class_paths(self) -> list[str]:
+        """The dotted paths of the workflow's classes (its versions), oldest first."""
+        return [self.class_] if self.class_ is not None else list(self.classes or [])
 
 
 DEFAULT_SHUTDOWN_GRACE_PERIOD = 30.0
@@ -283,6 +361,12 @@ class InfiniticConfig(BaseSettings):
     model_config = SettingsConfigDict(
         alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
     )
+
+    refused_keys: ClassVar[dict[str, str]] = {
+        "eventlistener": _NO_EVENT_LISTENER,
+        "logs": "configure Python's logging instead (infinitic worker --log-level, or "
+        "logging.config in your program)",
+    }
 
     name: str | None = None
     client: dict[str, Any] | None = None
@@ -339,7 +423,7 @@ def _describe(error: ValidationError) -> str:
     problems = []
     for item in error.errors():
         where = ".".join(str(p) for p in item["loc"]) or "(top level)"
-        problems.append(f"{where}: {item['msg']}")
+        problems.append(f"{where}: {item['msg'].removeprefix('Value error, ')}")
     return "; ".join(problems)
 
 
