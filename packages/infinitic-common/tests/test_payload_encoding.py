@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Any, Protocol
 
 import pytest
+from pydantic import BaseModel
 
 from infinitic.common import method_signature, pack, unpack
 from infinitic.exceptions import InvalidPayloadError
@@ -13,8 +14,16 @@ from infinitic.exceptions import InvalidPayloadError
 LONE = "caf\udce9"  # a lone surrogate, as os.fsdecode makes of undecodable file names
 
 
+class Labels(BaseModel):
+    by_key: dict[str, int]
+
+
 class Api(Protocol):
     async def count(self, n: int, label: str = "x") -> int: ...
+
+    async def keyed(
+        self, scores: dict[str, int], labels: Labels | None = None
+    ) -> dict[str, int]: ...
 
     async def nested(self, items: list[dict[str, Any]]) -> Any: ...
 
@@ -96,3 +105,25 @@ def test_pack_refuses_nesting_deeper_than_msgpack_allows() -> None:
     assert levels == 1023
     with pytest.raises(InvalidPayloadError, match="nested deeper than 1024 levels"):
         pack([[deep]])
+
+
+def test_a_lone_surrogate_in_a_dict_key_is_refused_not_replaced() -> None:
+    # pydantic's JSON dump writes U+FFFD for it: the key would change without a word.
+    with pytest.raises(
+        InvalidPayloadError,
+        match=r"method keyed, parameter 'scores': cannot be encoded: key 'caf\\udce9': a string "
+        r"with the lone surrogate",
+    ):
+        sig("keyed").dump_args(({LONE: 1},), {})
+    with pytest.raises(
+        InvalidPayloadError, match=r"parameter 'labels': cannot be encoded: \.by_key key 'caf"
+    ):
+        sig("keyed").dump_args(({"a": 1}, Labels(by_key={"ok": 1, LONE: 2})), {})
+    with pytest.raises(InvalidPayloadError, match=r"method keyed, return value: .* key 'caf"):
+        sig("keyed").dump_result({LONE: 1})
+
+
+def test_a_real_replacement_character_is_not_refused() -> None:
+    scores = {"caf\ufffd": 1}
+    assert sig("keyed").dump_args((scores,), {}) == [scores, None]
+    assert sig("keyed").dump_result(scores) == scores

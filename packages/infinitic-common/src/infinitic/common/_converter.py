@@ -9,6 +9,7 @@ UTF-8 text), is refused with an error naming the entity, the method and the para
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import functools
 import inspect
@@ -18,10 +19,13 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from infinitic.common._errors import InvalidPayloadError, UnknownMethodError
-from infinitic.common._serialization import encoding_problem
+from infinitic.common._serialization import encoding_problem, try_pack
+
+# U+FFFD in UTF-8: pydantic's JSON dump puts it in place of a lone surrogate in a dict key.
+_REPLACEMENT = "\ufffd".encode()
 
 
 def _describe(e: ValidationError) -> str:
@@ -107,14 +111,26 @@ class MethodSignature:
                         f"got {type(value).__name__} {value!r}"
                     ) from None
             out.append(self._dump(param.adapter, checked, self._where(param.name)))
-        if encoding_problem(out) is not None:  # one encoding; the loop only on a failure
+        packed, _ = try_pack(out)  # one encoding; the loops only on a failure or a U+FFFD
+        if packed is None:
             for param, dumped in zip(self.params, out, strict=True):
                 problem = encoding_problem(dumped)
                 if problem is not None:
                     raise InvalidPayloadError(
                         f"{self._where(param.name)}: cannot be encoded: {problem}"
                     )
+        elif _REPLACEMENT in packed:
+            for param, value in zip(self.params, values, strict=True):
+                self._refuse_lossy_keys(value, self._where(param.name))
         return out
+
+    @staticmethod
+    def _refuse_lossy_keys(value: Any, where: str) -> None:
+        """Refuse a dict key holding a lone surrogate: pydantic's JSON dump would replace it
+        with U+FFFD, silently."""
+        problem = _lossy_key(value)
+        if problem is not None:
+            raise InvalidPayloadError(f"{where}: cannot be encoded: {problem}")
 
     def load_args(self, values: Sequence[Any]) -> list[Any]:
         """Turn received argument values back into the declared types.
@@ -146,9 +162,11 @@ class MethodSignature:
             raise InvalidPayloadError(f"{self._where()}, return value: {_describe(e)}") from None
         where = f"{self._where()}, return value"
         dumped = self._dump(self.returns, checked, where)
-        problem = encoding_problem(dumped)
-        if problem is not None:
+        packed, problem = try_pack(dumped)
+        if packed is None:
             raise InvalidPayloadError(f"{where}: cannot be encoded: {problem}")
+        if _REPLACEMENT in packed:
+            self._refuse_lossy_keys(checked, where)
         return dumped
 
     def load_result(self, value: Any) -> Any:
@@ -157,6 +175,37 @@ class MethodSignature:
             return self.returns.validate_python(value)
         except ValidationError as e:
             raise InvalidPayloadError(f"{self._where()}, return value: {_describe(e)}") from None
+
+
+def _lossy_key(value: Any) -> str | None:
+    """Where a dict key inside ``value`` (dicts, sequences, sets, pydantic models, dataclasses)
+    holds a lone surrogate, as ``<where>: <what>``; None if none does."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, path = stack.pop()
+        children: list[tuple[Any, str]] = []
+        if isinstance(item, Mapping):
+            for key, child in item.items():
+                if isinstance(key, str):
+                    try:
+                        key.encode()
+                    except UnicodeEncodeError as e:
+                        return (
+                            f"{path + ' ' if path else ''}key {key!r}: a string with the lone "
+                            f"surrogate {key[e.start]!r} at index {e.start} (not valid Unicode "
+                            "text)"
+                        )
+                children.append((child, f"{path}[{key!r}]"))
+        elif isinstance(item, list | tuple | set | frozenset):
+            children = [(child, f"{path}[{i}]") for i, child in enumerate(item)]
+        elif isinstance(item, BaseModel):
+            children = [(child, f"{path}.{name}") for name, child in vars(item).items()]
+        elif dataclasses.is_dataclass(item) and not isinstance(item, type):
+            children = [
+                (getattr(item, f.name), f"{path}.{f.name}") for f in dataclasses.fields(item)
+            ]
+        stack.extend(reversed(children))
+    return None
 
 
 _PRIMITIVES = (str, bytes, int, float, bool)

@@ -29,16 +29,21 @@ def pack(value: Any) -> bytes:
         raise InvalidPayloadError(f"cannot encode {unpackable(value) or _error(e)}") from None
 
 
+def try_pack(value: Any) -> tuple[bytes, None] | tuple[None, str]:
+    """``(bytes, None)`` as :func:`pack` encodes ``value``, or ``(None, why)`` saying why it
+    cannot and where in it."""
+    try:
+        return msgpack.packb(value, use_bin_type=True, datetime=False), None
+    except _ENCODE_ERRORS as e:
+        return None, unpackable(value) or _error(e)
+
+
 def encoding_problem(value: Any) -> str | None:
     """Why ``value`` cannot be encoded by :func:`pack`, and where in it; None if it can.
 
     Costs one encoding when it can (the bytes are dropped).
     """
-    try:
-        msgpack.packb(value, use_bin_type=True, datetime=False)
-    except _ENCODE_ERRORS as e:
-        return unpackable(value) or _error(e)
-    return None
+    return try_pack(value)[1]
 
 
 def _error(e: BaseException) -> str:
