@@ -9,7 +9,6 @@ import functools
 import os
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -211,23 +210,14 @@ def test_a_stored_state_decodes_or_is_refused_naming_the_key(data: bytes) -> Non
     assert error is None or STATE_KEY in str(error)
 
 
-# Stored states and chunks of the right format whose fields have the wrong shape. These fail
-# today (a TypeError or KeyError from read_workflow_state / decode_history_chunk /
-# merge_history instead of CorruptedValueError); the explicit examples make the failure
-# certain. Remove the marker once _history.py checks the shapes it reads.
-SHAPE_BUG = pytest.mark.xfail(
-    raises=(TypeError, KeyError),
-    strict=False,
-    reason="infinitic.common._history trusts the shapes of archive, steps, commands, signals",
-)
-# The state formats read today (3 since typed command records, 2 before); a newer one is refused.
+# Stored states and chunks of a readable format whose fields have the wrong shape (these raised
+# TypeError or KeyError once); the explicit examples are those cases. Formats 2 and 3 are read.
 STATE_FORMATS = (2, 3)
 STATE_FIELDS = st.sampled_from(["archive", "steps", "commands", "signals", "archived_steps"])
 CHUNK_FIELDS = st.sampled_from(["steps", "commands", "signals"])
 
 
-@SHAPE_BUG
-@settings(FUZZ, report_multiple_bugs=False)
+@FUZZ
 @example(state={"archive": 5}, chunk={})
 @example(state={"archive": ["c"], "steps": 5}, chunk={})
 @example(state={"archive": ["c"]}, chunk={"commands": [1]})
@@ -247,8 +237,7 @@ def test_a_state_with_fields_of_the_wrong_shape_is_refused_naming_the_key(
         assert error is None or STATE_KEY in str(error) or "'c'" in str(error)
 
 
-@SHAPE_BUG
-@settings(FUZZ, report_multiple_bugs=False)
+@FUZZ
 @example(chunk={"steps": 5})
 @given(chunk=st.dictionaries(CHUNK_FIELDS, values, max_size=3))
 def test_a_chunk_with_fields_of_the_wrong_shape_is_refused_naming_the_key(
