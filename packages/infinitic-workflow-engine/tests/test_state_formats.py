@@ -20,6 +20,7 @@ from infinitic.client import InfiniticClient
 from infinitic.common import (
     HISTORY_CHUNK_FORMAT,
     decode_history_chunk,
+    merge_history,
     pack,
     read_workflow_state,
     unpack,
@@ -34,6 +35,7 @@ from infinitic.common.messages import (
     SignalCommand,
     TaskCommand,
     TimerCommand,
+    is_legacy_command,
 )
 from infinitic.exceptions import CorruptedValueError
 from infinitic.services import timeout
@@ -256,6 +258,13 @@ async def test_the_client_reads_an_older_state_with_typed_commands() -> None:
         "receive",
     ]
     assert replay_history(AllKinds, plain) == 7
+
+
+def test_a_history_saved_by_an_earlier_client_replays() -> None:
+    chunk = unpack(next(iter(CHUNKS.values())))
+    saved = merge_history(unpack(STATE)["state"], [chunk])  # as get_workflow_state gave it
+    assert all(is_legacy_command(c) for c in saved["commands"].values())
+    assert replay_history(AllKinds, saved, check_mode="strict") == 7
 
 
 def test_a_format_1_state_is_read() -> None:

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from infinitic.common import workflow_version
+from infinitic.common.messages import is_legacy_command, upgrade_command
 from infinitic.exceptions import ConfigurationError
 from infinitic.workflow_engine._runtime import CheckMode, WorkflowInstance
 from infinitic.workflow_engine._state import WorkflowState, decode_state
@@ -22,8 +23,10 @@ def replay_history(
     Args:
         workflow: the workflow class (or its versions; the one the history ran is used).
         history: a whole history: a dict from ``client.get_workflow_state`` (or the test kit's
-            ``history``), a WorkflowState, or the bytes of a stored state whose history was
-            never archived (long histories are stored in chunks apart from the state).
+            ``history``; one saved from an earlier version, with command records of the
+            single-record form, is converted), a WorkflowState, or the bytes of a stored state
+            whose history was never archived (long histories are stored in chunks apart from
+            the state).
         check_mode: how strictly the code must match the history.
 
     Returns:
@@ -38,7 +41,7 @@ def replay_history(
     elif isinstance(history, WorkflowState):
         state = history
     else:
-        state = WorkflowState.model_validate(history)
+        state = WorkflowState.model_validate(_with_typed_commands(history))
     if state.archive:
         raise ConfigurationError(
             f"this state of {state.workflow_name} {state.workflow_id} holds only its recent "
@@ -70,3 +73,13 @@ def replay_history(
     finally:
         instance.close()
     return len(steps)
+
+
+def _with_typed_commands(history: Mapping[str, Any]) -> Mapping[str, Any]:
+    commands = history.get("commands")
+    if not isinstance(commands, Mapping) or not any(
+        is_legacy_command(c) for c in commands.values()
+    ):
+        return history
+    typed = {k: upgrade_command(c) if is_legacy_command(c) else c for k, c in commands.items()}
+    return {**history, "commands": typed}
