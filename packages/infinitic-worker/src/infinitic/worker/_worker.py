@@ -232,8 +232,10 @@ class InfiniticWorker:
             name: overrides the service name (default: the interface's declared name).
             concurrency: tasks run at once by this worker (and messages handled at once by the
                 service's event handlers).
-            retry: retry policy when none is declared on the implementation.
-            timeout: execution timeout (seconds) when none is declared on the method.
+            retry: retry policy; it wins over one declared on the implementation (as in
+                Infinitic), which is used when this is None.
+            timeout: execution timeout (seconds); it wins over one declared on the
+                implementation's method or class, which is used when this is None.
             tag_engine_concurrency: messages handled at once by the service's tag engine
                 (default: ``concurrency``).
         """
