@@ -164,6 +164,15 @@ def test_postgres_opportunistic_tls_is_refused(make: object) -> None:
         make()  # type: ignore[operator]
 
 
+@pytest.mark.parametrize(
+    ("text", "flag"), [("true", True), ("TRUE", True), ("0", False), ("off", False)]
+)
+def test_postgres_ssl_given_as_text_by_an_environment_override_is_a_flag(
+    text: str, flag: bool
+) -> None:
+    assert PostgresSettings(ssl=text).ssl is flag
+
+
 def test_postgres_unknown_tls_mode_is_refused() -> None:
     with pytest.raises(ValueError, match="use one of disable, require, verify-ca, verify-full"):
         PostgresSettings(ssl="yes please")

@@ -62,6 +62,16 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 
 
 _SSL_MODES = ("disable", "require", "verify-ca", "verify-full")
+_FLAGS = {
+    "true": True,
+    "yes": True,
+    "on": True,
+    "1": True,
+    "false": False,
+    "no": False,
+    "off": False,
+    "0": False,
+}
 _OPPORTUNISTIC = ("allow", "prefer")
 
 
@@ -100,7 +110,7 @@ class PostgresSettings:
             libpq). False or "disable": no TLS. None (the default): the URL's ``sslmode``,
             else no TLS (``PGSSLMODE`` is not read). An :class:`ssl.SSLContext`: TLS with that
             context. "prefer" and "allow", which fall back to plaintext without a word, are
-            refused.
+            refused. Text such as "true" or "off" (an environment override) is the boolean.
         ssl_ca_certs: a PEM file of the certificate authorities to trust.
         ssl_certfile, ssl_keyfile: a client certificate and its key, if the server asks for one.
         schema: the schema holding the tables (created if missing).
@@ -139,7 +149,12 @@ class PostgresSettings:
     def __post_init__(self) -> None:
         object.__setattr__(self, "password", secret(self.password))
         if isinstance(self.ssl, str):
-            _check_ssl_mode(self.ssl, "ssl")
+            # An environment override arrives as text: "true" means True, not a mode name.
+            flag = _FLAGS.get(self.ssl.strip().lower())
+            if flag is not None:
+                object.__setattr__(self, "ssl", flag)
+            else:
+                _check_ssl_mode(self.ssl, "ssl")
         url_mode = _url_query(self.url).get("sslmode")
         if url_mode is not None:
             _check_ssl_mode(url_mode, "sslmode in the URL")
