@@ -74,6 +74,7 @@ from infinitic.workflow_engine._archive import HISTORY_CHUNK_STEPS, HistoryArchi
 from infinitic.workflow_engine._executor import WorkflowExecutor
 from infinitic.workflow_engine._handlers import dispatch_command, task_message
 from infinitic.workflow_engine._state import (
+    LIFETIME_COMMANDS,
     DecodedStates,
     EarlyResult,
     EncodedParts,
@@ -563,7 +564,12 @@ class WorkflowStateEngine:
 
     def _cancel(self, state: WorkflowState, out: Outbox) -> bool:
         for record in state.commands.values():
-            if isinstance(record, ChildWorkflowCommand) and record.status == "ongoing":
+            if not isinstance(record, LIFETIME_COMMANDS) or record.status != "ongoing":
+                continue
+            # nothing waits for it any more: the instance ends with its method runs (a task
+            # runs on, as in Infinitic; a child is canceled)
+            record.status = "canceled"
+            if isinstance(record, ChildWorkflowCommand):
                 out.add(
                     topic(TopicKind.WORKFLOW_CMD, record.workflow_name),
                     CancelWorkflow(

@@ -47,6 +47,7 @@ from infinitic.common.messages import (
     TimerCommand,
 )
 from infinitic.exceptions import InfiniticError, WorkflowChangedError
+from infinitic.workflow_engine._deferred_check import check_no_deferred_in_properties
 from infinitic.workflow_engine._loop import WorkflowEventLoop
 
 _ANY: TypeAdapter[Any] = TypeAdapter(Any)
@@ -202,6 +203,7 @@ class WorkflowInstance:
                         record.describe(),
                         "nothing",
                     )
+        check_no_deferred_in_properties(self.workflow_name, self.instance)
         self.last_step = step.index
         inlined = [
             (c.command_id, self.inline_values.get(c.command_id))

@@ -18,8 +18,10 @@ from infinitic.common import (
     workflow_state_key,
 )
 from infinitic.common.messages import (
+    ChildWorkflowCommand,
     CommandRecord,
     Delivery,
+    MethodCommand,
     MethodRun,
     Requester,
     SendSignal,
@@ -33,6 +35,9 @@ from infinitic.exceptions import CorruptedValueError, MessageDecodeError
 #: state. Older formats are read (``workflow_state_data`` converts their command records), a
 #: newer one is refused with an error naming the formats.
 STATE_FORMAT_VERSION = WORKFLOW_STATE_FORMAT
+
+#: Commands that keep their instance until they end (see :meth:`WorkflowState.terminated`).
+LIFETIME_COMMANDS = (TaskCommand, ChildWorkflowCommand, MethodCommand)
 
 
 class EarlyResult(BaseModel):
@@ -85,10 +90,23 @@ class WorkflowState(BaseModel):
         return self.archived_steps + len(self.steps)
 
     def terminated(self) -> bool:
-        """True when every method run completed or was canceled (the instance can be
-        forgotten). A failed workflow task keeps the instance, so it can be retried."""
-        return bool(self.method_runs) and all(
-            r.status in ("completed", "canceled") for r in self.method_runs.values()
+        """True when every method run completed or was canceled and nothing the instance
+        started is still under way (the instance can be forgotten). A failed workflow task
+        keeps the instance, so it can be retried.
+
+        A task, a child workflow or a method call dispatched by a method that has returned
+        keeps the instance (its tags, its properties) until it ends, as in Infinitic: its
+        result is applied, a cancel reaches it, and a method the workflow dispatched on its own
+        instance finds it even when the dispatching method's completion came first. Receives
+        and timers do not: nothing can observe them once every method has returned.
+        """
+        return (
+            bool(self.method_runs)
+            and all(r.status in ("completed", "canceled") for r in self.method_runs.values())
+            and not any(
+                c.status == "ongoing" and isinstance(c, LIFETIME_COMMANDS)
+                for c in self.commands.values()
+            )
         )
 
 
