@@ -43,11 +43,9 @@ import sys
 import tempfile
 import time
 import uuid
-from collections import Counter, defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import redis.asyncio as aioredis
 import yaml
@@ -56,34 +54,25 @@ from chaos_cluster import WorkerCluster
 from chaos_wires import amount, expected_result
 from fuzz_messages import (
     CATEGORIES,
-    FUZZ_ID,
-    OVERSIZE,
+    PARK_LEVELS,
     ConsumedTopic,
     FuzzMessage,
     accepted,
     build,
+    consumed_topics,
+    main_topics,
     oversize,
 )
+from fuzz_report import DeadLetterAudit, FuzzReport, Sent, log_surprises, table, tally
 from infinitic.client import InfiniticClient, WorkflowDeferred
-from infinitic.common import SERVICE_TOPICS, WORKFLOW_TOPICS, decode_message
+from infinitic.common import decode_message
 from infinitic.exceptions import MessageDecodeError
 from infinitic.storage import RedisStorage
-from infinitic.transport import (
-    DLQ_DELIVERIES_PROPERTY,
-    DLQ_ERROR_PROPERTY,
-    ConsumerSettings,
-    TransportMessage,
-    dead_letter_topic,
-)
+from infinitic.transport import ConsumerSettings, dead_letter_topic
 from infinitic.transport_pulsar import PulsarProducerSettings, PulsarTransport
 from infinitic_examples.bank_wire.workflows import BankWorkflow
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-SERVICES = ("BankService", "EmailService")
-WORKFLOWS = ("BankWorkflow",)
-SUBSCRIPTION = "infinitic"  # the worker's subscription (infinitic.worker)
-PARK_LEVELS = 8  # park topics per subscription on pulsar-lite (transport_pulsar._parking)
-RSS_GROWTH_LIMIT_MB = 50.0
 WARM_UP_WIRES = 10
 PUBLISH_BATCH = 200
 
@@ -111,120 +100,6 @@ class FuzzOptions:
         return self.park_recheck_seconds * float(2 ** (PARK_LEVELS - 1)) + 30.0
 
 
-@dataclass
-class Sent:
-    """What the run remembers of a published fuzz message (its data is not kept)."""
-
-    category: str
-    target: ConsumedTopic
-    detail: str
-    valid: bool  # a mutant that decodes into a message its handler accepts
-
-
-@dataclass
-class DeadLetter:
-    topic: str  # the dead-letter topic it was read from
-    fuzz_id: str | None
-    deliveries: int
-    error: str
-
-
-@dataclass
-class FuzzReport:
-    """The outcome of a run (see the module documentation)."""
-
-    seed: int
-    sent: Counter[str] = field(default_factory=Counter)
-    dead_lettered: Counter[str] = field(default_factory=Counter)
-    handled_valid: Counter[str] = field(default_factory=Counter)
-    missed: Counter[str] = field(default_factory=Counter)
-    misplaced: Counter[str] = field(default_factory=Counter)
-    max_deliveries: Counter[str] = field(default_factory=Counter)
-    publish_failures: Counter[str] = field(default_factory=Counter)
-    dlq_by_topic: dict[str, dict[str, int]] = field(default_factory=dict)
-    duplicate_dead_letters: int = 0
-    other_dead_letters: int = 0
-    consumed_topics: int = 0
-    worker_alive: bool = True
-    worker_exit_code: int | None = None
-    rss_before_mb: float = 0.0
-    rss_after_mb: float = 0.0
-    rss_peak_mb: float = 0.0
-    wires_expected: int = 0
-    wires_completed: int = 0
-    elapsed: float = 0.0
-    details: list[str] = field(default_factory=list)
-
-    @property
-    def rss_growth_mb(self) -> float:
-        return self.rss_after_mb - self.rss_before_mb
-
-    @property
-    def problems(self) -> list[str]:
-        found = []
-        if not self.worker_alive:
-            found.append(f"the worker died (exit code {self.worker_exit_code})")
-        if sum(self.missed.values()):
-            found.append(f"{sum(self.missed.values())} bad messages not dead-lettered")
-        if sum(self.misplaced.values()):
-            found.append(f"{sum(self.misplaced.values())} dead letters on another topic")
-        if self.rss_growth_mb >= RSS_GROWTH_LIMIT_MB:
-            found.append(f"worker RSS grew by {self.rss_growth_mb:.1f} MB")
-        if self.wires_completed != self.wires_expected:
-            found.append(f"{self.wires_expected - self.wires_completed} wires not completed")
-        return found
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "seed": self.seed,
-            "consumed_topics": self.consumed_topics,
-            "sent": dict(self.sent),
-            "dead_lettered": dict(self.dead_lettered),
-            "handled_as_valid": dict(self.handled_valid),
-            "missed": dict(self.missed),
-            "misplaced": dict(self.misplaced),
-            "max_deliveries": dict(self.max_deliveries),
-            "publish_failures": dict(self.publish_failures),
-            "dlq_by_topic": self.dlq_by_topic,
-            "duplicate_dead_letters": self.duplicate_dead_letters,
-            "other_dead_letters": self.other_dead_letters,
-            "worker_alive": self.worker_alive,
-            "worker_exit_code": self.worker_exit_code,
-            "rss_before_mb": round(self.rss_before_mb, 1),
-            "rss_after_mb": round(self.rss_after_mb, 1),
-            "rss_peak_mb": round(self.rss_peak_mb, 1),
-            "rss_growth_mb": round(self.rss_growth_mb, 1),
-            "wires_expected": self.wires_expected,
-            "wires_completed": self.wires_completed,
-            "elapsed": round(self.elapsed, 1),
-            "ok": self.ok,
-        }
-
-
-def consumed_topics(park_topics: bool = True) -> list[ConsumedTopic]:
-    """Every topic the worker consumes: each entity's topics, and for each subscription its
-    retry topic and (pulsar-lite) its park topics."""
-    mains = [ConsumedTopic(k, s, "") for s in SERVICES for k in SERVICE_TOPICS]
-    mains += [ConsumedTopic(k, w, "") for w in WORKFLOWS for k in WORKFLOW_TOPICS]
-    found: list[ConsumedTopic] = []
-    for m in mains:
-        found.append(ConsumedTopic(m.kind, m.entity, m.topic))
-        found.append(ConsumedTopic(m.kind, m.entity, f"{m.topic}-{SUBSCRIPTION}-retry"))
-        if park_topics:
-            for level in range(PARK_LEVELS):
-                park = f"{m.topic}-{SUBSCRIPTION}-park-{level}"
-                found.append(ConsumedTopic(m.kind, m.entity, park))
-    return found
-
-
-def main_topics(topics: Sequence[ConsumedTopic]) -> list[ConsumedTopic]:
-    return [t for t in topics if t.physical == t.topic]
-
-
 def is_valid_mutant(message: FuzzMessage) -> bool:
     """A mutated envelope that still decodes into a message its handler accepts."""
     if message.category != "mutated":
@@ -245,30 +120,6 @@ def rss_mb(pid: int, field_name: str = "VmRSS") -> float:
     except OSError:
         pass
     return 0.0
-
-
-class DeadLetterAudit:
-    """Reads every dead-letter topic of the consumed topics from the start."""
-
-    def __init__(self) -> None:
-        self.letters: list[DeadLetter] = []
-        self.arrived = asyncio.Event()
-
-    async def handle(self, message: TransportMessage) -> None:
-        props = message.properties
-        deliveries = props.get(DLQ_DELIVERIES_PROPERTY, "0")
-        self.letters.append(
-            DeadLetter(
-                topic=message.topic,
-                fuzz_id=props.get(FUZZ_ID),
-                deliveries=int(deliveries) if deliveries.isdigit() else -1,
-                error=props.get(DLQ_ERROR_PROPERTY, ""),
-            )
-        )
-        self.arrived.set()
-
-    def fuzz_ids(self) -> set[str]:
-        return {d.fuzz_id for d in self.letters if d.fuzz_id is not None}
 
 
 class RssSampler:
@@ -295,7 +146,7 @@ class RssSampler:
         self.peak = max(self.peak, rss_mb(self.pid), rss_mb(self.pid, "VmHWM"))
 
 
-async def run_fuzz(options: FuzzOptions, say: Any = print) -> FuzzReport:
+async def run_fuzz(options: FuzzOptions, say: Callable[[str], None] = print) -> FuzzReport:
     """Run the fuzz run of ``options`` in its work directory (a temporary one by default)."""
     if options.workdir is None:
         with tempfile.TemporaryDirectory(prefix="infinitic-fuzz-") as directory:
@@ -304,7 +155,7 @@ async def run_fuzz(options: FuzzOptions, say: Any = print) -> FuzzReport:
     return await _run(options, options.workdir, say)
 
 
-async def _run(options: FuzzOptions, directory: Path, say: Any) -> FuzzReport:
+async def _run(options: FuzzOptions, directory: Path, say: Callable[[str], None]) -> FuzzReport:
     report = FuzzReport(seed=options.seed, wires_expected=options.wires)
     prefix = f"infinitic-fuzz-{uuid.uuid4().hex[:8]}:"
     storage = {"redis": {"url": options.redis_url, "keyPrefix": prefix}}
@@ -330,7 +181,7 @@ async def _run(options: FuzzOptions, directory: Path, say: Any) -> FuzzReport:
         code = worker.poll()
         report.worker_alive = code is None
         report.worker_exit_code = code
-        report.details.extend(cluster.log_summary())
+        report.details.extend(log_surprises(cluster.log))
     finally:
         await cluster.close()
         await _delete_keys(options.redis_url, prefix)
@@ -350,7 +201,11 @@ async def _wait_started(cluster: WorkerCluster, within: float = 60.0) -> None:
 
 
 async def _fuzz(
-    options: FuzzOptions, cluster: WorkerCluster, pid: int, report: FuzzReport, say: Any
+    options: FuzzOptions,
+    cluster: WorkerCluster,
+    pid: int,
+    report: FuzzReport,
+    say: Callable[[str], None],
 ) -> None:
     rng = random.Random(options.seed)
     topics = consumed_topics(options.park_topics)
@@ -406,7 +261,7 @@ async def _fuzz(
                 finished = w.done() and not w.cancelled() and w.exception() is None
                 if finished and w.result() == expected_result(d.id, i):
                     report.wires_completed += 1
-            _tally(report, sent, audit)
+            tally(report, sent, audit)
     finally:
         for w in waiting:
             w.cancel()
@@ -423,7 +278,7 @@ async def _publish_all(
     plain: PulsarTransport,
     chunking: PulsarTransport,
     report: FuzzReport,
-    dispatch: Any,
+    dispatch: Callable[[int], Awaitable[None]],
     wires_during: int,
 ) -> dict[str, Sent]:
     """Publish every fuzz message (oversize ones first, spread among the others), dispatching
@@ -472,7 +327,7 @@ async def _settle(
     audit: DeadLetterAudit,
     sent: dict[str, Sent],
     waiting: list[asyncio.Future[str]],
-    say: Any,
+    say: Callable[[str], None],
 ) -> None:
     """Wait until every expected dead letter and every wire is in, nothing arrived for the
     stall window, or the run's time is up."""
@@ -499,63 +354,6 @@ async def _settle(
                 say(f"  waiting: {missing} dead letters to come, {done}/{len(waiting)} wires done")
 
 
-def _tally(report: FuzzReport, sent: dict[str, Sent], audit: DeadLetterAudit) -> None:
-    by_id: dict[str, list[DeadLetter]] = defaultdict(list)
-    per_topic: dict[str, Counter[str]] = defaultdict(Counter)
-    for letter in audit.letters:
-        per_topic[letter.topic]["all"] += 1
-        if letter.fuzz_id is None or letter.fuzz_id not in sent:
-            report.other_dead_letters += 1
-            per_topic[letter.topic]["other"] += 1
-            continue
-        by_id[letter.fuzz_id].append(letter)
-        per_topic[letter.topic]["fuzz"] += 1
-    for s in sent.values():
-        per_topic[dead_letter_topic(s.target.topic)]["sent"] += 1
-    report.dlq_by_topic = {t: dict(c) for t, c in sorted(per_topic.items())}
-    examples: dict[str, list[str]] = defaultdict(list)
-    for fuzz_id, s in sent.items():
-        letters = by_id.get(fuzz_id, [])
-        report.duplicate_dead_letters += max(0, len(letters) - 1)
-        if letters:
-            report.dead_lettered[s.category] += 1
-            deliveries = max(d.deliveries for d in letters)
-            report.max_deliveries[s.category] = max(report.max_deliveries[s.category], deliveries)
-            if any(d.topic != dead_letter_topic(s.target.topic) for d in letters):
-                report.misplaced[s.category] += 1
-                examples["misplaced"].append(f"{s.category} {s.detail} on {s.target.physical}")
-        elif s.valid:
-            report.handled_valid[s.category] += 1
-        else:
-            report.missed[s.category] += 1
-            examples["missed"].append(f"{s.category} ({s.detail}) on {s.target.physical}")
-    roles = Counter(_role(s.target) for i, s in sent.items() if i not in by_id and not s.valid)
-    if roles:
-        report.details.append(
-            "missed, by kind of topic: " + ", ".join(f"{r} {n}" for r, n in sorted(roles.items()))
-        )
-        where = Counter(
-            s.target.physical for i, s in sent.items() if i not in by_id and not s.valid
-        )
-        report.details.append(
-            "missed, by topic: " + ", ".join(f"{t} {n}" for t, n in where.most_common(8))
-        )
-    for what, lines in examples.items():
-        report.details.append(f"{what} (first {min(10, len(lines))} of {len(lines)}):")
-        report.details.extend(f"  {line}" for line in lines[:10])
-    others = Counter(d.error[:120] for d in audit.letters if d.fuzz_id is None)
-    if others:
-        report.details.append("dead letters not sent by the fuzzer (forwarded copies), by reason:")
-        report.details.extend(f"  {n} x {reason}" for reason, n in others.most_common(5))
-
-
-def _role(target: ConsumedTopic) -> str:
-    """``topic``, ``retry`` or ``park-<level>``: which of its subscription's topics."""
-    if target.physical == target.topic:
-        return "topic"
-    return target.physical.rsplit(f"-{SUBSCRIPTION}-", 1)[1]
-
-
 async def _delete_keys(url: str, prefix: str) -> None:
     client = aioredis.Redis.from_url(url)
     try:
@@ -564,87 +362,6 @@ async def _delete_keys(url: str, prefix: str) -> None:
             await client.delete(*keys[i : i + 1000])
     finally:
         await client.aclose()
-
-
-def table(report: FuzzReport) -> str:
-    """The report as text tables: by category, by dead-letter topic, then the worker."""
-    header = [
-        "category",
-        "sent",
-        "dead-lettered",
-        "valid, handled",
-        "missed",
-        "misplaced",
-        "max deliveries",
-    ]
-    rows = [header]
-    for c in (*CATEGORIES, OVERSIZE):
-        rows.append(
-            [
-                c,
-                *(
-                    str(n)
-                    for n in (
-                        report.sent[c],
-                        report.dead_lettered[c],
-                        report.handled_valid[c],
-                        report.missed[c],
-                        report.misplaced[c],
-                        report.max_deliveries[c],
-                    )
-                ),
-            ]
-        )
-    rows.append(
-        [
-            "total",
-            *(
-                str(sum(x.values()))
-                for x in (
-                    report.sent,
-                    report.dead_lettered,
-                    report.handled_valid,
-                    report.missed,
-                    report.misplaced,
-                )
-            ),
-            str(max(report.max_deliveries.values(), default=0)),
-        ]
-    )
-    lines = _grid(rows)
-    lines.append("")
-    topic_rows: list[list[str]] = [
-        ["dead-letter topic", "fuzz sent", "fuzz dead letters", "other dead letters"]
-    ]
-    for name, counts in report.dlq_by_topic.items():
-        topic_rows.append([name, *(str(counts.get(k, 0)) for k in ("sent", "fuzz", "other"))])
-    lines.extend(_grid(topic_rows))
-    alive = "alive" if report.worker_alive else f"DEAD (exit code {report.worker_exit_code})"
-    crashes = 0 if report.worker_alive else 1
-    failures = sum(report.publish_failures.values())
-    lines += [
-        "",
-        f"consumed topics: {report.consumed_topics}; worker: {alive}; crashes: {crashes}",
-        f"worker RSS: before {report.rss_before_mb:.1f} MB, after {report.rss_after_mb:.1f} MB, "
-        f"peak {report.rss_peak_mb:.1f} MB, growth {report.rss_growth_mb:+.1f} MB "
-        f"(limit {RSS_GROWTH_LIMIT_MB:.0f})",
-        f"real wires completed: {report.wires_completed}/{report.wires_expected}; "
-        f"duplicate dead letters: {report.duplicate_dead_letters}; "
-        f"publish failures: {failures}; elapsed {report.elapsed:.1f} s; seed {report.seed}",
-        "verdict: " + ("OK" if report.ok else "FAILED: " + "; ".join(report.problems)),
-    ]
-    return "\n".join(lines)
-
-
-def _grid(rows: list[list[str]]) -> list[str]:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return [
-        "  ".join(
-            c.ljust(w) if i == 0 else c.rjust(w)
-            for i, (c, w) in enumerate(zip(r, widths, strict=True))
-        )
-        for r in rows
-    ]
 
 
 def parse_args(argv: Sequence[str] | None = None) -> FuzzOptions:

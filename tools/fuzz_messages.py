@@ -1,5 +1,5 @@
-"""The hostile messages of the fuzz run (tools/fuzz.py), by category, and what each consumed
-topic's handler accepts.
+"""The topics a fuzz run (tools/fuzz.py) targets, its hostile messages by category, and what
+each consumed topic's handler accepts.
 
 Every message is bad: it cannot be decoded, its kind is one the topic's handler refuses, or its
 transport properties are impossible, so it must end in the topic's dead-letter twin. The one
@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from infinitic.common import TopicKind, encode_message, pack, topic
+from infinitic.common import SERVICE_TOPICS, WORKFLOW_TOPICS, TopicKind, encode_message, pack, topic
 from infinitic.common.messages import (
     CommandResult,
     DispatchWorkflow,
@@ -57,6 +58,10 @@ OVERSIZE = "oversize"
 #: payload and metadata); an oversize message stays this far below.
 NEAR_LIMIT_BYTES = 5_232_000
 CHUNKED_BYTES = 10 * 1024 * 1024
+SERVICES = ("BankService", "EmailService")
+WORKFLOWS = ("BankWorkflow",)
+SUBSCRIPTION = "infinitic"  # the worker's subscription (infinitic.worker)
+PARK_LEVELS = 8  # park topics per subscription on pulsar-lite (transport_pulsar._parking)
 NOBODY = Requester.client("fuzz-nobody")  # a client that never reads its responses
 OTHER_WORKFLOW = "FuzzWorkflow"  # names no registered entity
 OTHER_SERVICE = "FuzzService"
@@ -89,6 +94,26 @@ class FuzzMessage:
     properties: dict[str, str] = field(default_factory=dict)
     detail: str = ""
     chunked: bool = False
+
+
+def consumed_topics(park_topics: bool = True) -> list[ConsumedTopic]:
+    """Every topic the worker consumes: each entity's topics, and for each subscription its
+    retry topic and (pulsar-lite) its park topics."""
+    mains = [ConsumedTopic(k, s, "") for s in SERVICES for k in SERVICE_TOPICS]
+    mains += [ConsumedTopic(k, w, "") for w in WORKFLOWS for k in WORKFLOW_TOPICS]
+    found: list[ConsumedTopic] = []
+    for m in mains:
+        found.append(ConsumedTopic(m.kind, m.entity, m.topic))
+        found.append(ConsumedTopic(m.kind, m.entity, f"{m.topic}-{SUBSCRIPTION}-retry"))
+        if park_topics:
+            for level in range(PARK_LEVELS):
+                park = f"{m.topic}-{SUBSCRIPTION}-park-{level}"
+                found.append(ConsumedTopic(m.kind, m.entity, park))
+    return found
+
+
+def main_topics(topics: Sequence[ConsumedTopic]) -> list[ConsumedTopic]:
+    return [t for t in topics if t.physical == t.topic]
 
 
 def accepted(kind: TopicKind, entity: str, message: Message) -> bool:

@@ -35,6 +35,7 @@ services:
       concurrency: 4
       retry: {minimumSeconds: 0.01, maximumSeconds: 0.1, maximumRetries: 2}
       timeoutSeconds: 5
+    tagEngine:  # with an executor: section, the engines run when named
   - name: EmailService
     class: infinitic_examples.bank_wire.services.PrintingEmails
     interface: infinitic_examples.bank_wire.services.EmailService
@@ -234,9 +235,9 @@ def test_readme_configuration_examples_are_valid() -> None:
     import yaml
 
     blocks = _readme_yaml_blocks()
-    assert len(blocks) == 4
+    assert len(blocks) == 5
     documents = [doc for block in blocks for doc in yaml.safe_load_all(block)]
-    assert len(documents) == 6
+    assert len(documents) == 8
     for document in documents:
         # builds, connects nothing (a worker needs a transport: in memory when none is shown)
         worker = InfiniticWorker.from_config({**MEM, **document}, environ={})
@@ -301,11 +302,9 @@ async def test_engine_concurrencies_from_configuration(tmp_path: Path) -> None:
     assert seen["task-tag:EmailService"] == 5
     assert seen["task-tag:BankService"] == 4  # default: the service's concurrency
     bad = BANK_YAML.replace(
-        "    cacheSize: 10\n", "    cacheSize: 10\n    stateEngine:\n      storage: {redis: {}}\n"
+        "    cacheSize: 10\n", "    cacheSize: 10\n    stateEngine:\n      cache: {size: 5}\n"
     )
-    with pytest.raises(
-        ConfigurationError, match=r"workflows\.0\.stateEngine.*per-engine 'storage'"
-    ):
+    with pytest.raises(ConfigurationError, match=r"workflows\.0\.stateEngine.*'cache'"):
         InfiniticWorker.from_yaml(write(tmp_path, bad), environ={})
     with pytest.raises(ConfigurationError, match="tag_engine_concurrency must be an integer >= 1"):
         InfiniticWorker(transport=InMemoryTransport(), storage=None).add_workflow(  # type: ignore[arg-type]

@@ -62,7 +62,7 @@ def test_storage_pool_keys() -> None:
         ({"workflows": [{"executor": {"class": BANK, "timeoutSeconds": 5}}]}, "@timeout"),
         ({"storage": {"compression": "bzip2"}}, "'bzip2' is not supported: use zstd"),
         ({"storage": {"cache": {"expireAfterAccess": 5}}}, "'expireAfterAccess' is not supported"),
-        ({"workflows": [{"class": BANK, "tagEngine": {"storage": {}}}]}, "per-engine 'storage'"),
+        ({"workflows": [{"class": BANK, "tagEngine": {"cache": {}}}]}, "own storage: section"),
     ],
 )
 def test_refused_by_name_with_the_reason(data: dict[str, Any], expected: str) -> None:

@@ -18,7 +18,13 @@ from infinitic.common import ExponentialBackoff
 from infinitic.exceptions import ConfigurationError
 from infinitic.storage import CompressedKeyValueStorage, InMemoryStorage, Storage
 from infinitic.transport import Transport, normalize_key, transport_from_config
-from infinitic.worker._config import InfiniticConfig, ServiceConfig, StorageConfig, WorkflowConfig
+from infinitic.worker._config import (
+    EngineConfig,
+    InfiniticConfig,
+    ServiceConfig,
+    StorageConfig,
+    WorkflowConfig,
+)
 from infinitic.worker._preflight import broker_check, describe_storage
 from infinitic.workflows import Workflow
 
@@ -193,15 +199,30 @@ def _with_key(where: str, register: Any, *args: Any, **kwargs: Any) -> None:
         raise ConfigurationError(f"{where}: {e}") from e
 
 
+def _engine_storage(
+    worker: InfiniticWorker, engine: EngineConfig | None, where: str
+) -> Storage | None:
+    """The storage an engine's ``storage:`` section names (owned and checked at start by the
+    worker), None when it has none (the worker's storage)."""
+    if engine is None or engine.storage is None:
+        return None
+    storage = build_storage(engine.storage)
+    worker._own(storage.close)
+    worker._name_storage(storage, f"{where}: {storage_description(engine.storage)}")
+    return storage
+
+
 def _add_service(worker: InfiniticWorker, service: ServiceConfig, where: str) -> None:
-    target = import_object(service.class_, f"{where}.class")
-    try:
-        implementation = target() if isinstance(target, type) else target
-    except Exception as e:
-        raise ConfigurationError(
-            f"{where}.class: {service.class_}() failed: {type(e).__name__}: {e} "
-            "(configured classes are built with no argument)"
-        ) from e
+    implementation: object | None = None
+    if service.class_ is not None:
+        target = import_object(service.class_, f"{where}.class")
+        try:
+            implementation = target() if isinstance(target, type) else target
+        except Exception as e:
+            raise ConfigurationError(
+                f"{where}.class: {service.class_}() failed: {type(e).__name__}: {e} "
+                "(configured classes are built with no argument)"
+            ) from e
     interface = (
         import_object(service.interface, f"{where}.interface") if service.interface else None
     )
@@ -215,37 +236,65 @@ def _add_service(worker: InfiniticWorker, service: ServiceConfig, where: str) ->
         retry=_retry(service, where),
         timeout=service.timeout_seconds,
         tag_engine_concurrency=service.tag_engine.concurrency if service.tag_engine else None,
+        executor=service.runs_executor,
+        tag_engine=service.runs_tag_engine,
+        tag_engine_storage=_engine_storage(worker, service.tag_engine, f"{where}.tagEngine"),
     )
 
 
-def _add_workflow(worker: InfiniticWorker, workflow: WorkflowConfig, where: str) -> None:
+def _add_workflow(
+    worker: InfiniticWorker, workflow: WorkflowConfig, where: str, shared_storage: bool
+) -> None:
+    storages = {
+        "state_engine_storage": _engine_storage(
+            worker, workflow.state_engine, f"{where}.stateEngine"
+        ),
+        "tag_engine_storage": _engine_storage(worker, workflow.tag_engine, f"{where}.tagEngine"),
+    }
+    if workflow.runs_executor and not workflow.runs_state_engine and not shared_storage:
+        raise ConfigurationError(
+            f"{where}: a workflow executor without its state engine reads workflow histories "
+            "from this worker's storage:, which must be the state engines' storage; "
+            "storage.inMemory is this process's only"
+        )
+    if not workflow.runs_executor:  # engines only: the name, no class
+        assert workflow.name is not None  # WorkflowConfig ensures it
+        _with_key(where, worker.add_workflow, workflow.name, **_roles(workflow), **storages)
+        return
     key = f"{where}.class" if workflow.class_ is not None else f"{where}.classes"
     for path in workflow.class_paths:
-        _add_workflow_class(worker, workflow, path, key, where)
-
-
-def _add_workflow_class(
-    worker: InfiniticWorker, workflow: WorkflowConfig, path: str, key: str, where: str
-) -> None:
-    cls = import_object(path, key)
-    if not (isinstance(cls, type) and issubclass(cls, Workflow)):
-        raise ConfigurationError(
-            f"{key}: {path} is not a Workflow subclass (got {cls!r}); a workflow class "
-            "derives from infinitic.workflows.Workflow"
+        cls = import_object(path, key)
+        if not (isinstance(cls, type) and issubclass(cls, Workflow)):
+            raise ConfigurationError(
+                f"{key}: {path} is not a Workflow subclass (got {cls!r}); a workflow class "
+                "derives from infinitic.workflows.Workflow"
+            )
+        _with_key(
+            where,
+            worker.add_workflow,
+            cls,
+            check_mode=workflow.check_mode,
+            cache_size=workflow.cache_size,
+            **_roles(workflow),
+            **storages,
         )
-    _with_key(
-        where,
-        worker.add_workflow,
-        cls,
-        name=workflow.name,
-        concurrency=workflow.concurrency,
-        check_mode=workflow.check_mode,
-        cache_size=workflow.cache_size,
-        state_engine_concurrency=(
+
+
+def _roles(workflow: WorkflowConfig) -> dict[str, Any]:
+    """The options of ``add_workflow`` saying what runs, and how many at once."""
+    return {
+        "name": workflow.name,
+        "concurrency": workflow.concurrency,
+        "state_engine_concurrency": (
             workflow.state_engine.concurrency if workflow.state_engine else None
         ),
-        tag_engine_concurrency=workflow.tag_engine.concurrency if workflow.tag_engine else None,
-    )
+        "tag_engine_concurrency": (
+            workflow.tag_engine.concurrency if workflow.tag_engine else None
+        ),
+        "executor": workflow.runs_executor,
+        "state_engine": workflow.runs_state_engine,
+        "tag_engine": workflow.runs_tag_engine,
+    }
 
 
 def build_worker(worker_cls: type[InfiniticWorker], config: InfiniticConfig) -> InfiniticWorker:
@@ -280,6 +329,8 @@ def build_worker(worker_cls: type[InfiniticWorker], config: InfiniticConfig) -> 
     worker._check_at_start(*checks, storage=storage_description(config.storage))
     for i, service in enumerate(config.services):
         _add_service(worker, service, f"services.{i}")
+    in_memory = any(normalize_key(str(k)) == "inmemory" for k in config.transport_section)
+    shared_storage = config.storage.backend != "in_memory" or in_memory
     for i, workflow in enumerate(config.workflows):
-        _add_workflow(worker, workflow, f"workflows.{i}")
+        _add_workflow(worker, workflow, f"workflows.{i}", shared_storage)
     return worker

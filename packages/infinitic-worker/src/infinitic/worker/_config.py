@@ -34,7 +34,15 @@ import os
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -196,30 +204,45 @@ class RetryConfig(_Section):
 
 
 class EngineConfig(_Section):
-    """A ``tagEngine`` or ``stateEngine`` sub-section.
+    """A ``tagEngine`` or ``stateEngine`` sub-section: its presence runs that engine.
 
     Attributes:
         concurrency: messages handled at once by that engine (default: the item's
             ``concurrency``).
+        storage: where that engine keeps its data (default: the worker's ``storage:``), in
+            the same shape as the worker's section (with its own compression and cache).
     """
 
     concurrency: int | None = Field(default=None, ge=1)
+    storage: StorageConfig | None = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _own_storage(cls, data: Any) -> Any:
-        if isinstance(data, Mapping):
-            for key in data:
-                if normalize_key(str(key)) in ("storage", "cache"):
-                    raise ValueError(
-                        f"a per-engine {key!r} is not supported: every engine of a worker uses "
-                        "the worker's storage section (and its cache)"
-                    )
-        return _canonical_keys(cls, data)
+    refused_keys: ClassVar[dict[str, str]] = {
+        "cache": "put the cache in the engine's own storage: section (storage: {redis: ..., "
+        "cache: ...}), or in the worker's",
+    }
+
+
+_ROLE_KEYS = ("executor", "stateengine", "tagengine")
+
+
+def _empty_role_sections(data: Any) -> Any:
+    """``stateEngine:`` with nothing after it is an empty section (the engine runs with its
+    defaults), not a missing one."""
+    if isinstance(data, Mapping):
+        return {
+            k: ({} if v is None and normalize_key(str(k)) in _ROLE_KEYS else v)
+            for k, v in data.items()
+        }
+    return data
+
+
+def _has_executor_section(data: Any) -> bool:
+    return isinstance(data, Mapping) and any(normalize_key(str(k)) == "executor" for k in data)
 
 
 def _merge_executor(data: Any) -> Any:
     """Accept Infinitic's ``executor:`` sub-section as well as flat keys."""
+    data = _empty_role_sections(data)
     if isinstance(data, Mapping):
         executor = next((v for k, v in data.items() if str(k).lower() == "executor"), None)
         if isinstance(executor, Mapping):
@@ -228,13 +251,51 @@ def _merge_executor(data: Any) -> Any:
     return data
 
 
-class ServiceConfig(_Section):
-    """An item of ``services``.
+class _RolesSection(_Section):
+    """An item of ``services`` or ``workflows``: which of its roles this worker runs.
+
+    With a class and no ``executor:`` section, everything runs (the executor and every engine);
+    with an ``executor:`` section, the executor and the engines whose sections are present;
+    without a class, only the engines whose sections are present.
+    """
+
+    _executor_section: bool = PrivateAttr(default=False)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _roles(cls, data: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
+        model = handler(data)
+        model._executor_section = _has_executor_section(data)
+        return model
+
+    def _has_code(self) -> bool:
+        raise NotImplementedError
+
+    @property
+    def runs_executor(self) -> bool:
+        """This worker runs the executor (a class is named)."""
+        return self._has_code()
+
+    def _runs_engine(self, section: EngineConfig | None) -> bool:
+        if section is not None:
+            return True
+        return self._has_code() and not self._executor_section
+
+    @property
+    def runs_tag_engine(self) -> bool:
+        """This worker runs the tag engine."""
+        return self._runs_engine(getattr(self, "tag_engine", None))
+
+
+class ServiceConfig(_RolesSection):
+    """An item of ``services``: its executor (``class``, flat or in an ``executor:``
+    section) and its tag engine (``tagEngine:``); see :class:`_RolesSection` for which run.
 
     Attributes:
-        name: the service name (default: the interface's declared name).
+        name: the service name (default: the interface's declared name; needed without a
+            class).
         class_: dotted path of the implementation class (built with no argument) or of an
-            instance; key ``class``.
+            instance; key ``class``. None: the tag engine only.
         interface: dotted path of the contract (default: the implementation's class).
         concurrency: tasks run at once.
         retry: the retry policy when none is declared on the implementation.
@@ -243,7 +304,7 @@ class ServiceConfig(_Section):
     """
 
     name: str | None = None
-    class_: str = Field(alias="class")
+    class_: str | None = Field(default=None, alias="class")
     interface: str | None = None
     concurrency: int = Field(default=1, ge=1)
     retry: RetryConfig | None = None
@@ -260,15 +321,32 @@ class ServiceConfig(_Section):
     def _executor(cls, data: Any) -> Any:
         return _canonical_keys(cls, _merge_executor(data))
 
+    @model_validator(mode="after")
+    def _something_to_run(self) -> ServiceConfig:
+        if self.class_ is None:
+            if self.tag_engine is None:
+                raise ValueError(
+                    "nothing to run: name the implementation with class: (in executor: or "
+                    "flat), or run the tag engine only with tagEngine:"
+                )
+            if self.name is None and self.interface is None:
+                raise ValueError("a tag engine without a class needs the service's name:")
+        return self
 
-class WorkflowConfig(_Section):
-    """An item of ``workflows``.
+    def _has_code(self) -> bool:
+        return self.class_ is not None
+
+
+class WorkflowConfig(_RolesSection):
+    """An item of ``workflows``: its executor (``class``/``classes``, flat or in an
+    ``executor:`` section), its state engine (``stateEngine:``) and its tag engine
+    (``tagEngine:``); see :class:`_RolesSection` for which run.
 
     Attributes:
-        name: the workflow name (default: the class's declared name).
+        name: the workflow name (default: the class's declared name; needed without a class).
         class_: dotted path of the Workflow subclass; key ``class``.
         classes: the dotted paths of its versions (``BankWorkflow``, ``BankWorkflow_2``), as
-            Infinitic's ``classes:``; instead of ``class``.
+            Infinitic's ``classes:``; instead of ``class``. Neither: engines only.
         concurrency: workflow tasks run at once (and the engines' default concurrency).
         check_mode: ``none``, ``simple`` or ``strict`` (default: the worker's).
         cache_size: live instances kept in memory (default: the worker's ``workflowCacheSize``).
@@ -301,12 +379,29 @@ class WorkflowConfig(_Section):
 
     @model_validator(mode="after")
     def _one_way_to_name_classes(self) -> WorkflowConfig:
-        if (self.class_ is None) == (not self.classes):
+        if self.class_ is not None and self.classes:
             raise ValueError(
                 "name the workflow's class with class: (or its versions with classes: [...]), "
                 "one of them"
             )
+        if not self._has_code():
+            if self.state_engine is None and self.tag_engine is None:
+                raise ValueError(
+                    "nothing to run: name the workflow's class with class: (or its versions "
+                    "with classes: [...]), or run its engines only with stateEngine: and/or "
+                    "tagEngine:"
+                )
+            if self.name is None:
+                raise ValueError("engines without a class need the workflow's name:")
         return self
+
+    def _has_code(self) -> bool:
+        return self.class_ is not None or bool(self.classes)
+
+    @property
+    def runs_state_engine(self) -> bool:
+        """This worker runs the state engine."""
+        return self._runs_engine(self.state_engine)
 
     @property
     def class_paths(self) -> list[str]:

@@ -7,7 +7,6 @@ import logging
 import os
 import signal
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
@@ -24,7 +23,7 @@ from infinitic.common import (
 )
 from infinitic.common.messages import ExecuteWorkflowTask, Message, WorkflowMessage
 from infinitic.exceptions import ConfigurationError
-from infinitic.storage import Storage
+from infinitic.storage import KeyValueStorage, Storage
 from infinitic.task_executor import ServiceExecutor, TaskEventHandler, TaskRetryHandler
 from infinitic.task_tag import TaskTagEngine
 from infinitic.transport import (
@@ -38,6 +37,12 @@ from infinitic.transport import (
 from infinitic.worker._config import InfiniticConfig, load_config
 from infinitic.worker._dead_letters import tell_waiters
 from infinitic.worker._preflight import storage_check
+from infinitic.worker._roles import (
+    ServiceRoles,
+    WorkflowRoles,
+    check_some_role,
+    executor_role,
+)
 from infinitic.workflow_engine import (
     CheckMode,
     StorageHistoryLoader,
@@ -55,26 +60,6 @@ logger = logging.getLogger("infinitic.worker")
 SUBSCRIPTION = "infinitic"
 _PROGRESS_EVERY = 5.0  # seconds between two logs of what a stopping worker waits for
 _ABANDON_WAIT = 5.0  # seconds for consumers to close once their handlers are canceled
-
-
-@dataclass
-class _ServiceRegistration:
-    name: str
-    implementation: object
-    interface: type
-    concurrency: int
-    retry: RetryPolicy | None
-    timeout: float | None
-    tag_engine_concurrency: int
-
-
-@dataclass
-class _WorkflowRegistration:
-    name: str
-    classes: list[type]
-    concurrency: int
-    state_engine_concurrency: int
-    tag_engine_concurrency: int
 
 
 def _check_concurrency(**values: int | None) -> None:
@@ -156,8 +141,8 @@ class InfiniticWorker:
         self._handler_tasks: set[asyncio.Task[Any]] = set()
         self._abandon = asyncio.Event()
         self._inline_workflow_tasks = bool(inline_workflow_tasks)
-        self._services: dict[str, _ServiceRegistration] = {}
-        self._workflows: dict[str, _WorkflowRegistration] = {}
+        self._services: dict[str, ServiceRoles] = {}
+        self._workflows: dict[str, WorkflowRoles] = {}
         self._consumers: list[Consumer] = []
         self._executors: list[ServiceExecutor] = []
         self._workflow_executors: dict[str, WorkflowExecutor] = {}
@@ -169,6 +154,7 @@ class InfiniticWorker:
         self._owned: list[Callable[[], Awaitable[None]]] = []
         self._storage_description = f"the storage ({type(storage).__name__})"
         self._checks: list[Callable[[], Awaitable[None]]] = []
+        self._storage_names: dict[int, str] = {}
 
     @classmethod
     def from_config(
@@ -215,7 +201,7 @@ class InfiniticWorker:
 
     def add_service(
         self,
-        implementation: object,
+        implementation: object | None = None,
         *,
         interface: type | None = None,
         name: str | None = None,
@@ -223,10 +209,14 @@ class InfiniticWorker:
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
         tag_engine_concurrency: int | None = None,
+        executor: bool | None = None,
+        tag_engine: bool = True,
+        tag_engine_storage: Storage | None = None,
     ) -> Self:
-        """Run the tasks of a service with ``implementation``.
+        """Run a service: its executor (the tasks, with ``implementation``) and its tag engine.
 
         Args:
+            implementation: runs the tasks; None runs the tag engine only (``name`` needed).
             interface: the contract the workflows call (its name and type hints are used);
                 defaults to the implementation's class.
             name: overrides the service name (default: the interface's declared name).
@@ -238,6 +228,14 @@ class InfiniticWorker:
                 implementation's method or class, which is used when this is None.
             tag_engine_concurrency: messages handled at once by the service's tag engine
                 (default: ``concurrency``).
+            executor: run the tasks here (default: when an implementation is given).
+            tag_engine: run the service's tag engine here (another worker may run it instead).
+            tag_engine_storage: where that tag engine keeps tags and delegated tasks (default:
+                the worker's storage); not closed by the worker.
+
+        Raises:
+            ConfigurationError: an invalid option, a name already registered, nothing to run,
+                or an implementation lacking methods of the interface.
         """
         _check_concurrency(concurrency=concurrency, tag_engine_concurrency=tag_engine_concurrency)
         if isinstance(implementation, type):
@@ -245,31 +243,44 @@ class InfiniticWorker:
                 f"add_service expects an instance, got the class {implementation.__name__}; "
                 f"use add_service({implementation.__name__}())"
             )
+        if implementation is None and interface is None and name is None:
+            raise ConfigurationError(
+                "add_service without an implementation (its tag engine only) needs the "
+                "service's name (name=...) or interface"
+            )
         contract = interface or type(implementation)
         service = check_entity_name(name or entity_name(contract))
-        missing = [
-            m for m in public_methods(contract) if not callable(getattr(implementation, m, None))
-        ]
-        if missing:
-            raise ConfigurationError(
-                f"{type(implementation).__name__} does not implement {', '.join(missing)} of "
-                f"service {service}"
-            )
+        runs_executor = executor_role(executor, implementation is not None, "service", service)
+        check_some_role("service", service, executor=runs_executor, tag_engine=tag_engine)
+        if implementation is not None:
+            missing = [
+                m
+                for m in public_methods(contract)
+                if not callable(getattr(implementation, m, None))
+            ]
+            if missing:
+                raise ConfigurationError(
+                    f"{type(implementation).__name__} does not implement {', '.join(missing)} "
+                    f"of service {service}"
+                )
         self._check_new(service)
-        self._services[service] = _ServiceRegistration(
+        self._services[service] = ServiceRoles(
             service,
-            implementation,
-            contract,
+            implementation if runs_executor else None,
+            interface or (type(implementation) if implementation is not None else None),
             concurrency,
             retry,
             timeout,
             tag_engine_concurrency or concurrency,
+            executor=runs_executor,
+            tag_engine=bool(tag_engine),
+            tag_engine_storage=tag_engine_storage,
         )
         return self
 
     def add_workflow(
         self,
-        workflow: type,
+        workflow: type | str,
         *,
         name: str | None = None,
         concurrency: int = 1,
@@ -277,40 +288,79 @@ class InfiniticWorker:
         cache_size: int | None = None,
         state_engine_concurrency: int | None = None,
         tag_engine_concurrency: int | None = None,
+        executor: bool | None = None,
+        state_engine: bool = True,
+        tag_engine: bool = True,
+        state_engine_storage: Storage | None = None,
+        tag_engine_storage: Storage | None = None,
     ) -> Self:
-        """Run instances of a Workflow subclass.
+        """Run a workflow: its executor (its code), its state engine and its tag engine.
 
         Register several versions of a workflow by adding each class (``BankWorkflow``,
         ``BankWorkflow_2``, ...): new instances run the newest version, running instances stay on
-        the version they started with.
+        the version they started with. Given a name instead of a class, the worker runs the
+        workflow's engines only (the code runs in other workers).
+
+        A state engine runs the workflow tasks it dispatches itself when this worker also runs
+        the workflow's executor (``inline_workflow_tasks``); otherwise they go through the
+        ``workflow-task-executor`` topic to whichever worker runs the executor.
 
         Args:
+            workflow: a Workflow subclass, or the workflow's name (engines only).
             concurrency: workflow tasks run at once by this worker (and the default of the
                 engines' concurrencies).
             state_engine_concurrency: messages handled at once by the workflow's state engine
                 and the handlers that feed it (commands, events, delays).
             tag_engine_concurrency: messages handled at once by the workflow's tag engine.
+            executor: run the workflow's code here (default: when a class is given).
+            state_engine: run its state engine here.
+            tag_engine: run its tag engine here.
+            state_engine_storage: where its state engine keeps the states (default: the
+                worker's storage); this worker's executor of the workflow reads histories
+                there too. Not closed by the worker.
+            tag_engine_storage: where its tag engine keeps tags and custom ids (default: the
+                worker's storage). Not closed by the worker.
+
+        Raises:
+            ConfigurationError: an invalid option, a version or name already registered, or
+                nothing to run.
         """
         _check_concurrency(
             concurrency=concurrency,
             state_engine_concurrency=state_engine_concurrency,
             tag_engine_concurrency=tag_engine_concurrency,
         )
-        if not (isinstance(workflow, type) and issubclass(workflow, Workflow)):
-            raise ConfigurationError(f"add_workflow expects a Workflow subclass, got {workflow!r}")
-        wf_name = check_entity_name(name or entity_name(workflow))
+        if isinstance(workflow, str):
+            wf_name = check_entity_name(name or workflow)
+            classes: list[type] = []
+        elif isinstance(workflow, type) and issubclass(workflow, Workflow):
+            wf_name = check_entity_name(name or entity_name(workflow))
+            classes = [workflow]
+        else:
+            raise ConfigurationError(
+                f"add_workflow expects a Workflow subclass (or a workflow's name, to run its "
+                f"engines only), got {workflow!r}"
+            )
+        runs_executor = executor_role(executor, bool(classes), "workflow", wf_name)
+        check_some_role(
+            "workflow",
+            wf_name,
+            executor=runs_executor,
+            state_engine=state_engine,
+            tag_engine=tag_engine,
+        )
         if check_mode is not None or cache_size is not None:  # else the worker's defaults
             mode = CheckMode(check_mode) if check_mode is not None else None
             self._workflow_options[wf_name] = (mode, cache_size)
         existing = self._workflows.get(wf_name)
-        if existing is not None and not self._started:
+        if existing is not None and existing.classes and classes and not self._started:
             versions = {workflow_version(c) for c in existing.classes}
-            if workflow_version(workflow) in versions:
+            if workflow_version(classes[0]) in versions:
                 raise ConfigurationError(
-                    f"workflow {wf_name} version {workflow_version(workflow)} is already "
+                    f"workflow {wf_name} version {workflow_version(classes[0])} is already "
                     "registered on this worker"
                 )
-            existing.classes.append(workflow)
+            existing.classes.extend(classes)
             existing.concurrency = max(existing.concurrency, concurrency)
             existing.state_engine_concurrency = max(
                 existing.state_engine_concurrency, state_engine_concurrency or concurrency
@@ -318,14 +368,24 @@ class InfiniticWorker:
             existing.tag_engine_concurrency = max(
                 existing.tag_engine_concurrency, tag_engine_concurrency or concurrency
             )
+            existing.executor |= runs_executor
+            existing.state_engine |= bool(state_engine)
+            existing.tag_engine |= bool(tag_engine)
+            existing.state_engine_storage = existing.state_engine_storage or state_engine_storage
+            existing.tag_engine_storage = existing.tag_engine_storage or tag_engine_storage
             return self
         self._check_new(wf_name)
-        self._workflows[wf_name] = _WorkflowRegistration(
+        self._workflows[wf_name] = WorkflowRoles(
             wf_name,
-            [workflow],
+            classes if runs_executor else [],
             concurrency,
             state_engine_concurrency or concurrency,
             tag_engine_concurrency or concurrency,
+            executor=runs_executor,
+            state_engine=bool(state_engine),
+            tag_engine=bool(tag_engine),
+            state_engine_storage=state_engine_storage,
+            tag_engine_storage=tag_engine_storage,
         )
         return self
 
@@ -428,6 +488,8 @@ class InfiniticWorker:
                     "workflow first (services: or workflows: in a configuration)"
                 )
             await storage_check(self.storage, self._storage_description)()
+            for storage, description in self._engine_storages():
+                await storage_check(storage, description)()
             for check in self._checks:
                 await check()
             await self.transport.start()
@@ -443,78 +505,119 @@ class InfiniticWorker:
             logger.info(
                 "worker %s started: services %s, workflows %s",
                 self.name,
-                sorted(self._services),
-                sorted(self._workflows),
+                [s.describe() for _, s in sorted(self._services.items())],
+                [w.describe() for _, w in sorted(self._workflows.items())],
             )
 
-    async def _start_service(self, s: _ServiceRegistration) -> None:
-        executor = ServiceExecutor(
-            s.name,
-            s.implementation,
-            transport=self.transport,
-            interface=s.interface,
-            concurrency=s.concurrency,
-            retry=s.retry,
-            timeout=s.timeout,
-        )
-        self._executors.append(executor)
-        await self._subscribe(
-            TopicKind.TASK_EVENTS,
-            s.name,
-            TaskEventHandler(s.name, self.transport).handle,
-            s.concurrency,
-        )
-        await self._subscribe(
-            TopicKind.TASK_RETRY,
-            s.name,
-            TaskRetryHandler(s.name, self.transport).handle,
-            s.concurrency,
-        )
-        tag_engine = TaskTagEngine(
-            s.name,
-            self.transport,
-            self.storage.key_set,
-            self.storage.key_value,
-            interface=s.interface,
-        )
-        await self._subscribe(
-            TopicKind.TASK_TAG, s.name, tag_engine.handle, s.tag_engine_concurrency
-        )
-        await self._subscribe(
-            TopicKind.TASK_EXECUTOR, s.name, executor.handle, executor.consumer_concurrency
-        )
+    def _engine_storages(self) -> list[tuple[Storage, str]]:
+        """The storages given to engines apart from the worker's, with their descriptions."""
+        found: dict[int, tuple[Storage, str]] = {}
+        for s in self._services.values():
+            if s.tag_engine and s.tag_engine_storage is not None:
+                where = f"the storage of service {s.name}'s tag engine"
+                found.setdefault(id(s.tag_engine_storage), (s.tag_engine_storage, where))
+        for w in self._workflows.values():
+            for on, storage, engine in (
+                (w.state_engine, w.state_engine_storage, "state engine"),
+                (w.tag_engine, w.tag_engine_storage, "tag engine"),
+            ):
+                if on and storage is not None:
+                    where = f"the storage of workflow {w.name}'s {engine}"
+                    found.setdefault(id(storage), (storage, where))
+        return [
+            (storage, self._storage_names.get(id(storage), where))
+            for storage, where in found.values()
+            if storage is not self.storage
+        ]
+
+    def _name_storage(self, storage: Storage, description: str) -> None:
+        """How errors name an engine's own storage (a configuration key and an address)."""
+        self._storage_names[id(storage)] = description
+
+    async def _start_service(self, s: ServiceRoles) -> None:
+        if s.executor:
+            assert s.implementation is not None  # add_service ensures it
+            executor = ServiceExecutor(
+                s.name,
+                s.implementation,
+                transport=self.transport,
+                interface=s.interface,
+                concurrency=s.concurrency,
+                retry=s.retry,
+                timeout=s.timeout,
+            )
+            self._executors.append(executor)
+            await self._subscribe(
+                TopicKind.TASK_EVENTS,
+                s.name,
+                TaskEventHandler(s.name, self.transport).handle,
+                s.concurrency,
+            )
+            await self._subscribe(
+                TopicKind.TASK_RETRY,
+                s.name,
+                TaskRetryHandler(s.name, self.transport).handle,
+                s.concurrency,
+            )
+        if s.tag_engine:
+            storage = s.tag_engine_storage or self.storage
+            tag_engine = TaskTagEngine(
+                s.name,
+                self.transport,
+                storage.key_set,
+                storage.key_value,
+                interface=s.interface,
+            )
+            await self._subscribe(
+                TopicKind.TASK_TAG, s.name, tag_engine.handle, s.tag_engine_concurrency
+            )
+        if s.executor:
+            await self._subscribe(
+                TopicKind.TASK_EXECUTOR, s.name, executor.handle, executor.consumer_concurrency
+            )
 
     def _option(self, workflow_name: str, index: int, default: Any) -> Any:
         options = self._workflow_options.get(workflow_name, (None, None))
         return default if options[index] is None else options[index]
 
-    async def _start_workflow(self, w: _WorkflowRegistration) -> None:
+    async def _start_workflow(self, w: WorkflowRoles) -> None:
+        n = w.name
+        states = (w.state_engine_storage or self.storage).key_value
+        executor: WorkflowExecutor | None = None
+        if w.executor:
+            executor = WorkflowExecutor(
+                {n: w.classes},
+                cache_size=self._option(n, 1, self._cache_size),
+                check_mode=self._option(n, 0, self._check_mode),
+                history=StorageHistoryLoader(states),
+            )
+            self._workflow_executors[n] = executor
+        if w.state_engine:
+            # Workflow tasks run inline only with this worker's own executor of the workflow;
+            # else they go through workflow-task-executor to the workers that run it.
+            inline = executor if self._inline_workflow_tasks else None
+            await self._start_state_engine(w, states, inline)
+        if executor is not None:
+            await self._start_workflow_executor(w, executor)
+        if w.tag_engine:
+            key_set = (w.tag_engine_storage or self.storage).key_set
+            tag_engine = WorkflowTagEngine(n, self.transport, key_set)
+            await self._subscribe(
+                TopicKind.WORKFLOW_TAG, n, tag_engine.handle, w.tag_engine_concurrency
+            )
+
+    async def _start_state_engine(
+        self, w: WorkflowRoles, states: KeyValueStorage, executor: WorkflowExecutor | None
+    ) -> None:
         t = self.transport
         n = w.name
-        c = w.concurrency
-        executor = WorkflowExecutor(
-            {n: w.classes},
-            cache_size=self._option(n, 1, self._cache_size),
-            check_mode=self._option(n, 0, self._check_mode),
-            history=StorageHistoryLoader(self.storage.key_value),
-        )
         engine = WorkflowStateEngine(
             n,
             t,
-            self.storage.key_value,
+            states,
             history_chunk_steps=self._history_chunk_steps,
-            executor=executor if self._inline_workflow_tasks else None,
+            executor=executor,
         )
-        self._workflow_executors[n] = executor
-
-        async def execute(message: Message) -> None:
-            if not isinstance(message, ExecuteWorkflowTask):
-                raise ValueError(f"unexpected {type(message).__name__} on workflow-task-executor")
-            result = await executor.execute(message)
-            if result is not None:  # straight to the state engine, which starts its commands
-                out = Outbox()
-                out.add(topic(TopicKind.WORKFLOW_ENGINE, n), result, key=result.workflow_id)
-                await out.send(t)
 
         async def run_engine(message: Message) -> None:
             if not isinstance(message, WorkflowMessage) or message.workflow_name != n:
@@ -532,13 +635,23 @@ class InfiniticWorker:
             TopicKind.WORKFLOW_TASK_EVENTS, n, WorkflowTaskEventHandler(n, t).handle, se
         )
         await self._subscribe(TopicKind.WORKFLOW_DELAY, n, WorkflowDelayHandler(n, t).handle, se)
-        await self._subscribe(TopicKind.WORKFLOW_TASK_EXECUTOR, n, execute, c)
         # The state engine takes commands itself: the command handler would only forward them.
         await self._subscribe(TopicKind.WORKFLOW_CMD, n, run_engine, se)
-        tag_engine = WorkflowTagEngine(n, t, self.storage.key_set)
-        await self._subscribe(
-            TopicKind.WORKFLOW_TAG, n, tag_engine.handle, w.tag_engine_concurrency
-        )
+
+    async def _start_workflow_executor(self, w: WorkflowRoles, executor: WorkflowExecutor) -> None:
+        t = self.transport
+        n = w.name
+
+        async def execute(message: Message) -> None:
+            if not isinstance(message, ExecuteWorkflowTask):
+                raise ValueError(f"unexpected {type(message).__name__} on workflow-task-executor")
+            result = await executor.execute(message)
+            if result is not None:  # straight to the state engine, which starts its commands
+                out = Outbox()
+                out.add(topic(TopicKind.WORKFLOW_ENGINE, n), result, key=result.workflow_id)
+                await out.send(t)
+
+        await self._subscribe(TopicKind.WORKFLOW_TASK_EXECUTOR, n, execute, w.concurrency)
 
     async def _close_consumers(self) -> None:
         consumers, self._consumers = self._consumers, []
