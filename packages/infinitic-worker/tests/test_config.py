@@ -235,9 +235,9 @@ def test_readme_configuration_examples_are_valid() -> None:
     import yaml
 
     blocks = _readme_yaml_blocks()
-    assert len(blocks) == 5
+    assert len(blocks) == 6
     documents = [doc for block in blocks for doc in yaml.safe_load_all(block)]
-    assert len(documents) == 8
+    assert len(documents) == 9
     for document in documents:
         # builds, connects nothing (a worker needs a transport: in memory when none is shown)
         worker = InfiniticWorker.from_config({**MEM, **document}, environ={})

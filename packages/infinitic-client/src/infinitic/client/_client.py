@@ -14,6 +14,7 @@ from infinitic.client._core import ClientCore
 from infinitic.client._deferred import ByTagDeferred, WorkflowDeferred
 from infinitic.client._existing import ExistingWorkflowStub
 from infinitic.client._tags import TagOperations, WorkflowByTagStub
+from infinitic.client._watch import DEFAULT_UNREGISTERED_WARNING
 from infinitic.common import (
     MethodSignature,
     entity_name,
@@ -31,7 +32,7 @@ from infinitic.common.messages import (
     RetryWorkflowTask,
     WorkflowMessage,
 )
-from infinitic.exceptions import InfiniticError
+from infinitic.exceptions import ConfigurationError, InfiniticError
 from infinitic.transport import Transport
 from infinitic.workflows import Workflow
 
@@ -109,6 +110,10 @@ class InfiniticClient:
         storage: the workers' storage, for :meth:`get_workflow_state` (optional).
         request_timeout: seconds to wait for a tag engine's answer (ids by tag, starts with
             a custom id) before raising TimeoutError; None waits forever.
+        unregistered_warning_seconds: after a command to a workflow, seconds without any
+            answer from its state engine before the client asks it (one message) and, without
+            an answer within 5 s more, logs a warning naming the workflow and the topic (is a
+            worker running it?); None: never. Nothing fails: the messages wait for a worker.
     """
 
     def __init__(
@@ -118,8 +123,23 @@ class InfiniticClient:
         name: str | None = None,
         storage: Any = None,
         request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
+        unregistered_warning_seconds: float | None = DEFAULT_UNREGISTERED_WARNING,
     ) -> None:
-        self._core = ClientCore(transport, name or f"client-{new_id()}", request_timeout)
+        if unregistered_warning_seconds is not None and (
+            isinstance(unregistered_warning_seconds, bool)
+            or not isinstance(unregistered_warning_seconds, int | float)
+            or unregistered_warning_seconds <= 0
+        ):
+            raise ConfigurationError(
+                "unregistered_warning_seconds must be a positive number of seconds or None, "
+                f"got {unregistered_warning_seconds!r}"
+            )
+        self._core = ClientCore(
+            transport,
+            name or f"client-{new_id()}",
+            request_timeout,
+            unregistered_warning=unregistered_warning_seconds,
+        )
         self._core.starter = self.start  # a subclass's start runs before the first send
         self._tags = TagOperations(self._core)
         self._storage = storage
@@ -128,15 +148,22 @@ class InfiniticClient:
     def from_config(cls, config: Mapping[str, Any]) -> InfiniticClient:
         """A client built from a configuration mapping (the shape of the YAML file).
 
-        Only ``transport`` (and ``client.name``, ``client.requestTimeoutSeconds``) are read.
+        Only ``transport`` (and ``client.name``, ``client.requestTimeoutSeconds``,
+        ``client.unregisteredWarningSeconds``) are read.
         The client owns the transport it built and closes it in :meth:`close`.
         ``INFINITIC__...`` environment variables override keys.
 
         Raises:
             ConfigurationError: the transport section is missing or invalid (naming the key).
         """
-        transport, name, request_timeout = client_settings(config)
-        client = cls(transport=transport, name=name, request_timeout=request_timeout)
+        settings = client_settings(config)
+        transport = settings.transport
+        client = cls(
+            transport=transport,
+            name=settings.name,
+            request_timeout=settings.request_timeout,
+            unregistered_warning_seconds=settings.unregistered_warning,
+        )
         client._core.owned_transport = transport
         return client
 

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from infinitic.client._watch import DEFAULT_UNREGISTERED_WARNING
 from infinitic.exceptions import ConfigurationError
 from infinitic.transport import (
     Transport,
@@ -45,10 +47,36 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
 DEFAULT_REQUEST_TIMEOUT = 30.0  # seconds a client waits for a tag engine's answer
 
 
-def client_settings(config: Mapping[str, Any]) -> tuple[Transport, str | None, float | None]:
-    """Return the transport (built for a client), the client name (``client.name`` if set,
-    else None: a unique name is generated) and request timeout
-    (``client.requestTimeoutSeconds``, default 30; null: none) of a configuration.
+@dataclass(frozen=True)
+class ClientSettings:
+    """What a configuration says of a client.
+
+    Attributes:
+        transport: built for a client.
+        name: ``client.name``; None: a unique name is generated.
+        request_timeout: ``client.requestTimeoutSeconds`` (default 30; None: none).
+        unregistered_warning: ``client.unregisteredWarningSeconds`` (default 30; None: no
+            warning).
+    """
+
+    transport: Transport
+    name: str | None
+    request_timeout: float | None
+    unregistered_warning: float | None
+
+
+def _seconds(client: Mapping[str, Any], camel: str, snake: str, default: float) -> float | None:
+    value = client.get(camel, client.get(snake, default))
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, int | float) or value <= 0
+    ):
+        raise ConfigurationError(f"client.{camel} must be a positive number or null, got {value!r}")
+    return None if value is None else float(value)
+
+
+def client_settings(config: Mapping[str, Any]) -> ClientSettings:
+    """The client settings of a configuration: its transport (built for a client) and its
+    ``client:`` section.
 
     Environment variables ``INFINITIC__...`` override keys (see
     :func:`infinitic.transport.apply_env_overrides`).
@@ -68,20 +96,29 @@ def client_settings(config: Mapping[str, Any]) -> tuple[Transport, str | None, f
     client = next((v for k, v in data.items() if str(k).lower() == "client"), None) or {}
     if not isinstance(client, Mapping):
         raise ConfigurationError(f"client must be a mapping, got {client!r}")
-    known = {"name", "requestTimeoutSeconds", "request_timeout_seconds"}
+    known = {
+        "name",
+        "requestTimeoutSeconds",
+        "request_timeout_seconds",
+        "unregisteredWarningSeconds",
+        "unregistered_warning_seconds",
+    }
     unknown = {str(k) for k in client} - known
     if unknown:
         raise ConfigurationError(f"client: unknown keys {sorted(unknown)}")
     name = client.get("name")
     if name is not None and not isinstance(name, str):
         raise ConfigurationError(f"client.name must be a string, got {name!r}")
-    timeout = client.get(
-        "requestTimeoutSeconds", client.get("request_timeout_seconds", DEFAULT_REQUEST_TIMEOUT)
+    return ClientSettings(
+        transport,
+        name,
+        _seconds(
+            client, "requestTimeoutSeconds", "request_timeout_seconds", DEFAULT_REQUEST_TIMEOUT
+        ),
+        _seconds(
+            client,
+            "unregisteredWarningSeconds",
+            "unregistered_warning_seconds",
+            DEFAULT_UNREGISTERED_WARNING,
+        ),
     )
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
-    ):
-        raise ConfigurationError(
-            f"client.requestTimeoutSeconds must be a positive number or null, got {timeout!r}"
-        )
-    return transport, name, None if timeout is None else float(timeout)

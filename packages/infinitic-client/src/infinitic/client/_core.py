@@ -17,6 +17,7 @@ import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from infinitic.client._watch import DEFAULT_UNREGISTERED_WARNING, UnregisteredWatch
 from infinitic.common import TopicKind, decode_message, response_topic, topic
 from infinitic.common.messages import MethodOutcome, Requester, WorkflowMessage
 from infinitic.common.tag_messages import (
@@ -54,6 +55,9 @@ class ClientCore:
         name: the client's unique name (its response topic's).
         request_timeout: seconds to wait for a tag engine's reply; None waits forever.
         owned_transport: closed with the client (a transport the client built).
+        unregistered_warning: seconds without an answer from a workflow the client sent a
+            command to before it checks that a worker runs it, and warns if none answers
+            (see :mod:`infinitic.client._watch`); None: no check.
     """
 
     def __init__(
@@ -62,11 +66,20 @@ class ClientCore:
         name: str,
         request_timeout: float | None,
         owned_transport: Transport | None = None,
+        unregistered_warning: float | None = DEFAULT_UNREGISTERED_WARNING,
     ) -> None:
         self.transport = transport
         self.name = name
         self.request_timeout = request_timeout
         self.owned_transport = owned_transport
+        physical = getattr(transport, "physical_topic", None)
+        self.watch = UnregisteredWatch(
+            name,
+            unregistered_warning,
+            self.send,
+            self.requester,
+            physical if callable(physical) else str,
+        )
         #: How the client starts before its first send (the client's own ``start``, which a
         #: subclass may extend); :meth:`start` by default.
         self.starter: Callable[[], Awaitable[None]] = self.start
@@ -111,6 +124,7 @@ class ClientCore:
         if self._closed:
             return
         self._closed = True
+        self.watch.close()
         if self._consumer is not None:
             await self._consumer.close()
         if self.owned_transport is not None:
@@ -132,6 +146,12 @@ class ClientCore:
         out = Outbox()
         out.add(to, message, key=key)
         await out.send(self.transport)
+        name = getattr(message, "workflow_name", None)
+        if isinstance(name, str) and to in (
+            topic(TopicKind.WORKFLOW_CMD, name),
+            topic(TopicKind.WORKFLOW_TAG, name),
+        ):
+            self.watch.sent(name, to)
 
     async def command(self, message: WorkflowMessage, *, tag: str | None = None) -> None:
         """Send a workflow command to its instance, or with ``tag`` to every instance of its
@@ -199,6 +219,8 @@ class ClientCore:
         if not isinstance(decoded, MethodOutcome):
             logger.warning("client %s ignores a %s message", self.name, type(decoded).__name__)
             return
+        if self.watch.heard(decoded):
+            return  # the answer to a probe of the workflow's state engine
         key = (decoded.workflow_id, decoded.method_run_id)
         future = self._outcomes.pop(key, None)
         if future is not None and not future.done():
