@@ -226,3 +226,31 @@ async def test_yaml_engine_storage_is_built_checked_and_closed() -> None:
     assert not roles.executor
     async with worker:
         pass
+
+
+def test_a_dump_read_back_runs_the_same_roles() -> None:
+    bank = f"{EX}.workflows.BankWorkflow"
+    data = {
+        **MEM,
+        "workflows": [
+            {"executor": {"class": bank, "concurrency": 3}, "tagEngine": {}},
+            {"class": bank, "name": "Other"},
+            {"name": "W", "stateEngine": {"concurrency": 2}},
+        ],
+        "services": [{"executor": {"class": f"{EX}.services.InMemoryBank"}}],
+    }
+    config = load_config(data, environ={})
+    dumped = config.model_dump(mode="json", by_alias=True, exclude_none=True)
+    assert dumped["workflows"][0]["executor"]["class"] == bank
+    assert dumped["workflows"][0]["executor"]["concurrency"] == 3
+    assert "executor" not in dumped["workflows"][1]
+    assert (
+        _roles(dumped)
+        == _roles(data)
+        == [
+            (True, False, True),
+            (True, True, True),
+            (False, True, False),
+            (True, False),
+        ]
+    )

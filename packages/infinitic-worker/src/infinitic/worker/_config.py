@@ -40,7 +40,9 @@ from pydantic import (
     Field,
     ModelWrapValidatorHandler,
     PrivateAttr,
+    SerializerFunctionWrapHandler,
     ValidationError,
+    model_serializer,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -267,6 +269,16 @@ class _RolesSection(_Section):
         model = handler(data)
         model._executor_section = _has_executor_section(data)
         return model
+
+    @model_serializer(mode="wrap")
+    def _nest_executor(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # Read back, a dump must run the same roles: keep the executor: section it came in.
+        data = handler(self)
+        if not self._executor_section or not isinstance(data, dict):
+            return data
+        outside = {"name", "stateEngine", "state_engine", "tagEngine", "tag_engine"}
+        executor = {k: v for k, v in data.items() if k not in outside}
+        return {**{k: v for k, v in data.items() if k in outside}, "executor": executor}
 
     def _has_code(self) -> bool:
         raise NotImplementedError
