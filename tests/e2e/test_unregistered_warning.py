@@ -9,7 +9,6 @@ import logging
 
 import pytest
 
-import infinitic.client._watch as watch
 from infinitic.client import InfiniticClient
 from infinitic.exceptions import ConfigurationError
 from infinitic.storage import InMemoryStorage
@@ -25,14 +24,16 @@ class Patient(Workflow):
         return await self.go.receive(limit=1)
 
 
-@pytest.fixture(autouse=True)
-def short_probe(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(watch, "PROBE_WAIT", 0.2)
+def client_of(transport: InMemoryTransport, delay: float | None) -> InfiniticClient:
+    """A client whose probe waits 0.2 s instead of 5."""
+    client = InfiniticClient(transport=transport, unregistered_warning_seconds=delay)
+    client._core.watch.probe_wait = 0.2
+    return client
 
 
 async def test_a_workflow_nobody_runs_is_warned_of(caplog: pytest.LogCaptureFixture) -> None:
     transport = InMemoryTransport()
-    async with InfiniticClient(transport=transport, unregistered_warning_seconds=0.1) as client:
+    async with client_of(transport, 0.1) as client:
         await client.dispatch(client.new_workflow(Patient).run)
         await asyncio.sleep(0.6)
         assert client._core.watch.warned == [("Patient", "workflow-cmd:Patient")]
@@ -49,7 +50,7 @@ async def test_a_running_workflow_is_not_warned_of(caplog: pytest.LogCaptureFixt
     worker.add_workflow(Patient)
     async with (
         worker,
-        InfiniticClient(transport=transport, unregistered_warning_seconds=0.1) as client,
+        client_of(transport, 0.1) as client,
     ):
         deferred = await client.dispatch(client.new_workflow(Patient).run)
         await asyncio.sleep(0.6)  # the workflow waits for its signal: the probe is answered
@@ -66,7 +67,7 @@ async def test_engines_in_another_worker_answer_too() -> None:
     engines.add_workflow("Patient")  # the state engine, without the code
     async with (
         engines,
-        InfiniticClient(transport=transport, unregistered_warning_seconds=0.1) as client,
+        client_of(transport, 0.1) as client,
     ):
         await client.dispatch(client.new_workflow(Patient).run)
         await asyncio.sleep(0.6)
@@ -75,7 +76,7 @@ async def test_engines_in_another_worker_answer_too() -> None:
 
 async def test_no_warning_and_no_probe_when_disabled() -> None:
     transport = InMemoryTransport()
-    async with InfiniticClient(transport=transport, unregistered_warning_seconds=None) as client:
+    async with client_of(transport, None) as client:
         await client.dispatch(client.new_workflow(Patient).run)
         await asyncio.sleep(0.3)
         assert client._core.watch.warned == []

@@ -58,6 +58,8 @@ class UnregisteredWatch:
         self.delay = delay
         self._send = send
         self._requester = requester
+        #: Seconds a probe waits for the state engine's answer.
+        self.probe_wait = PROBE_WAIT
         self._heard: dict[str, float] = {}  # workflow name -> loop time of its last answer
         self._watches: dict[str, asyncio.Task[None]] = {}
         self._probes: dict[str, asyncio.Future[None]] = {}
@@ -109,7 +111,7 @@ class UnregisteredWatch:
         )
         try:
             await self._send(topic(TopicKind.WORKFLOW_CMD, workflow_name), probe, probe_id)
-            await asyncio.wait_for(answer, PROBE_WAIT)
+            await asyncio.wait_for(answer, self.probe_wait)
         except TimeoutError:
             if self._answered_since(workflow_name, since):
                 return
@@ -122,7 +124,7 @@ class UnregisteredWatch:
                 "(unregistered_warning_seconds) to null to silence this.",
                 self.client_name,
                 workflow_name,
-                self.delay + PROBE_WAIT,
+                self.delay + self.probe_wait,
                 where,
             )
         except Exception as e:  # a probe that cannot be sent says nothing about the workflow
