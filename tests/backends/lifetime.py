@@ -5,7 +5,14 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
-from infinitic.workflows import Deferred, Workflow, dispatch, get_workflow_by_id, new_service
+from infinitic.workflows import (
+    Channel,
+    Deferred,
+    Workflow,
+    dispatch,
+    get_workflow_by_id,
+    new_service,
+)
 
 
 class Notes(Protocol):
@@ -53,3 +60,20 @@ class SelfCaller(Workflow):
     async def keep_deferred(self) -> int:
         self.kept = dispatch(self.notes.hold)
         return 0
+
+
+FIXED = {"boom": False}
+
+
+class OneFails(Workflow):
+    """A method that raises until fixed, beside one that goes on (issue 12, item 2)."""
+
+    go = Channel[str]()
+
+    async def run(self) -> str:
+        return "run:" + await self.go.receive(limit=1)
+
+    async def boom(self) -> str:
+        if not FIXED["boom"]:
+            raise ValueError("bug in one method")
+        return "fixed"

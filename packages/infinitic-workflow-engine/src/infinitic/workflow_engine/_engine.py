@@ -406,10 +406,10 @@ class WorkflowStateEngine:
         if run.status in TERMINAL:
             self._notify_run(state, run, [requester], out)
             return False
-        if state.failed_task is not None:
+        failure = state.failed_task or state.failed_runs.get(run.method_run_id)
+        if failure is not None:
             # Stuck on a failed workflow task: the waiter learns of the failure now (a client
             # still hears how the run ends once the task is retried, see _release).
-            failure = state.failed_task
             self._notify(
                 state.workflow_name,
                 state.workflow_id,
@@ -449,8 +449,28 @@ class WorkflowStateEngine:
         record.status = status  # type: ignore[assignment]
         record.value = value
         record.failure = failure
-        state.pending.append(Delivery(kind="result", id=command_id))
+        self._enqueue(state, Delivery(kind="result", id=command_id))
         return True
+
+    def _owner(self, state: WorkflowState, delivery: Delivery) -> str | None:
+        """The method run a delivery is for."""
+        if delivery.kind == "method":
+            return delivery.id
+        command_id = delivery.id
+        if delivery.kind == "signal":
+            signal = state.signals.get(delivery.id)
+            if signal is None:
+                return None
+            command_id = signal.command_id
+        record = state.commands.get(command_id)
+        return record.method_run_id if record is not None else None
+
+    def _enqueue(self, state: WorkflowState, delivery: Delivery) -> None:
+        """Queue ``delivery`` for the next step, or park it while its method run is failed."""
+        if state.failed_runs and self._owner(state, delivery) in state.failed_runs:
+            state.parked.append(delivery)
+        else:
+            state.pending.append(delivery)
 
     def _signal(self, state: WorkflowState, m: SendSignal) -> bool:
         if m.signal_id in state.recent_signal_ids or m.signal_id in state.signals:
@@ -473,7 +493,7 @@ class WorkflowStateEngine:
                     data=m.data,
                     command_id=record.command_id,
                 )
-                state.pending.append(Delivery(kind="signal", id=m.signal_id))
+                self._enqueue(state, Delivery(kind="signal", id=m.signal_id))
                 return True
         logger.info(
             "signal %s to %s.%s of %s discarded: nothing receives it",
@@ -553,13 +573,39 @@ class WorkflowStateEngine:
 
     def _task_failed(self, state: WorkflowState, m: WorkflowTaskFailed, out: Outbox) -> bool:
         state.running_task_id = None
-        state.failed_task = m.failure
+        if not self._fail_method_run(state, m):
+            state.failed_task = m.failure
         for run in state.method_runs.values():
             concerned = m.method_run_id is None or run.method_run_id == m.method_run_id
             if run.status == "ongoing" and run.requesters and concerned:
                 # the run stays ongoing (resumable); its current waiters learn of the failure
                 self._release(state, run, out, status="failed", failure=m.failure)
         self._flush_signals(state)
+        return True
+
+    def _fail_method_run(self, state: WorkflowState, m: WorkflowTaskFailed) -> bool:
+        """Fail only the method run whose code raised, if the failed step delivered something
+        to it: the step leaves the history (it never happened), its deliveries for that run
+        wait in ``parked`` until retry_workflow_task, and the others go to a new step, so the
+        other method runs go on. Replay stays deterministic: the history only holds steps that
+        completed. Returns False when the whole instance must wait (history mismatch, an
+        error outside method code, a run failed by a delivery to another run)."""
+        run_id = m.method_run_id
+        step = state.steps[-1] if state.steps else None
+        if run_id is None or run_id not in state.method_runs or step is None:
+            return False
+        if step.index != m.step:
+            return False
+        mine = [d for d in step.deliveries if self._owner(state, d) == run_id]
+        if not mine:
+            return False
+        state.steps.pop()
+        for delivery in step.deliveries:
+            if delivery.kind == "result":
+                state.commands[delivery.id].delivered_step = None
+        state.parked.extend(mine)
+        state.pending = [d for d in step.deliveries if d not in mine] + state.pending
+        state.failed_runs[run_id] = m.failure
         return True
 
     def _cancel(self, state: WorkflowState, out: Outbox) -> bool:
@@ -587,7 +633,15 @@ class WorkflowStateEngine:
         return True
 
     def _retry_workflow_task(self, state: WorkflowState, version: int, out: Outbox) -> bool:
-        if state.failed_task is None or state.running_task_id is not None:
+        if state.running_task_id is not None:
+            return False
+        if state.failed_runs:  # their deliveries come in the next step (after those pending)
+            state.failed_runs = {}
+            state.pending.extend(state.parked)
+            state.parked = []
+            if state.failed_task is None:
+                return True
+        if state.failed_task is None:
             return False
         state.failed_task = None
         if state.steps:
@@ -612,12 +666,13 @@ class WorkflowStateEngine:
                 delivered_in_failed_step = last is not None and any(
                     d.kind == "result" and d.id == record.command_id for d in last.deliveries
                 )
-                pending = any(d.id == record.command_id for d in state.pending)
+                pending = any(d.id == record.command_id for d in state.pending + state.parked)
                 if not (delivered_in_failed_step or pending):
                     continue  # its outcome is part of the history: it cannot change any more
                 if last is not None and delivered_in_failed_step:
                     last.deliveries = [d for d in last.deliveries if d.id != record.command_id]
                 state.pending = [d for d in state.pending if d.id != record.command_id]
+                state.parked = [d for d in state.parked if d.id != record.command_id]
                 record.status = "ongoing"
                 record.value = None
                 record.failure = None
@@ -637,6 +692,10 @@ class WorkflowStateEngine:
         if last is not None and not last.deliveries:
             state.steps.pop()  # the failed step had only the retried failures: forget it
             state.failed_task = None
+        if changed and state.failed_runs:
+            # a run that failed on the retried failures only goes on when they end again
+            waiting = {self._owner(state, d) for d in state.parked}
+            state.failed_runs = {r: f for r, f in state.failed_runs.items() if r in waiting}
         return changed
 
     def _complete_timers(self, state: WorkflowState, m: CompleteTimers) -> bool:

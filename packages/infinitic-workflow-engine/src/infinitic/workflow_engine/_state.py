@@ -74,7 +74,12 @@ class WorkflowState(BaseModel):
     pending: list[Delivery] = Field(default_factory=list)
     running_task_id: str | None = None
     last_task_id: str | None = None  # the workflow task whose outcome ended the last step
-    failed_task: FailureInfo | None = None
+    failed_task: FailureInfo | None = None  # a task that failed as a whole: the instance waits
+    # Method runs whose code raised: run id -> the failure. Such a run waits for
+    # retry_workflow_task; the step that failed is not part of the history, and the deliveries
+    # it held for the run, and those that come for it since, wait in ``parked`` (in order).
+    failed_runs: dict[str, FailureInfo] = Field(default_factory=dict)
+    parked: list[Delivery] = Field(default_factory=list)
     task_attempt: int = 0
     signals: dict[str, SignalRecord] = Field(default_factory=dict)
     buffered_signals: list[SendSignal] = Field(default_factory=list)
