@@ -122,6 +122,23 @@ async def test_impossible_transport_properties_are_dead_lettered_at_once(
     assert letters.got[0].data == b"bad"
 
 
+async def test_an_impossible_property_on_a_park_topic_is_dead_lettered_without_waiting(
+    make_transport: Callable[..., PulsarTransport], topic: str
+) -> None:
+    # The longest park topic waits 0.2 s x 2**7 = 25.6 s: a forged park time must not hold it.
+    tuning = {"delayHoldSeconds": 0.2, "parkRecheckSeconds": 0.2}
+    async with make_transport(consumer=tuning) as t:
+        letters = Letters()
+        await t.subscribe(dead_letter_topic(topic), "dlq", letters)
+        await t.subscribe(topic, "s", Letters())
+        forged = {PARKED_AT: "9" * 40}
+        started = time.monotonic()
+        await t._send(f"{topic}-s-park-7", b"forged", key=None, properties=forged)
+        await until(lambda: len(letters.got) == 1)
+        assert time.monotonic() - started < 10
+        assert PARKED_AT in letters.got[0].properties[DLQ_ERROR_PROPERTY]
+
+
 async def test_a_due_time_years_ahead_is_parked_not_held(
     make_transport: Callable[..., PulsarTransport], topic: str
 ) -> None:

@@ -467,6 +467,11 @@ class PulsarConsumer(Consumer):
                 return
             envelope = Envelope.wrap(raw, source, topic=self._topic, from_retry_topic=True)
             envelope.holds_slot = False
+            if envelope.problem is not None:  # its look time cannot be trusted: no wait
+                await self._slots.acquire()
+                envelope.holds_slot = True
+                await self._dead_letter(envelope, envelope.problem)
+                continue
             now_ms = int(self._broker.now() * 1000)
             look_ms = envelope.look_at_ms or envelope.parked_at_ms + wait_ms
             if envelope.due_ms is not None:
