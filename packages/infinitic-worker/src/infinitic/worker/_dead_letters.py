@@ -75,6 +75,8 @@ def _failure_messages(m: Message, failure: FailureInfo, out: Outbox) -> None:
         )
         if route is not None:
             out.add(route[0], route[1], key=route[2])
+    elif isinstance(m, ExecuteWorkflowTask) and not m.steps:
+        return  # no step to fail: no engine sent it, nothing waits for it
     elif isinstance(m, ExecuteWorkflowTask | WorkflowTaskCompleted):
         # The instance's workflow task fails (its waiters learn it; retry_workflow_task resumes).
         step = m.steps[-1].index if isinstance(m, ExecuteWorkflowTask) else m.step
