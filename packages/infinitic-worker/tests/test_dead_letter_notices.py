@@ -53,3 +53,25 @@ async def test_a_workflow_task_without_steps_is_dead_lettered_quietly(
     assert [d.original_topic for d in transport.dead_letters()] == ["workflow-task-executor:Idle"]
     assert "hook" not in caplog.text
     assert "nothing waits for it" in caplog.text
+
+
+async def test_a_delayed_message_for_another_workflow_is_dead_lettered_on_the_delay_topic() -> None:
+    from infinitic.common.messages import CommandResult
+
+    transport = InMemoryTransport()
+    worker = InfiniticWorker(
+        transport=transport, storage=InMemoryStorage(), max_redeliveries=1, redelivery_delay=0.01
+    )
+    worker.add_workflow(Idle)
+    stray = CommandResult(
+        workflow_name="SomeOther", workflow_id="w-2", command_id="c-1", status="completed"
+    )
+    async with worker:
+        await transport.publish("workflow-delay:Idle", encode_message(stray))
+        for _ in range(500):
+            if transport.dead_letters():
+                break
+            await asyncio.sleep(0.01)
+    (letter,) = transport.dead_letters()
+    assert letter.original_topic == "workflow-delay:Idle"
+    assert "'SomeOther'" in letter.error

@@ -286,6 +286,12 @@ class WorkflowDelayHandler:
     async def handle(self, message: Message) -> None:
         if not isinstance(message, WorkflowMessage):
             raise ValueError(f"unexpected {type(message).__name__} on workflow-delay")
+        if message.workflow_name != self.workflow_name:
+            # Refused here, so that it is dead-lettered on this topic, not after a forward.
+            raise ValueError(
+                f"a {message.TYPE} for workflow {message.workflow_name!r} on the delay topic of "
+                f"{self.workflow_name!r}"
+            )
         out = Outbox()
         out.add(
             topic(TopicKind.WORKFLOW_ENGINE, self.workflow_name), message, key=message.workflow_id
