@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
-from infinitic.workflows import Channel, Workflow, dispatch, new_service
+from infinitic.services import timeout
+from infinitic.workflows import Channel, Workflow, dispatch, new_service, new_workflow
 
 FIX = {"fixed": False}
 
@@ -61,3 +62,23 @@ class Multi(Workflow):
 
     async def ping(self) -> list[str]:
         return list(self.seen)
+
+
+class SlowChild(Workflow):
+    done = Channel[str]()
+
+    @timeout(seconds=0.3)
+    async def run(self) -> str:
+        return await self.done.receive(limit=1)
+
+
+class TimingOutParent(Workflow):
+    """``call_child`` fails when its child times out; ``run`` goes on meanwhile."""
+
+    go = Channel[str]()
+
+    async def run(self) -> str:
+        return "run:" + await self.go.receive(limit=1)
+
+    async def call_child(self) -> str:
+        return await new_workflow(SlowChild, tags={"slow-child"}).run()

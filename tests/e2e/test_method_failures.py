@@ -13,7 +13,7 @@ from infinitic.exceptions import WorkflowFailedError
 from infinitic.storage import InMemoryStorage
 
 from .conftest import WorkerFactory
-from .method_failures import FIX, Multi, Pause, PauseImpl
+from .method_failures import FIX, Multi, Pause, PauseImpl, SlowChild, TimingOutParent
 
 
 @pytest.fixture(autouse=True)
@@ -32,7 +32,8 @@ def pause() -> PauseImpl:
 async def client(make_worker: WorkerFactory, pause: PauseImpl) -> AsyncIterator[InfiniticClient]:
     worker = make_worker()
     worker.add_service(pause, interface=Pause, concurrency=10)
-    worker.add_workflow(Multi, concurrency=10)
+    for workflow in (Multi, SlowChild, TimingOutParent):
+        worker.add_workflow(workflow, concurrency=10)
     async with worker, InfiniticClient(transport=worker.transport) as c:
         try:
             yield c
@@ -110,3 +111,20 @@ async def test_a_failed_branch_fails_its_method_only(
     pause.release.set()
     await running.go.send("still")
     assert await asyncio.wait_for(main, 10) == "run:still"
+
+
+async def test_a_child_ending_after_its_callers_timeout_leaves_the_parent_going(
+    client: InfiniticClient, storage: InMemoryStorage
+) -> None:
+    main = await client.dispatch(client.new_workflow(TimingOutParent).run)
+    parent = client.get_workflow_by_id(TimingOutParent, main.id)
+    with pytest.raises(WorkflowFailedError) as raised:
+        await asyncio.wait_for(parent.call_child(), 10)  # its child timed out
+    assert "timed out" in str(raised.value)
+    await client.get_workflow_by_tag(SlowChild, "slow-child").done.send("late")
+    for _ in range(500):  # the child ends; its late result changes nothing for the parent
+        if len(storage.key_value.keys("workflow-state:")) == 1:
+            break
+        await asyncio.sleep(0.01)
+    await parent.go.send("on")
+    assert await asyncio.wait_for(main, 10) == "run:on"  # the parent went on
