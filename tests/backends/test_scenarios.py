@@ -18,6 +18,7 @@ from infinitic.exceptions import (
     WorkflowTaskFailedError,
 )
 from infinitic.workflow_engine import decode_state, state_key
+from infinitic.workflows import Channel, Workflow, new_service, new_workflow, timer
 from infinitic_examples.bank_wire.services import (
     BankService,
     EmailService,
@@ -157,3 +158,77 @@ async def test_a_batch_for_a_method_without_result_and_a_call_too_large(stack: S
         with pytest.raises(MessageTooLargeError) as raised:
             await client.new_workflow(JournalWorkflow).write(["x" * limit])
         assert "JournalWorkflow.write" in str(raised.value)
+
+
+class ChainChild(Workflow):
+    steps = new_service(Steps)
+
+    async def doomed(self, reason: str) -> None:
+        await self.steps.fail(reason)
+
+    async def raises(self) -> None:
+        raise LookupError("no such wire")
+
+
+class ChainParent(Workflow):
+    letters = Channel[str]()
+
+    async def doomed(self, reason: str) -> None:
+        await new_workflow(ChainChild).doomed(reason)
+
+    async def child_raises(self) -> None:
+        await new_workflow(ChainChild).raises()
+
+    async def letters_past_the_limit(self) -> str:
+        received = self.letters.receive(limit=2)
+        out = _flag(received.is_completed())
+        await timer(0.3)
+        out += _flag(received.is_completed())
+        for _ in range(3):
+            out += await received
+        return out + received.status
+
+
+def _flag(value: bool) -> str:
+    return "T" if value else "F"
+
+
+async def test_whole_failure_chains(stack: Stack, workflow_cache_size: int) -> None:
+    worker = stack.worker(workflow_cache_size=workflow_cache_size)
+    worker.add_service(StepsImpl(), interface=Steps, concurrency=8)
+    worker.add_workflow(ChainParent)
+    worker.add_workflow(ChainChild)
+    async with worker, InfiniticClient(transport=stack.transport) as client:
+        with pytest.raises(WorkflowFailedError) as info:
+            await client.new_workflow(ChainParent).doomed("no access")
+        child = info.value.cause
+        assert isinstance(child, WorkflowFailedError)
+        assert (child.workflow_name, child.method_name) == ("ChainChild", "doomed")
+        task = child.cause
+        assert isinstance(task, TaskFailedError)
+        attempts, error = [], task.cause
+        while error is not None:
+            assert isinstance(error, RemoteError)
+            assert error.class_name == "PermissionError"
+            attempts.append(error.message)
+            error = error.previous
+        assert attempts == ["no access"] * 4  # the last attempt and the three before it
+
+        with pytest.raises(WorkflowFailedError) as info:
+            await client.new_workflow(ChainParent).child_raises()
+        child = info.value.cause
+        assert isinstance(child, WorkflowFailedError)
+        assert isinstance(child.cause, WorkflowTaskFailedError)
+        assert isinstance(child.cause.cause, RemoteError)
+        assert child.cause.cause.class_name == "LookupError"
+
+
+async def test_a_receive_has_a_status_and_a_limit(stack: Stack, workflow_cache_size: int) -> None:
+    worker = stack.worker(workflow_cache_size=workflow_cache_size)
+    worker.add_workflow(ChainParent)
+    async with worker, InfiniticClient(transport=stack.transport) as client:
+        deferred = await client.dispatch(client.new_workflow(ChainParent).letters_past_the_limit)
+        stub = client.get_workflow_by_id(ChainParent, deferred.id)
+        for letter in "abc":
+            await stub.letters.send(letter)  # type: ignore[attr-defined]
+        assert await deferred == "FTabbcompleted"

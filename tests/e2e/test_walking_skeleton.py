@@ -14,6 +14,7 @@ from infinitic.exceptions import (
     TaskFailedError,
     UnknownMethodError,
     WorkflowFailedError,
+    WorkflowTaskFailedError,
 )
 from infinitic.storage import InMemoryStorage
 from infinitic.transport import InMemoryTransport
@@ -126,9 +127,12 @@ async def test_workflow_code_that_raises(make_worker: WorkerFactory) -> None:
     async with running(worker) as client:
         with pytest.raises(WorkflowFailedError) as info:
             await client.new_workflow(FlakyWorkflow).raises("boom")
-    assert isinstance(info.value.cause, RemoteError)
-    assert info.value.cause.class_name == "ValueError"
-    assert info.value.cause.message == "boom"
+    # an exception of workflow code itself: a workflow task failure, the original as its cause
+    assert isinstance(info.value.cause, WorkflowTaskFailedError)
+    original = info.value.cause.cause
+    assert isinstance(original, RemoteError)
+    assert original.class_name == "ValueError"
+    assert original.message == "boom"
 
 
 async def test_payloads_round_trip_with_their_types(make_worker: WorkerFactory) -> None:
@@ -169,9 +173,11 @@ async def test_wrong_payloads_are_refused_with_clear_errors(make_worker: WorkerF
             wf.nope  # type: ignore[attr-defined]  # noqa: B018
         with pytest.raises(WorkflowFailedError) as info:
             await wf.bad_argument()
-        assert isinstance(info.value.cause, RemoteError)
-        assert info.value.cause.class_name.endswith("InvalidPayloadError")
-        assert "service Echo, method count, parameter 'n'" in info.value.cause.message
+        assert isinstance(info.value.cause, WorkflowTaskFailedError)
+        refused = info.value.cause.cause
+        assert isinstance(refused, RemoteError)
+        assert refused.class_name.endswith("InvalidPayloadError")
+        assert "service Echo, method count, parameter 'n'" in refused.message
         with pytest.raises(WorkflowFailedError) as info:
             await wf.bad_return()
         assert isinstance(info.value.cause, TaskFailedError)

@@ -18,7 +18,14 @@ from infinitic.common._declarations import (
     retry_policy,
     workflow_version,
 )
-from infinitic.common._failures import FailureInfo, exception_from_failure, failure_from_exception
+from infinitic.common._failures import (
+    MAX_PREVIOUS_FAILURES,
+    FailureInfo,
+    attempt_failure,
+    exception_from_failure,
+    failure_from_exception,
+    method_failure,
+)
 from infinitic.common._history import (
     HISTORY_CHUNK_FORMAT,
     WORKFLOW_STATE_FORMAT,
@@ -59,6 +66,7 @@ __version__: str = importlib.metadata.version("infinitic-common")
 
 __all__ = [
     "HISTORY_CHUNK_FORMAT",
+    "MAX_PREVIOUS_FAILURES",
     "SERVICE_TOPICS",
     "WORKFLOW_STATE_FORMAT",
     "WORKFLOW_TOPICS",
@@ -78,6 +86,7 @@ __all__ = [
     "TopicKind",
     "WorkflowRuntimeApi",
     "array_header",
+    "attempt_failure",
     "batch_settings",
     "check_entity_name",
     "command_id",
@@ -93,6 +102,7 @@ __all__ = [
     "map_header",
     "merge_history",
     "messages",
+    "method_failure",
     "method_outcome_routes",
     "method_signature",
     "method_timeout",

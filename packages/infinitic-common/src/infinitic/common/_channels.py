@@ -18,7 +18,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from infinitic.common._errors import InvalidPayloadError
 from infinitic.common._json_filter import compile_filter
-from infinitic.common._workflow_api import current_runtime
+from infinitic.common._workflow_api import HasStatus, current_runtime
 
 T = TypeVar("T")
 
@@ -85,34 +85,67 @@ class Channel(Generic[T]):
         return f"<Channel {self.name}>"
 
 
-class Receiving(Generic[T]):
+class Receiving(HasStatus, Generic[T]):
     """Signals received by a ``receive`` command: each ``await`` gives the next one, in the order
-    they were accepted by the workflow."""
+    they were accepted by the workflow.
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, id: str, channel: Channel[T]) -> None:
+    ``status`` is ``completed`` while a received signal waits to be awaited, ``ongoing`` once
+    awaits have taken them all (more may come). With a ``limit``, once that many signals have
+    come and been taken, the receive is over: it stays ``completed`` and each further ``await``
+    gives the last signal again (as in Infinitic since 0.16.1).
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        id: str,
+        channel: Channel[T],
+        limit: int | None = None,
+    ) -> None:
         self._loop = loop
         self.id = id
         self._channel = channel
+        self._limit = limit
+        self._received = 0
+        self._last: list[T] = []  # the last signal received, once there is one
         self._buffer: deque[T] = deque()
         self._waiters: deque[asyncio.Future[T]] = deque()
+
+    def _over(self) -> bool:
+        return self._limit is not None and self._received >= self._limit and not self._buffer
+
+    @property
+    def status(self) -> str:
+        """``completed`` when an ``await`` would give a signal at once, else ``ongoing``."""
+        return "completed" if self._buffer or self._over() else "ongoing"
 
     def push(self, data: Any) -> None:
         """Hand a received signal over (used by the runtime)."""
         value = self._channel.load(data)
+        self._received += 1
+        self._last = [value]
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_result(value)
-                return
-        self._buffer.append(value)
+                break
+        else:
+            self._buffer.append(value)
+        if self._over():  # the limit is reached: whoever still waits gets the last one
+            while self._waiters:
+                waiter = self._waiters.popleft()
+                if not waiter.done():
+                    waiter.set_result(value)
 
     def __await__(self) -> Generator[Any, None, T]:
         future: asyncio.Future[T] = self._loop.create_future()
         if self._buffer:
             future.set_result(self._buffer.popleft())
+        elif self._over():
+            future.set_result(self._last[0])
         else:
             self._waiters.append(future)
         return future.__await__()
 
     def __repr__(self) -> str:
-        return f"<Receiving {self._channel.name} buffered={len(self._buffer)}>"
+        return f"<Receiving {self._channel.name} {self.status} buffered={len(self._buffer)}>"

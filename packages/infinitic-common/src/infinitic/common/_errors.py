@@ -12,7 +12,15 @@ from typing import Any
 
 
 class InfiniticError(Exception):
-    """Base class of every error raised by Infinitic."""
+    """Base class of every error raised by Infinitic.
+
+    Attributes:
+        previous: for the failure of a task's last attempt, the failure of the attempt before
+            it (whose own ``previous`` is the one before, up to
+            :data:`~infinitic.common.MAX_PREVIOUS_FAILURES` attempts); None otherwise.
+    """
+
+    previous: InfiniticError | None = None
 
 
 class ConfigurationError(InfiniticError, ValueError):
@@ -205,7 +213,9 @@ class WorkflowUnknownError(_WorkflowMethodError):
 
 
 class WorkflowTaskFailedError(DeferredError):
-    """Running the workflow code failed (an exception in workflow code, a runtime error)."""
+    """Running the workflow code failed: an exception raised by workflow code itself (not one
+    it got from awaiting a task or a workflow), or a runtime error. ``cause`` holds the original
+    exception (a :class:`RemoteError` naming its class)."""
 
     def __init__(
         self, workflow_name: str, workflow_id: str, cause: InfiniticError | None = None

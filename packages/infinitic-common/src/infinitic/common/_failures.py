@@ -15,6 +15,7 @@ class FailureInfo(BaseModel):
 
     ``kind`` tells which exception to rebuild: ``remote`` for a user exception, or the name of an
     Infinitic error (``task_failed``, ``workflow_failed``, ...). The fields used depend on ``kind``.
+    ``previous`` is, for the last attempt of a retried task, the failure of the attempt before.
     """
 
     kind: str
@@ -31,6 +32,7 @@ class FailureInfo(BaseModel):
     recorded: str | None = None
     found: str | None = None
     cause: FailureInfo | None = None
+    previous: FailureInfo | None = None
 
 
 def _json_attributes(exc: BaseException) -> dict[str, Any]:
@@ -47,8 +49,51 @@ def _json_attributes(exc: BaseException) -> dict[str, Any]:
     return attrs
 
 
+MAX_PREVIOUS_FAILURES = 10
+"""How many earlier attempts a task failure keeps in its ``previous`` chain (the oldest go)."""
+
+
 def failure_from_exception(exc: BaseException) -> FailureInfo:
-    """Describe ``exc`` (and its cause chain) as a :class:`FailureInfo`."""
+    """Describe ``exc`` (its cause chain and its previous-attempt chain) as a FailureInfo."""
+    info = _describe(exc)
+    previous = getattr(exc, "previous", None)
+    if isinstance(previous, BaseException):
+        info.previous = failure_from_exception(previous)
+    return info
+
+
+def attempt_failure(exc: BaseException, previous: FailureInfo | None) -> FailureInfo:
+    """The failure of a task attempt that raised ``exc``, after attempts that failed with
+    ``previous`` (the chain of the attempt before; at most MAX_PREVIOUS_FAILURES kept)."""
+    info = failure_from_exception(exc)
+    info.previous = _truncated(previous, MAX_PREVIOUS_FAILURES)
+    return info
+
+
+def _truncated(info: FailureInfo | None, keep: int) -> FailureInfo | None:
+    if info is None or keep <= 0:
+        return None
+    return info.model_copy(update={"previous": _truncated(info.previous, keep - 1)})
+
+
+def method_failure(exc: BaseException, workflow_name: str, workflow_id: str) -> FailureInfo:
+    """The failure of a workflow method whose code raised ``exc``.
+
+    An error the code got from awaiting a task, a child or a timeout (a DeferredError) is the
+    method's failure as is, as in Infinitic; any other exception was raised by the workflow code
+    itself and becomes a ``workflow_task_failed`` failure with the exception as its cause.
+    """
+    if isinstance(exc, err.DeferredError):
+        return failure_from_exception(exc)
+    return FailureInfo(
+        kind="workflow_task_failed",
+        workflow_name=workflow_name,
+        id=workflow_id,
+        cause=failure_from_exception(exc),
+    )
+
+
+def _describe(exc: BaseException) -> FailureInfo:
     cause_exc = getattr(exc, "cause", None) or exc.__cause__
     cause = failure_from_exception(cause_exc) if isinstance(cause_exc, BaseException) else None
     if isinstance(exc, err.TaskFailedError):
@@ -138,7 +183,14 @@ _WORKFLOW_KINDS: dict[str, type[err._WorkflowMethodError]] = {
 
 
 def exception_from_failure(info: FailureInfo) -> err.InfiniticError:
-    """Rebuild the Infinitic exception described by ``info``."""
+    """Rebuild the Infinitic exception described by ``info`` (with its ``previous`` chain)."""
+    exc = _rebuild(info)
+    if info.previous is not None:
+        exc.previous = exception_from_failure(info.previous)
+    return exc
+
+
+def _rebuild(info: FailureInfo) -> err.InfiniticError:
     cause = exception_from_failure(info.cause) if info.cause is not None else None
     k = info.kind
     if k == "task_failed":

@@ -316,7 +316,9 @@ def method_outcome_failure(m: MethodOutcome) -> FailureInfo | None:
         "unknown": "workflow_unknown",
     }.get(m.status, "workflow_failed")
     cause = m.failure
-    if cause is not None and cause.kind == kind:
+    if cause is not None and cause.kind == kind and cause.id == m.workflow_id:
+        # this instance's own error (an unknown instance, a dead-lettered dispatch): one level;
+        # another instance's (a child's failure re-raised here) stays in the chain
         cause = cause.cause
     return FailureInfo(
         kind=kind,

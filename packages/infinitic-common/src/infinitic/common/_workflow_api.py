@@ -8,6 +8,7 @@ run they execute in through a context variable.
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
@@ -27,12 +28,41 @@ from infinitic.common._errors import (
 T = TypeVar("T")
 
 
-class Deferred(asyncio.Future[T], Generic[T]):
+class HasStatus:
+    """The status queries every deferred of workflow code offers (from its ``status``)."""
+
+    @property
+    def status(self) -> str:
+        raise NotImplementedError
+
+    def is_ongoing(self) -> bool:
+        """True while the result is not known yet."""
+        return self.status == "ongoing"
+
+    def is_completed(self) -> bool:
+        """True once a result is there to be awaited."""
+        return self.status == "completed"
+
+    def is_failed(self) -> bool:
+        return self.status == "failed"
+
+    def is_canceled(self) -> bool:
+        return self.status == "canceled"
+
+    def is_timed_out(self) -> bool:
+        return self.status == "timed_out"
+
+    def is_unknown(self) -> bool:
+        return self.status == "unknown"
+
+
+class Deferred(HasStatus, asyncio.Future[T], Generic[T]):
     """The eventual result of a command of workflow code (a task, a child workflow, a timer).
 
     A Deferred is an asyncio future of the workflow's deterministic loop: await it, pass it to
     ``asyncio.gather``, ``all_of`` or ``any_of``. The command exists from the moment it was
-    created, whether or not the Deferred is ever awaited.
+    created, whether or not the Deferred is ever awaited. ``status`` and ``is_completed()``,
+    ``is_ongoing()``, ``is_failed()``... tell where it stands at this point of the history.
     """
 
     def __init__(self, *, loop: asyncio.AbstractEventLoop, id: str, description: str) -> None:
@@ -219,39 +249,45 @@ def _awaitable(item: Any) -> Awaitable[Any]:
     return item  # type: ignore[no-any-return]
 
 
-def all_of(*items: Awaitable[Any] | list[Any]) -> asyncio.Future[list[Any]]:
+def _settle(out: asyncio.Future[Any], f: asyncio.Future[Any]) -> None:
+    if out.done():
+        return
+    if f.cancelled():
+        out.cancel()
+    elif (exc := f.exception()) is not None:
+        out.set_exception(exc)
+    else:
+        out.set_result(f.result())
+
+
+def all_of(*items: Awaitable[Any] | list[Any]) -> Deferred[list[Any]]:
     """Wait for every item (Deferreds, coroutines, nested lists); result: their results in the
     same shape (a nested list gives a nested list). ``all_of([a, b])`` is ``all_of(a, b)``.
 
-    Fails with the first failure, like ``asyncio.gather``.
+    Returns a Deferred (with its ``status``); it fails with the first failure, like
+    ``asyncio.gather``.
     """
     current_runtime("all_of()")
-    return asyncio.gather(*(_awaitable(i) for i in _items(items)))
+    inner = asyncio.gather(*(_awaitable(i) for i in _items(items)))
+    out: Deferred[list[Any]] = Deferred(loop=inner.get_loop(), id="", description="all_of")
+    inner.add_done_callback(lambda f: _settle(out, f))
+    out.add_done_callback(lambda o: inner.cancel() if o.cancelled() else None)
+    return out
 
 
-def any_of(*items: Awaitable[Any] | list[Any]) -> asyncio.Future[Any]:
+def any_of(*items: Awaitable[Any] | list[Any]) -> Deferred[Any]:
     """Wait for the first item to complete; result: its result (or its failure). A nested list
     is an all-of group. ``any_of([a, b])`` is ``any_of(a, b)``.
 
-    Deterministic: when several are already complete, the first in argument order wins.
+    Returns a Deferred (with its ``status``). Deterministic: when several are already complete,
+    the first in argument order wins.
     """
     current_runtime("any_of()")
     futures = [asyncio.ensure_future(_awaitable(f)) for f in _items(items)]
     if not futures:
         raise ValueError("any_of() needs at least one item")
     loop = futures[0].get_loop()
-    out: asyncio.Future[Any] = loop.create_future()
-
-    def on_done(f: asyncio.Future[Any]) -> None:
-        if out.done():
-            return
-        if f.cancelled():
-            out.cancel()
-        elif (exc := f.exception()) is not None:
-            out.set_exception(exc)
-        else:
-            out.set_result(f.result())
-
+    out: Deferred[Any] = Deferred(loop=loop, id="", description="any_of")
     for f in futures:
-        f.add_done_callback(on_done)
+        f.add_done_callback(functools.partial(_settle, out))
     return out

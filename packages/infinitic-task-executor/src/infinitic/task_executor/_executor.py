@@ -30,9 +30,9 @@ from infinitic.common import (
     RetryPolicy,
     TaskContext,
     TopicKind,
+    attempt_failure,
     batch_settings,
     deterministic_id,
-    failure_from_exception,
     is_delegated,
     method_signature,
     method_timeout,
@@ -211,7 +211,7 @@ class ServiceExecutor:
             m.model_copy(
                 update={
                     "retry_index": m.retry_index + 1,
-                    "last_failure": failure_from_exception(e),
+                    "last_failure": attempt_failure(e, m.last_failure),
                     "message_id": deterministic_id(m.message_id, "retry"),
                 }
             ),
@@ -282,7 +282,7 @@ class ServiceExecutor:
         failure: BaseException | None = None,
     ) -> None:
         """Add to ``out`` the final outcome of a task, and the removal of its tags."""
-        info = failure_from_exception(failure) if failure is not None else None
+        info = attempt_failure(failure, m.last_failure) if failure is not None else None
         if self.is_delegated(m.method_name):
             # the tag engine holds the task: it forwards the failure and forgets the task
             out.add(

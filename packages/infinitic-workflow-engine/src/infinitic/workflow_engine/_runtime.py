@@ -27,6 +27,7 @@ from infinitic.common import (
     command_id,
     exception_from_failure,
     failure_from_exception,
+    method_failure,
     method_signature,
     pack,
     set_runtime,
@@ -250,7 +251,9 @@ class WorkflowInstance:
             )
         except Exception as e:
             outcome = MethodOutcomeInfo(
-                method_run_id=run.method_run_id, status="failed", failure=failure_from_exception(e)
+                method_run_id=run.method_run_id,
+                status="failed",
+                failure=method_failure(e, self.workflow_name, self.workflow_id),
             )
         if not self._replaying and run.status == "ongoing":
             self._outcomes.append(outcome)
@@ -454,7 +457,7 @@ class WorkflowInstance:
                 filter=filter,
             )
         )
-        receiving: Receiving[Any] = Receiving(self.loop, record.command_id, channel)
+        receiving: Receiving[Any] = Receiving(self.loop, record.command_id, channel, limit)
         self._receivers[record.command_id] = receiving
         return receiving
 
