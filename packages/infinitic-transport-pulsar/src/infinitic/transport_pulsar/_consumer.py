@@ -55,6 +55,7 @@ from infinitic.transport_pulsar._envelope import (
     PARKED_AT,
     Envelope,
 )
+from infinitic.transport_pulsar._memory import release_after
 from infinitic.transport_pulsar._parking import ParkingLadder, park_topic
 from infinitic.transport_pulsar._ready import ReadyQueue
 from infinitic.transport_pulsar._settings import PulsarConsumerSettings
@@ -387,7 +388,7 @@ class PulsarConsumer(Consumer):
         assert envelope.due_ms is not None
         await self._broker._republish(
             self._retry_topic,
-            bytes(envelope.raw.data()),
+            envelope.data(),
             key=envelope.key,
             properties=envelope.republish_properties(**{PARKED_AT: str(now_ms)}),
             deliver_at_ms=envelope.due_ms,
@@ -443,7 +444,7 @@ class PulsarConsumer(Consumer):
         look_ms = now_ms + self._ladder.wait_ms(level)
         await self._broker._republish(
             park_topic(self._topic, self._subscription, level),
-            bytes(envelope.raw.data()),
+            envelope.data(),
             key=envelope.key,
             properties=envelope.republish_properties(
                 **{PARKED_AT: str(now_ms), LOOK_AT: str(look_ms)}
@@ -563,7 +564,7 @@ class PulsarConsumer(Consumer):
         changes = {ATTEMPTS: str(failures), DELIVER_AT: str(due_ms), PARKED_AT: str(now_ms)}
         await self._broker._republish(
             self._retry_topic,
-            bytes(envelope.raw.data()),
+            envelope.data(),
             key=envelope.key,
             properties=envelope.republish_properties(**changes),
             deliver_at_ms=due_ms,
@@ -584,7 +585,7 @@ class PulsarConsumer(Consumer):
         properties[DLQ_DELIVERIES_PROPERTY] = str(envelope.redelivery_count + 1)
         await self._broker._republish(
             dead_letter_topic(envelope.topic),
-            bytes(envelope.raw.data()),
+            envelope.data(),
             key=envelope.key,
             properties=properties,
         )
@@ -603,6 +604,8 @@ class PulsarConsumer(Consumer):
             logger.warning("cannot acknowledge a message of %s: %s", self._topic, e)
         finally:
             self._release_slot(envelope)
+            envelope.payload = None
+            release_after(envelope.size)
 
     async def _nack(self, envelope: Envelope) -> None:
         try:
@@ -611,6 +614,8 @@ class PulsarConsumer(Consumer):
             logger.warning("cannot negatively acknowledge a message of %s: %s", self._topic, e)
         finally:
             self._release_slot(envelope)
+            envelope.payload = None
+            release_after(envelope.size)
 
 
 def _swallow(task: asyncio.Future[Any]) -> None:

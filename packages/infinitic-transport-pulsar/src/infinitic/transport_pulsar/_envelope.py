@@ -104,6 +104,13 @@ class Envelope:
     holds_slot: bool = True
     key: str | None = field(default=None)
     problem: str | None = None
+    payload: bytes | None = None
+
+    def data(self) -> bytes:
+        """The payload, copied out of the client once for the handler and every republish."""
+        if self.payload is None:
+            self.payload = bytes(self.raw.data())
+        return self.payload
 
     @classmethod
     def wrap(cls, raw: Any, source: Any, *, topic: str, from_retry_topic: bool) -> Envelope:
@@ -124,6 +131,12 @@ class Envelope:
             key=key,
             problem=problem,
         )
+
+    @property
+    def size(self) -> int:
+        """The payload's size in bytes (without copying it, where the client allows)."""
+        length = getattr(self.raw, "length", None)
+        return int(length()) if length is not None else len(self.raw.data())
 
     @property
     def redelivery_count(self) -> int:
@@ -162,7 +175,7 @@ class Envelope:
         """The message as a handler sees it."""
         return TransportMessage(
             topic=self.topic,
-            data=bytes(self.raw.data()),
+            data=self.data(),
             key=self.key,
             message_id=self.origin_id,
             redelivery_count=self.redelivery_count,
