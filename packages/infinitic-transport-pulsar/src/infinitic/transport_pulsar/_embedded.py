@@ -27,6 +27,13 @@ the owner exits, one of the processes that joined takes the lock and launches th
 on the same port and data (clients reconnect on their own), logging it. A broker whose owner was
 SIGKILLed keeps running (it has its own process group); whoever takes the lock next stops it
 (its pid is kept in ``<data_dir>/broker.pid``) and launches its own.
+
+Stalled subscriptions: pulsar-lite 0.2.0 skips the consumers of a connection whose outbound
+buffer is above its high-water mark (64 KiB by default) and does not dispatch again when the
+buffer drains, so a burst of deliveries on a connection shared by many consumers left some
+subscriptions idle with messages waiting in the broker until their next publish. The embedded
+broker sets the mark out of reach (``WRITE_BUFFER_HIGH_WATER_MARK``); a pulsar-lite launched
+elsewhere needs ``pulsar_channel_write_buffer_high_water_mark_bytes`` raised the same way.
 """
 
 from __future__ import annotations
@@ -55,6 +62,17 @@ from infinitic.transport_pulsar._settings import (
 )
 
 logger = logging.getLogger("infinitic.transport_pulsar")
+
+#: pulsar-lite 0.2.0 stops dispatching to the consumers of a connection while that connection's
+#: outbound buffer is above this mark (64 KiB by default, crossed by any burst of deliveries
+#: over 64 KiB), and when the buffer drains it dispatches again only on a subscription's next
+#: event (a publish, a flow, a new consumer): a subscription whose dispatch fell in that window
+#: keeps its messages in the broker, with its consumers idle and holding permits, until then
+#: (seconds to forever on a quiet retry or park topic). 1 GiB is far above what a connection
+#: has in flight (its consumers' permits times their message sizes); it is a bound, not an
+#: allocation. Measured: 64 KiB stalled about half of the bursts of 20 KB messages to 100
+#: subscriptions of one client, 1 GiB none (tests/test_embedded_dispatch.py).
+WRITE_BUFFER_HIGH_WATER_MARK = 1 << 30
 
 # How pulsar-lite reports a connection that died with an I/O error (it then skips the clean-up).
 _RESET_MARKER = b"Connection error from "
@@ -220,9 +238,16 @@ class EmbeddedPulsarLite:
         self.port = port or self._requested_port or _free_port()
         config = data_dir / "broker.toml"
         # An explicit config: the default one is read from the working directory, and the
-        # default metrics listener binds 0.0.0.0:8080.
+        # default metrics listener binds 0.0.0.0:8080. The write-buffer marks: see
+        # WRITE_BUFFER_HIGH_WATER_MARK.
         write_private_file(
-            config, f'addr = "127.0.0.1:{self.port}"\n\n[metrics]\nenabled = false\n'
+            config,
+            f'addr = "127.0.0.1:{self.port}"\n'
+            "pulsar_channel_write_buffer_high_water_mark_bytes = "
+            f"{WRITE_BUFFER_HIGH_WATER_MARK}\n"
+            "pulsar_channel_write_buffer_low_water_mark_bytes = "
+            f"{WRITE_BUFFER_HIGH_WATER_MARK // 2}\n"
+            "\n[metrics]\nenabled = false\n",
         )
         self._stop_stale_broker()
         if self._port_open():
