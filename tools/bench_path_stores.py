@@ -29,6 +29,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import SecretStr
+
 from infinitic.storage import MySQLSettings, PostgresSettings
 
 _REDIS_READS = ("hmget", "zrangebylex", "zcard")
@@ -120,7 +122,7 @@ class PostgresProbe(StoreProbe):
         s = self.settings
         options = {"host": s.host, "port": s.port, "user": s.user, "database": s.database}
         if s.password:
-            options["password"] = s.password.get_secret_value()
+            options["password"] = _reveal(s.password)
         return {"postgres": {**options, "schema": s.schema}}
 
     async def _connection(self) -> Any:
@@ -132,7 +134,7 @@ class PostgresProbe(StoreProbe):
                 host=s.host,
                 port=s.port,
                 user=s.user,
-                password=s.password.get_secret_value() if s.password else None,
+                password=_reveal(s.password),
                 database=s.database,
             )
         return self._conn
@@ -185,7 +187,7 @@ class MySQLProbe(StoreProbe):
         s = self.settings
         options = {"host": s.host, "port": s.port, "user": s.user, "database": s.database}
         if s.password:
-            options["password"] = s.password.get_secret_value()
+            options["password"] = _reveal(s.password)
         return {"mysql": options}
 
     async def _query(self, sql: str) -> list[tuple[Any, ...]]:
@@ -197,7 +199,7 @@ class MySQLProbe(StoreProbe):
                 host=s.host,
                 port=s.port,
                 user=s.user,
-                password=s.password.get_secret_value() if s.password else "",
+                password=_reveal(s.password) or "",
                 autocommit=True,
             )
         async with self._conn.cursor() as cursor:
@@ -241,3 +243,10 @@ class MySQLProbe(StoreProbe):
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def _reveal(password: SecretStr | str | None) -> str | None:
+    """The password a settings object holds (a SecretStr once validated)."""
+    if isinstance(password, SecretStr):
+        return password.get_secret_value()
+    return password
