@@ -26,6 +26,7 @@ from infinitic.worker._config import (
     WorkflowConfig,
 )
 from infinitic.worker._preflight import broker_check, describe_storage
+from infinitic.worker._secrets import hide_secrets, hide_url_password
 from infinitic.workflows import Workflow
 
 if TYPE_CHECKING:
@@ -122,11 +123,12 @@ def settings_from_options(cls: type[Any], options: Mapping[str, Any], where: str
             kwargs[name] = adapter.validate_python(value)
         except ValidationError as e:
             message = e.errors()[0]["msg"]
-            raise ConfigurationError(f"{where}.{key}: {message} (got {value!r})") from e
+            shown = hide_secrets({str(key): value})[str(key)]
+            raise ConfigurationError(f"{where}.{key}: {message} (got {shown!r})") from e
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as e:
-        raise ConfigurationError(f"{where}: {e}") from e
+        raise ConfigurationError(f"{where}: {hide_url_password(str(e))}") from e
 
 
 def storage_description(config: StorageConfig) -> str:

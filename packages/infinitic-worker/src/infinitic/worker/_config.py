@@ -51,6 +51,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from infinitic.client import load_yaml
 from infinitic.exceptions import ConfigurationError
 from infinitic.transport import apply_env_overrides, normalize_key
+from infinitic.worker._secrets import hide_secrets
 
 
 def _canonical_keys(model: type[BaseModel], data: Any) -> Any:
@@ -140,6 +141,11 @@ class StorageConfig(_Section):
     compression: Literal["zstd", "gzip", "none"] | None = None
     compression_level: int | None = None
     cache: CacheConfig | None = None
+
+    def __repr_args__(self) -> Any:
+        # The backend options are plain data: passwords (and URLs holding one) are hidden.
+        for name, value in super().__repr_args__():
+            yield name, hide_secrets(value) if isinstance(value, dict) else value
 
     @model_validator(mode="before")
     @classmethod
