@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import pytest
+
+from infinitic.transport_pulsar import PulsarTransport
 
 
 @pytest.fixture(scope="session")
@@ -34,3 +37,22 @@ def lite_url() -> Iterator[str]:
 def namespace() -> str:
     """A Pulsar namespace used by no other test (pulsar-lite creates it on first use)."""
     return f"unit-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def make_transport(lite_url: str, namespace: str) -> Callable[..., PulsarTransport]:
+    """Build transports on the session's broker, in the test's namespace."""
+
+    def make(**settings: Any) -> PulsarTransport:
+        return PulsarTransport.for_pulsar_lite(lite_url, namespace=namespace, **settings)
+
+    return make
+
+
+@pytest.fixture
+async def transport(
+    make_transport: Callable[..., PulsarTransport],
+) -> AsyncIterator[PulsarTransport]:
+    """A started transport with default settings."""
+    async with make_transport() as t:
+        yield t

@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 
@@ -36,22 +35,6 @@ async def until(predicate: Callable[[], bool]) -> None:
     async with asyncio.timeout(WAIT):
         while not predicate():  # noqa: ASYNC110 - conditions span several handlers
             await asyncio.sleep(0.02)
-
-
-@pytest.fixture
-def make_transport(lite_url: str, namespace: str) -> Callable[..., PulsarTransport]:
-    def make(**settings: Any) -> PulsarTransport:
-        return PulsarTransport.for_pulsar_lite(lite_url, namespace=namespace, **settings)
-
-    return make
-
-
-@pytest.fixture
-async def transport(
-    make_transport: Callable[..., PulsarTransport],
-) -> AsyncIterator[PulsarTransport]:
-    async with make_transport() as t:
-        yield t
 
 
 @pytest.fixture
