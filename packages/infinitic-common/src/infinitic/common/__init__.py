@@ -6,7 +6,11 @@ This package is the shared vocabulary of every other Infinitic package. Applicat
 
 import importlib.metadata
 
-from infinitic.common import messages, tag_messages  # tag_messages registers the tag messages
+from infinitic.common import (  # tag_messages and events register their messages
+    events,
+    messages,
+    tag_messages,
+)
 from infinitic.common._channels import Channel, Receiving, type_names
 from infinitic.common._converter import MethodSignature, method_signature, public_methods
 from infinitic.common._declarations import (
@@ -96,6 +100,7 @@ __all__ = [
     "deterministic_id",
     "encode_message",
     "entity_name",
+    "events",
     "exception_from_failure",
     "failure_from_exception",
     "is_delegated",

@@ -87,7 +87,9 @@ class TaskBatcher:
     async def _run(self, group: _Group) -> None:
         try:
             out = Outbox()
-            await self._execute(group.method, [m for m, _ in group.items], out)
+            handled = [m for m, _ in group.items]
+            await self._execute(group.method, handled, out)
+            self._executor.emit_events(handled, out, False)
             await out.send(self._executor._transport)
         except BaseException as e:
             for _, done in group.items:

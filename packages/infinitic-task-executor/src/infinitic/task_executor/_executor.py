@@ -42,6 +42,7 @@ from infinitic.common import (
     task_outcome_route,
     topic,
 )
+from infinitic.common.events import EventEmitter
 from infinitic.common.messages import ExecuteTask, Message, TaskOutcome
 from infinitic.common.tag_messages import (
     AddTagToTask,
@@ -51,6 +52,7 @@ from infinitic.common.tag_messages import (
 )
 from infinitic.exceptions import InvalidPayloadError, MessageTooLargeError, UnknownMethodError
 from infinitic.task_executor._batch import TaskBatcher
+from infinitic.task_executor._events import emit_task_events
 from infinitic.transport import Outbox, Outgoing, Transport, encode_checked
 
 logger = logging.getLogger("infinitic.task_executor")
@@ -74,6 +76,7 @@ class ServiceExecutor:
             on the implementation (as in Infinitic), which wins over no retry.
         timeout: the execution timeout in seconds from the worker's configuration; it wins
             over one declared on the implementation's method or class.
+        events: publishes the events of each handled task (None: no events).
     """
 
     def __init__(
@@ -86,8 +89,10 @@ class ServiceExecutor:
         concurrency: int = 1,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
+        events: EventEmitter | None = None,
     ) -> None:
         self.service_name = service_name
+        self._events = events
         self._impl = implementation
         self._interface = interface or type(implementation)
         self._transport = transport
@@ -154,7 +159,15 @@ class ServiceExecutor:
         else:
             if not delegated:
                 self.outcome(m, out, value=value)
+        self.emit_events([m], out, delegated)
         await out.send(self._transport)
+
+    def emit_events(self, handled: list[ExecuteTask], out: Outbox, delegated: bool) -> None:
+        """Add to ``out`` the events of the attempts of ``handled`` (nothing if events are
+        off)."""
+        if self._events is not None and handled:
+            t = self._transport
+            emit_task_events(self._events, handled, out, delegated, t.now(), t.max_message_bytes)
 
     async def _add_tags(self, m: ExecuteTask) -> None:
         out = Outbox()

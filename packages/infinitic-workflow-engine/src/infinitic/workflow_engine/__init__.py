@@ -4,6 +4,7 @@ deterministic workflow runtime."""
 import importlib.metadata
 
 from infinitic.workflow_engine._engine import WorkflowStateEngine
+from infinitic.workflow_engine._events import workflow_task_events
 from infinitic.workflow_engine._executor import WorkflowExecutor
 from infinitic.workflow_engine._handlers import (
     WorkflowCommandHandler,
@@ -43,4 +44,5 @@ __all__ = [
     "replay_history",
     "retry_storage",
     "state_key",
+    "workflow_task_events",
 ]

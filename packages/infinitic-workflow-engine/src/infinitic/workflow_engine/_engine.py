@@ -38,6 +38,7 @@ from infinitic.common import (
     new_id,
     topic,
 )
+from infinitic.common.events import EventEmitter
 from infinitic.common.messages import (
     TERMINAL,
     CancelWorkflow,
@@ -71,6 +72,7 @@ from infinitic.exceptions import VersionConflictError
 from infinitic.storage import KeyValueStorage, VersionedValue
 from infinitic.transport import Outbox, RetryLater, Transport
 from infinitic.workflow_engine._archive import HISTORY_CHUNK_STEPS, HistoryArchive, load_whole
+from infinitic.workflow_engine._events import CycleEvents
 from infinitic.workflow_engine._executor import WorkflowExecutor
 from infinitic.workflow_engine._handlers import dispatch_command, task_message
 from infinitic.workflow_engine._state import (
@@ -126,8 +128,10 @@ class WorkflowStateEngine:
         state_cache_bytes: int = DEFAULT_STATE_CACHE_BYTES,
         history_chunk_steps: int = HISTORY_CHUNK_STEPS,
         executor: WorkflowExecutor | None = None,
+        events: EventEmitter | None = None,
     ) -> None:
         self.workflow_name = workflow_name
+        self._events = events  # publishes what each cycle did (None: no events)
         self._transport = transport
         self._storage = storage
         self._clock = clock or transport.now
@@ -185,7 +189,10 @@ class WorkflowStateEngine:
             ):
                 return  # a duplicate of a result delivered long ago
             outbox = Outbox()
+            cycle = CycleEvents(state, message) if self._events is not None else None
             new_state, changed = self._process(state, version, message, outbox)
+            if cycle is not None:
+                cycle.started(new_state)
             if self._executor is not None and new_state is not None:
                 if stored is None:
                     # A new instance is stored before anything is sent for it (no result can
@@ -200,7 +207,10 @@ class WorkflowStateEngine:
                     stored = VersionedValue(encoded, version)
                     state = new_state
                     self._dispatch_workflow_task(new_state, version, outbox)
-                new_state = await self._run_tasks(key, new_state, version, outbox)
+                new_state = await self._run_tasks(key, new_state, version, outbox, cycle)
+            if cycle is not None and self._events is not None:
+                limit = self._transport.max_message_bytes
+                cycle.finish(stored is not None and new_state is None, outbox, self._events, limit)
             await outbox.send(self._transport)
             if not changed:
                 return
@@ -227,7 +237,12 @@ class WorkflowStateEngine:
         raise VersionConflictError(key, None, None)
 
     async def _run_tasks(
-        self, key: str, state: WorkflowState, version: int, out: Outbox
+        self,
+        key: str,
+        state: WorkflowState,
+        version: int,
+        out: Outbox,
+        cycle: CycleEvents | None = None,
     ) -> WorkflowState | None:
         """Run the workflow task ``out`` holds with this engine's executor and apply its outcome
         in the same cycle (again for the task that outcome may dispatch): the task and its
@@ -243,6 +258,8 @@ class WorkflowStateEngine:
             if outcome is None:
                 return current
             out.items.remove(item)
+            if cycle is not None:
+                cycle.inline(out, item.message, outcome)
             current, _ = self._process(current, version, outcome, out)
         return current
 
