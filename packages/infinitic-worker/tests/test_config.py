@@ -54,11 +54,17 @@ def test_public_api() -> None:
         "CacheConfig",
         "InfiniticConfig",
         "InfiniticWorker",
+        "JsonLogFormatter",
+        "LogContextFilter",
+        "MetricsConfig",
         "RetryConfig",
         "ServiceConfig",
         "StorageConfig",
         "UnreachableError",
+        "WorkerMetrics",
         "WorkflowConfig",
+        "configure_logging",
+        "current_log_context",
         "load_config",
     ]
     for name in infinitic.worker.__all__:

@@ -33,6 +33,10 @@ from infinitic.transport_pulsar._topics import TopicNamer
 
 logger = logging.getLogger("infinitic.transport_pulsar")
 _client_logger = logging.getLogger("infinitic.transport_pulsar.client")
+# The C++ client logs every consumer and producer it opens at INFO (about a thousand lines for
+# one worker start): its warnings and errors only, unless its logger's level is set.
+if _client_logger.level == logging.NOTSET:
+    _client_logger.setLevel(logging.WARNING)
 # Broker redeliveries tolerated beyond max_redeliveries (see unacked_redelivery_allowance).
 PULSAR_CRASH_ALLOWANCE = 3
 LITE_CRASH_ALLOWANCE = 1000

@@ -185,6 +185,15 @@ class _InMemoryConsumer(Consumer):
                     except Exception:
                         logger.exception("dead-letter hook of %s failed", message.topic)
                 return
+            logger.info(
+                "message %s of %s failed (delivery %d), retrying in %ss: %s: %s",
+                message.message_id,
+                message.topic,
+                message.redelivery_count + 1,
+                self._settings.redelivery_delay,
+                type(e).__name__,
+                e,
+            )
             again = replace(message, redelivery_count=message.redelivery_count + 1)
             keyed = sub._keyed(message)
 

@@ -12,6 +12,14 @@ from infinitic.worker._config import (
     WorkflowConfig,
     load_config,
 )
+from infinitic.worker._config_metrics import MetricsConfig
+from infinitic.worker._log_context import (
+    JsonLogFormatter,
+    LogContextFilter,
+    configure_logging,
+    current_log_context,
+)
+from infinitic.worker._metrics import WorkerMetrics
 from infinitic.worker._preflight import UnreachableError
 from infinitic.worker._worker import InfiniticWorker
 
@@ -21,10 +29,16 @@ __all__ = [
     "CacheConfig",
     "InfiniticConfig",
     "InfiniticWorker",
+    "JsonLogFormatter",
+    "LogContextFilter",
+    "MetricsConfig",
     "RetryConfig",
     "ServiceConfig",
     "StorageConfig",
     "UnreachableError",
+    "WorkerMetrics",
     "WorkflowConfig",
+    "configure_logging",
+    "current_log_context",
     "load_config",
 ]

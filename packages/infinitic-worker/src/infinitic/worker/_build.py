@@ -324,6 +324,7 @@ def build_worker(worker_cls: type[InfiniticWorker], config: InfiniticConfig) -> 
         max_redeliveries=config.max_redeliveries,
         redelivery_delay=config.redelivery_delay_seconds,
         shutdown_grace_period=config.shutdown_grace_period,
+        metrics=config.metrics.build() if config.metrics is not None else None,
     )
     worker._own(transport.close, storage.close)
     broker = _broker_url(transport)

@@ -13,7 +13,6 @@ Exit codes: 0 done, 1 failed (an operation, a connection, a workflow awaited wit
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from collections.abc import Sequence
 from importlib.metadata import distributions
@@ -31,9 +30,8 @@ from infinitic.worker._cli_common import (
     run_command,
 )
 from infinitic.worker._cli_workflow import task_group, workflow_group
+from infinitic.worker._log_context import configure_logging
 from infinitic.worker._secrets import hide_secrets
-
-_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def installed_versions() -> dict[str, str]:
@@ -84,13 +82,21 @@ def cli() -> None:
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
     help="Logging level.",
 )
-def worker(config: str, check: bool, log_level: str) -> None:
+@click.option(
+    "--log-format",
+    default="text",
+    show_default=True,
+    type=click.Choice(["text", "json"], case_sensitive=False),
+    help="text lines, or one JSON object per line; both carry the ids of the message being "
+    "handled.",
+)
+def worker(config: str, check: bool, log_level: str, log_format: str) -> None:
     """Run the services and workflows of a YAML configuration until SIGINT or SIGTERM.
 
     INFINITIC__<PATH> environment variables override keys of the file
     (INFINITIC__STORAGE__REDIS__HOST=db).
     """
-    logging.basicConfig(level=getattr(logging, log_level.upper()), format=_LOG_FORMAT)
+    configure_logging(log_level, json_output=log_format.lower() == "json")
     from infinitic.worker._config import load_config
     from infinitic.worker._worker import InfiniticWorker
 

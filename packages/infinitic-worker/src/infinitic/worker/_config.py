@@ -51,6 +51,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from infinitic.client import load_yaml
 from infinitic.exceptions import ConfigurationError
 from infinitic.transport import apply_env_overrides, normalize_key
+from infinitic.worker._config_metrics import MetricsConfig, empty_metrics_section
 from infinitic.worker._secrets import hide_secrets
 
 
@@ -469,6 +470,8 @@ class InfiniticConfig(BaseSettings):
         redelivery_delay_seconds: pause before a failed message is delivered again.
         shutdown_grace_period_in_seconds: Infinitic's older key for
             ``transport.shutdownGracePeriodSeconds`` (see :attr:`shutdown_grace_period`).
+        metrics: the Prometheus endpoint (off without the section; see
+            :class:`~infinitic.worker.MetricsConfig`).
     """
 
     model_config = SettingsConfigDict(
@@ -492,6 +495,7 @@ class InfiniticConfig(BaseSettings):
     max_redeliveries: int = Field(default=3, ge=0)
     redelivery_delay_seconds: float = Field(default=1.0, ge=0)
     shutdown_grace_period_in_seconds: float | None = Field(default=None, ge=0)
+    metrics: MetricsConfig | None = None
 
     @property
     def shutdown_grace_period(self) -> float:
@@ -516,7 +520,7 @@ class InfiniticConfig(BaseSettings):
     @model_validator(mode="before")
     @classmethod
     def _keys(cls, data: Any) -> Any:
-        return _canonical_keys(cls, data)
+        return _canonical_keys(cls, empty_metrics_section(data))
 
     @classmethod
     def settings_customise_sources(

@@ -15,7 +15,6 @@ from infinitic.common import (
     RetryPolicy,
     TopicKind,
     check_entity_name,
-    decode_message,
     entity_name,
     public_methods,
     topic,
@@ -36,6 +35,9 @@ from infinitic.transport import (
 )
 from infinitic.worker._config import InfiniticConfig, load_config
 from infinitic.worker._dead_letters import tell_waiters
+from infinitic.worker._handling import tracked_handler
+from infinitic.worker._metered_storage import metered_storage
+from infinitic.worker._metrics import WorkerMetrics
 from infinitic.worker._preflight import storage_check
 from infinitic.worker._roles import (
     ServiceRoles,
@@ -91,6 +93,8 @@ class InfiniticWorker:
         shutdown_grace_period: seconds :meth:`close` waits for in-flight messages once it
             stopped receiving; what still runs then is abandoned (unacknowledged, so the broker
             delivers it again: nothing is lost).
+        metrics: Prometheus metrics of this worker and their HTTP endpoint, started and
+            stopped with the worker (None: no metric is measured).
 
     ``await worker.start()`` returns once consuming; ``worker.run()`` blocks until SIGINT or
     SIGTERM (a second signal abandons in-flight work at once); ``async with worker`` starts and
@@ -110,6 +114,7 @@ class InfiniticWorker:
         history_chunk_steps: int = 64,
         inline_workflow_tasks: bool = True,
         shutdown_grace_period: float = 30.0,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.transport = transport
         self.storage = storage
@@ -137,6 +142,9 @@ class InfiniticWorker:
                 f"{shutdown_grace_period!r}"
             )
         self.shutdown_grace_period = float(shutdown_grace_period)
+        if metrics is not None and not isinstance(metrics, WorkerMetrics):
+            raise ConfigurationError(f"metrics must be a WorkerMetrics, got {metrics!r}")
+        self.metrics = metrics
         self._in_flight: dict[str, int] = {}
         self._handler_tasks: set[asyncio.Task[Any]] = set()
         self._abandon = asyncio.Event()
@@ -424,6 +432,8 @@ class InfiniticWorker:
         )
 
     async def _tell_waiters(self, message: TransportMessage, reason: str) -> None:
+        if self.metrics is not None:
+            self.metrics.dead_lettered(message.topic)
         await tell_waiters(self.transport, message, reason)
 
     async def _subscribe(
@@ -447,20 +457,8 @@ class InfiniticWorker:
         self, component: str, fn: Callable[[Any], Awaitable[None]]
     ) -> Callable[[TransportMessage], Awaitable[None]]:
         """The handler of a subscription, counted while it runs (see :meth:`in_flight`)."""
-
-        async def handle(message: TransportMessage) -> None:
-            task = asyncio.current_task()
-            self._in_flight[component] = self._in_flight.get(component, 0) + 1
-            if task is not None:
-                self._handler_tasks.add(task)
-            try:
-                await fn(decode_message(message.data))
-            finally:
-                self._in_flight[component] -= 1
-                if task is not None:
-                    self._handler_tasks.discard(task)
-
-        return handle
+        meter = self.metrics.topic_meter(component) if self.metrics is not None else None
+        return tracked_handler(component, fn, self._in_flight, self._handler_tasks, meter)
 
     def in_flight(self) -> dict[str, int]:
         """Messages being handled now, by component (topic), those with none left out."""
@@ -492,6 +490,8 @@ class InfiniticWorker:
                 await storage_check(storage, description)()
             for check in self._checks:
                 await check()
+            if self.metrics is not None:
+                await self.metrics.start()
             await self.transport.start()
             try:
                 for s in self._services.values():
@@ -560,7 +560,7 @@ class InfiniticWorker:
                 s.concurrency,
             )
         if s.tag_engine:
-            storage = s.tag_engine_storage or self.storage
+            storage = self._measured(s.tag_engine_storage or self.storage)
             tag_engine = TaskTagEngine(
                 s.name,
                 self.transport,
@@ -576,13 +576,20 @@ class InfiniticWorker:
                 TopicKind.TASK_EXECUTOR, s.name, executor.handle, executor.consumer_concurrency
             )
 
+    def _measured(self, storage: Storage, workflow: str | None = None) -> Storage:
+        """``storage`` as given to engines: timed with metrics (a workflow's instances counted
+        on its state engine's)."""
+        if self.metrics is None:
+            return storage
+        return metered_storage(storage, self.metrics, workflow)
+
     def _option(self, workflow_name: str, index: int, default: Any) -> Any:
         options = self._workflow_options.get(workflow_name, (None, None))
         return default if options[index] is None else options[index]
 
     async def _start_workflow(self, w: WorkflowRoles) -> None:
         n = w.name
-        states = (w.state_engine_storage or self.storage).key_value
+        states = self._measured(w.state_engine_storage or self.storage, n).key_value
         executor: WorkflowExecutor | None = None
         if w.executor:
             executor = WorkflowExecutor(
@@ -600,7 +607,7 @@ class InfiniticWorker:
         if executor is not None:
             await self._start_workflow_executor(w, executor)
         if w.tag_engine:
-            key_set = (w.tag_engine_storage or self.storage).key_set
+            key_set = self._measured(w.tag_engine_storage or self.storage).key_set
             tag_engine = WorkflowTagEngine(n, self.transport, key_set)
             await self._subscribe(
                 TopicKind.WORKFLOW_TAG, n, tag_engine.handle, w.tag_engine_concurrency
@@ -671,6 +678,8 @@ class InfiniticWorker:
         if self._client is not None:
             await self._client.close()
         drained = await self._drain(self.shutdown_grace_period)
+        if self.metrics is not None:
+            await self.metrics.close()
         if drained:
             for executor in self._executors:
                 await executor.close()

@@ -1,0 +1,119 @@
+"""The handler a worker gives each subscription: decodes the message, makes it the log
+context, counts it in flight and, with metrics, measures it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from infinitic.common import decode_message
+from infinitic.common.messages import ExecuteTask, Message
+from infinitic.transport import RetryLater, TransportMessage
+from infinitic.worker._log_context import enter_handling
+from infinitic.worker._metrics import MAX_TIMED_METHODS, TopicMeter
+
+logger = logging.getLogger("infinitic.worker")
+
+Handler = Callable[[TransportMessage], Awaitable[None]]
+
+
+def tracked_handler(
+    topic: str,
+    fn: Callable[[Message], Awaitable[None]],
+    in_flight: dict[str, int],
+    tasks: set[asyncio.Task[Any]],
+    meter: TopicMeter | None,
+) -> Handler:
+    """The handler of a subscription to ``topic`` running ``fn`` on each decoded message,
+    counted in ``in_flight[topic]`` and its task kept in ``tasks`` while it runs.
+
+    A failure is logged once by the transport (one line, with the message's ids from the log
+    context); its stack trace only here, at DEBUG.
+    """
+    if meter is None:
+
+        async def handle(message: TransportMessage) -> None:
+            task = asyncio.current_task()
+            in_flight[topic] = in_flight.get(topic, 0) + 1
+            if task is not None:
+                tasks.add(task)
+            context = enter_handling(topic)
+            try:
+                decoded = decode_message(message.data)
+                context.message = decoded
+                await fn(decoded)
+            except RetryLater:
+                raise
+            except Exception:
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug("handling a message of %s failed", topic, exc_info=True)
+                raise
+            finally:
+                in_flight[topic] -= 1
+                if task is not None:
+                    tasks.discard(task)
+
+        return handle
+    return _metered_handler(topic, fn, in_flight, tasks, meter)
+
+
+def _metered_handler(
+    topic: str,
+    fn: Callable[[Message], Awaitable[None]],
+    in_flight: dict[str, int],
+    tasks: set[asyncio.Task[Any]],
+    meter: TopicMeter,
+) -> Handler:
+    """:func:`tracked_handler` with the metrics of ``meter`` (kept apart so that a worker
+    without metrics runs no metric code at all)."""
+    by_method = meter.task_seconds
+    service = meter.service
+
+    async def handle(message: TransportMessage) -> None:
+        task = asyncio.current_task()
+        in_flight[topic] = in_flight.get(topic, 0) + 1
+        if task is not None:
+            tasks.add(task)
+        context = enter_handling(topic)
+        meter.in_flight.inc()
+        if message.redelivery_count:
+            meter.redeliveries.inc()
+        start = time.perf_counter()
+        decoded: Message | None = None
+        try:
+            decoded = decode_message(message.data)
+            context.message = decoded
+            await fn(decoded)
+        except RetryLater:
+            meter.retry_later.inc()
+            raise
+        except Exception:
+            meter.failures.inc()
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("handling a message of %s failed", topic, exc_info=True)
+            raise
+        finally:
+            elapsed = time.perf_counter() - start
+            in_flight[topic] -= 1
+            if task is not None:
+                tasks.discard(task)
+            meter.in_flight.dec()
+            meter.handled.inc()
+            meter.seconds.observe(elapsed)
+            if by_method is not None and isinstance(decoded, ExecuteTask):
+                timer = by_method.get(decoded.method_name)
+                if timer is None:
+                    timer = by_method[decoded.method_name] = _task_timer(meter, service, decoded)
+                timer.observe(elapsed)
+
+    return handle
+
+
+def _task_timer(meter: TopicMeter, service: str | None, m: ExecuteTask) -> Any:
+    # Method names come from messages: a bounded number of label values, whatever they say.
+    assert meter.task_seconds is not None
+    method = m.method_name if len(meter.task_seconds) < MAX_TIMED_METHODS else "other"
+    return meter.task_family.labels(service or m.service_name, method)
