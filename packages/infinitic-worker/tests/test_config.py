@@ -52,6 +52,9 @@ workflows:
 def test_public_api() -> None:
     assert infinitic.worker.__all__ == [
         "CacheConfig",
+        "EntityListConfig",
+        "EventBatchConfig",
+        "EventListenerConfig",
         "InfiniticConfig",
         "InfiniticWorker",
         "JsonLogFormatter",

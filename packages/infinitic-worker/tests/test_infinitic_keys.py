@@ -55,7 +55,10 @@ def test_storage_pool_keys() -> None:
 @pytest.mark.parametrize(
     ("data", "expected"),
     [
-        ({"eventListener": {"class": "a.B"}}, "'eventListener' is not supported: event listeners"),
+        (
+            {"workflows": [{"class": BANK, "eventListener": {"class": "a.B"}}]},
+            "'eventListener' is not supported: declare eventListener: at the top level",
+        ),
         ({"logs": {"beautifyExceptions": True}}, "'logs' is not supported: configure Python"),
         ({"services": [{"class": "a.B", "batch": {"maxMessages": 5}}]}, "@batch"),
         ({"workflows": [{"class": BANK, "retry": {}}]}, "retry-task"),

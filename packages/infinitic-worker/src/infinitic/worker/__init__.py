@@ -12,6 +12,7 @@ from infinitic.worker._config import (
     WorkflowConfig,
     load_config,
 )
+from infinitic.worker._config_events import EntityListConfig, EventBatchConfig, EventListenerConfig
 from infinitic.worker._config_metrics import MetricsConfig
 from infinitic.worker._log_context import (
     JsonLogFormatter,
@@ -27,6 +28,9 @@ __version__: str = importlib.metadata.version("infinitic-worker")
 
 __all__ = [
     "CacheConfig",
+    "EntityListConfig",
+    "EventBatchConfig",
+    "EventListenerConfig",
     "InfiniticConfig",
     "InfiniticWorker",
     "JsonLogFormatter",

@@ -324,6 +324,7 @@ def build_worker(worker_cls: type[InfiniticWorker], config: InfiniticConfig) -> 
         max_redeliveries=config.max_redeliveries,
         redelivery_delay=config.redelivery_delay_seconds,
         shutdown_grace_period=config.shutdown_grace_period,
+        events=config.events,
         metrics=config.metrics.build() if config.metrics is not None else None,
     )
     worker._own(transport.close, storage.close)
@@ -336,4 +337,9 @@ def build_worker(worker_cls: type[InfiniticWorker], config: InfiniticConfig) -> 
     shared_storage = config.storage.backend != "in_memory" or in_memory
     for i, workflow in enumerate(config.workflows):
         _add_workflow(worker, workflow, f"workflows.{i}", shared_storage)
+    listener = config.event_listener
+    if listener is not None:
+        if listener.class_ is None:
+            raise ConfigurationError("eventListener.class: missing (the listener's dotted path)")
+        worker.add_event_listener(import_object(listener.class_, "eventListener.class"), listener)
     return worker

@@ -51,6 +51,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from infinitic.client import load_yaml
 from infinitic.exceptions import ConfigurationError
 from infinitic.transport import apply_env_overrides, normalize_key
+from infinitic.worker._config_events import EventListenerConfig
 from infinitic.worker._config_metrics import MetricsConfig, empty_metrics_section
 from infinitic.worker._secrets import hide_secrets
 
@@ -80,8 +81,8 @@ def _canonical_keys(model: type[BaseModel], data: Any) -> Any:
 
 
 _NO_EVENT_LISTENER = (
-    "event listeners are not supported by Infinitic for Python; follow workflows with "
-    "infinitic workflow status, or from a client"
+    "declare eventListener: at the top level of the configuration; its services: and "
+    "workflows: allow and deny lists choose whose events it receives"
 )
 _NO_BATCH_KEY = (
     "declare a batch on the service's method with @batch(max_messages=..., max_seconds=...) "
@@ -470,6 +471,9 @@ class InfiniticConfig(BaseSettings):
         redelivery_delay_seconds: pause before a failed message is delivered again.
         shutdown_grace_period_in_seconds: Infinitic's older key for
             ``transport.shutdownGracePeriodSeconds`` (see :attr:`shutdown_grace_period`).
+        events: the engines publish what they do for event listeners (default true).
+        event_listener: a listener of CloudEvents run by this worker (see
+            :class:`~infinitic.worker.EventListenerConfig`).
         metrics: the Prometheus endpoint (off without the section; see
             :class:`~infinitic.worker.MetricsConfig`).
     """
@@ -479,7 +483,6 @@ class InfiniticConfig(BaseSettings):
     )
 
     refused_keys: ClassVar[dict[str, str]] = {
-        "eventlistener": _NO_EVENT_LISTENER,
         "logs": "configure Python's logging instead (infinitic worker --log-level, or "
         "logging.config in your program)",
     }
@@ -495,6 +498,8 @@ class InfiniticConfig(BaseSettings):
     max_redeliveries: int = Field(default=3, ge=0)
     redelivery_delay_seconds: float = Field(default=1.0, ge=0)
     shutdown_grace_period_in_seconds: float | None = Field(default=None, ge=0)
+    events: bool = True
+    event_listener: EventListenerConfig | None = None
     metrics: MetricsConfig | None = None
 
     @property

@@ -20,6 +20,7 @@ from infinitic.common import (
     topic,
     workflow_version,
 )
+from infinitic.common.events import EventTopic
 from infinitic.common.messages import ExecuteWorkflowTask, Message, WorkflowMessage
 from infinitic.exceptions import ConfigurationError
 from infinitic.storage import KeyValueStorage, Storage
@@ -34,7 +35,9 @@ from infinitic.transport import (
     TransportMessage,
 )
 from infinitic.worker._config import InfiniticConfig, load_config
+from infinitic.worker._config_events import EventListenerConfig
 from infinitic.worker._dead_letters import tell_waiters
+from infinitic.worker._events import WorkerEvents
 from infinitic.worker._handling import tracked_handler
 from infinitic.worker._metered_storage import metered_storage
 from infinitic.worker._metrics import WorkerMetrics
@@ -93,6 +96,8 @@ class InfiniticWorker:
         shutdown_grace_period: seconds :meth:`close` waits for in-flight messages once it
             stopped receiving; what still runs then is abandoned (unacknowledged, so the broker
             delivers it again: nothing is lost).
+        events: the engines publish what they do on their events topics, for event listeners
+            (False: nothing extra is sent); see :meth:`add_event_listener`.
         metrics: Prometheus metrics of this worker and their HTTP endpoint, started and
             stopped with the worker (None: no metric is measured).
 
@@ -114,6 +119,7 @@ class InfiniticWorker:
         history_chunk_steps: int = 64,
         inline_workflow_tasks: bool = True,
         shutdown_grace_period: float = 30.0,
+        events: bool = True,
         metrics: WorkerMetrics | None = None,
     ) -> None:
         self.transport = transport
@@ -145,6 +151,7 @@ class InfiniticWorker:
         if metrics is not None and not isinstance(metrics, WorkerMetrics):
             raise ConfigurationError(f"metrics must be a WorkerMetrics, got {metrics!r}")
         self.metrics = metrics
+        self.events = WorkerEvents(transport, self.name, bool(events))
         self._in_flight: dict[str, int] = {}
         self._handler_tasks: set[asyncio.Task[Any]] = set()
         self._abandon = asyncio.Event()
@@ -403,6 +410,31 @@ class InfiniticWorker:
         if name in self._services or name in self._workflows:
             raise ConfigurationError(f"{name!r} is already registered on this worker")
 
+    def add_event_listener(
+        self, listener: object, config: EventListenerConfig | None = None, **options: Any
+    ) -> Self:
+        """Call ``listener`` with batches of CloudEvents of this worker's services and
+        workflows (and of those its allow lists name), read from the events topics with its
+        own subscription: at least once, in order per topic, never slowing the engines.
+
+        Args:
+            listener: a callable receiving a ``list`` of ``cloudevents`` CloudEvents (a
+                coroutine function is awaited, a sync one runs in a thread), or a class built
+                with no argument whose instances are such callables. When it raises, the
+                batch's messages are delivered again, then dead-lettered.
+            config: its settings, or the same as keyword ``options`` (``concurrency=2``,
+                ``subscription_name="audit"``, ``batch={"max_messages": 100}``,
+                ``workflows={"deny": ["W"]}``...; see :class:`EventListenerConfig`).
+
+        Raises:
+            ConfigurationError: the worker is started, the listener is not callable or an
+                option is invalid.
+        """
+        if self._started:
+            raise ConfigurationError("register event listeners before starting the worker")
+        self.events.add_listener(listener, config, options)
+        return self
+
     # -- lifecycle ------------------------------------------------------------------------------
 
     def workflow_executor(self, workflow_name: str) -> WorkflowExecutor:
@@ -498,6 +530,12 @@ class InfiniticWorker:
                     await self._start_service(s)
                 for w in self._workflows.values():
                     await self._start_workflow(w)
+                self._consumers += await self.events.start_listeners(
+                    list(self._services),
+                    list(self._workflows),
+                    max_redeliveries=self._max_redeliveries,
+                    redelivery_delay=self._redelivery_delay,
+                )
             except BaseException:
                 await self._close_consumers()
                 raise
@@ -545,6 +583,7 @@ class InfiniticWorker:
                 concurrency=s.concurrency,
                 retry=s.retry,
                 timeout=s.timeout,
+                events=self.events.emitter(EventTopic.SERVICE_EXECUTOR, s.name),
             )
             self._executors.append(executor)
             await self._subscribe(
@@ -624,6 +663,7 @@ class InfiniticWorker:
             states,
             history_chunk_steps=self._history_chunk_steps,
             executor=executor,
+            events=self.events.emitter(EventTopic.WORKFLOW_STATE, n),
         )
 
         async def run_engine(message: Message) -> None:
@@ -656,6 +696,7 @@ class InfiniticWorker:
             if result is not None:  # straight to the state engine, which starts its commands
                 out = Outbox()
                 out.add(topic(TopicKind.WORKFLOW_ENGINE, n), result, key=result.workflow_id)
+                self.events.workflow_task(message, result, out)
                 await out.send(t)
 
         await self._subscribe(TopicKind.WORKFLOW_TASK_EXECUTOR, n, execute, w.concurrency)
