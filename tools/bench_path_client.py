@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -36,7 +37,7 @@ from infinitic.storage import (
     VersionedValue,
 )
 from infinitic.transport import InMemoryTransport
-from infinitic.worker import InfiniticWorker
+from infinitic.worker import InfiniticWorker, WorkerMetrics
 from infinitic_examples.bank_wire.services import BankService, EmailService, InMemoryBank
 from infinitic_examples.bank_wire.workflows import BankWorkflow
 
@@ -150,7 +151,12 @@ async def main(args: argparse.Namespace) -> None:
     transport: InMemoryTransport | None = None
     if args.in_memory:
         transport, kv = InMemoryTransport(), CountingKeyValueStorage()
-        worker = InfiniticWorker(transport=transport, storage=Storage(kv, InMemoryKeySetStorage()))
+        # INFINITIC__METRICS__PORT (set for the worker processes' configuration) turns the
+        # in-memory worker's metrics on too, without an endpoint.
+        metrics = WorkerMetrics(port=None) if "INFINITIC__METRICS__PORT" in os.environ else None
+        worker = InfiniticWorker(
+            transport=transport, storage=Storage(kv, InMemoryKeySetStorage()), metrics=metrics
+        )
         worker.add_service(InMemoryBank(), interface=BankService, concurrency=args.concurrency)
         worker.add_service(QuietEmails(), interface=EmailService, concurrency=args.concurrency)
         worker.add_workflow(BankWorkflow, concurrency=args.concurrency)

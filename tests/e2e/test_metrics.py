@@ -52,6 +52,19 @@ async def scrape(metrics: WorkerMetrics) -> Samples:
     }
 
 
+async def scrape_until(
+    metrics: WorkerMetrics, done: Callable[[Samples], bool], seconds: float = 20.0
+) -> Samples:
+    """Scrape until ``done`` holds: a result reaches the client before its engine's last store
+    (send before save), so counts of that store may lag behind by a moment."""
+    for _ in range(int(seconds / 0.05)):
+        samples = await scrape(metrics)
+        if done(samples):
+            return samples
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"metrics not reached in {seconds} s: {samples}")
+
+
 def value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
@@ -74,7 +87,12 @@ async def test_bank_wires_are_counted(make_worker: WorkerFactory, workflow_cache
     async with running(bank_worker(make_worker, metrics=metrics)) as client:
         for i in range(wires):
             await client.new_workflow(BankWorkflow).wire(f"w{i}", "alice", "bob", 1)
-        samples = await scrape(metrics)
+        samples = await scrape_until(
+            metrics,
+            lambda x: (
+                value(x, "infinitic_workflow_completions_total", workflow="BankWorkflow") >= wires
+            ),
+        )
     assert metrics.port is None
     assert metrics.url is None
 

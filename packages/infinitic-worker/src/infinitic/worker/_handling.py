@@ -13,7 +13,7 @@ from infinitic.common import decode_message
 from infinitic.common.messages import ExecuteTask, Message
 from infinitic.transport import RetryLater, TransportMessage
 from infinitic.worker._log_context import enter_handling
-from infinitic.worker._metrics import MAX_TIMED_METHODS, TopicMeter
+from infinitic.worker._metrics import TopicMeter
 
 logger = logging.getLogger("infinitic.worker")
 
@@ -67,10 +67,9 @@ def _metered_handler(
     tasks: set[asyncio.Task[Any]],
     meter: TopicMeter,
 ) -> Handler:
-    """:func:`tracked_handler` with the metrics of ``meter`` (kept apart so that a worker
+    """:func:`tracked_handler` with the measures of ``meter`` (kept apart so that a worker
     without metrics runs no metric code at all)."""
-    by_method = meter.task_seconds
-    service = meter.service
+    timed_tasks = meter.task_seconds is not None
 
     async def handle(message: TransportMessage) -> None:
         task = asyncio.current_task()
@@ -78,9 +77,9 @@ def _metered_handler(
         if task is not None:
             tasks.add(task)
         context = enter_handling(topic)
-        meter.in_flight.inc()
+        meter.in_flight += 1
         if message.redelivery_count:
-            meter.redeliveries.inc()
+            meter.redeliveries += 1
         start = time.perf_counter()
         decoded: Message | None = None
         try:
@@ -88,10 +87,10 @@ def _metered_handler(
             context.message = decoded
             await fn(decoded)
         except RetryLater:
-            meter.retry_later.inc()
+            meter.retry_later += 1
             raise
         except Exception:
-            meter.failures.inc()
+            meter.failures += 1
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug("handling a message of %s failed", topic, exc_info=True)
             raise
@@ -100,20 +99,10 @@ def _metered_handler(
             in_flight[topic] -= 1
             if task is not None:
                 tasks.discard(task)
-            meter.in_flight.dec()
-            meter.handled.inc()
+            meter.in_flight -= 1
+            meter.handled += 1
             meter.seconds.observe(elapsed)
-            if by_method is not None and isinstance(decoded, ExecuteTask):
-                timer = by_method.get(decoded.method_name)
-                if timer is None:
-                    timer = by_method[decoded.method_name] = _task_timer(meter, service, decoded)
-                timer.observe(elapsed)
+            if timed_tasks and isinstance(decoded, ExecuteTask):
+                meter.task_timer(decoded.method_name).observe(elapsed)
 
     return handle
-
-
-def _task_timer(meter: TopicMeter, service: str | None, m: ExecuteTask) -> Any:
-    # Method names come from messages: a bounded number of label values, whatever they say.
-    assert meter.task_seconds is not None
-    method = m.method_name if len(meter.task_seconds) < MAX_TIMED_METHODS else "other"
-    return meter.task_family.labels(service or m.service_name, method)

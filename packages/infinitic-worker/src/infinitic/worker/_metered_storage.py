@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from infinitic.common import workflow_state_key
 from infinitic.storage import (
@@ -17,7 +16,7 @@ from infinitic.storage import (
     Storage,
     VersionedValue,
 )
-from infinitic.worker._metrics import WorkerMetrics
+from infinitic.worker._metrics import Timer, WorkerMetrics
 
 _SUFFIX = re.compile(r"(KeyValueStorage|KeySetStorage|Storage)$")
 
@@ -35,8 +34,8 @@ def backend_name(storage: object) -> str:
     return "+".join(names) or type(storage).__name__.lower()
 
 
-def _bind(metrics: WorkerMetrics, backend: str, operations: Sequence[str]) -> dict[str, Any]:
-    return {op: metrics.storage_seconds.labels(backend, op) for op in operations}
+def _bind(metrics: WorkerMetrics, backend: str, operations: Sequence[str]) -> dict[str, Timer]:
+    return {op: metrics.storage_timer(backend, op) for op in operations}
 
 
 class MeteredKeyValueStorage(KeyValueStorage):
@@ -56,8 +55,7 @@ class MeteredKeyValueStorage(KeyValueStorage):
         self._state_prefix: str | None = None
         if workflow is not None:
             self._state_prefix = workflow_state_key(workflow, "")
-            self._starts = metrics.workflow_starts.labels(workflow)
-            self._completions = metrics.workflow_completions.labels(workflow)
+            self._instances = metrics.workflow_meter(workflow)
 
     async def get(self, key: str) -> VersionedValue | None:
         start = time.perf_counter()
@@ -80,7 +78,7 @@ class MeteredKeyValueStorage(KeyValueStorage):
         finally:
             self._ops["put"].observe(time.perf_counter() - start)
         if expected_version == 0 and self._is_state(key):
-            self._starts.inc()
+            self._instances.starts += 1
         return version
 
     async def put_many(self, items: Mapping[str, bytes]) -> None:
@@ -98,7 +96,7 @@ class MeteredKeyValueStorage(KeyValueStorage):
             self._ops["delete"].observe(time.perf_counter() - start)
         # A state is deleted once, with its version checked, when its instance ended.
         if expected_version is not None and self._is_state(key):
-            self._completions.inc()
+            self._instances.completions += 1
 
     def _is_state(self, key: str) -> bool:
         return self._state_prefix is not None and key.startswith(self._state_prefix)

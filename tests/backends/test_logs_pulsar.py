@@ -1,0 +1,99 @@
+"""Logs of a worker on pulsar-lite: the Pulsar C++ client's own lines go through Python
+logging (``infinitic.transport_pulsar.client``, WARNING unless set: a start logs a few lines
+instead of thousands), and a failed delivery is one line carrying the message's topic."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from infinitic.storage import InMemoryStorage
+from infinitic.transport import TransportMessage
+from infinitic.worker import InfiniticWorker, LogContextFilter
+from infinitic_examples.bank_wire.services import EmailService, PrintingEmails
+
+from .conftest import pulsar_lite_transport
+
+pytestmark = [pytest.mark.pulsar, pytest.mark.timeout(120)]
+
+CLIENT_LOGGER = "infinitic.transport_pulsar.client"
+
+
+class Captured(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.addFilter(LogContextFilter())
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def at_info(self) -> list[logging.LogRecord]:
+        return [r for r in self.records if r.levelno >= logging.INFO]
+
+
+@pytest.fixture
+def captured() -> Iterator[Captured]:
+    root = logging.getLogger()
+    handler, level = Captured(), root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+
+def email_worker(url: str, **options: object) -> InfiniticWorker:
+    worker = InfiniticWorker(
+        transport=pulsar_lite_transport(url), storage=InMemoryStorage(), **options
+    )
+    worker.add_service(PrintingEmails(), interface=EmailService)
+    return worker
+
+
+async def test_the_pulsar_client_logs_through_python_at_warning(
+    pulsar_lite_url: str, captured: Captured
+) -> None:
+    assert logging.getLogger(CLIENT_LOGGER).level == logging.WARNING
+    worker = email_worker(pulsar_lite_url)
+    async with worker:
+        pass
+    assert len(captured.at_info()) < 20, [r.getMessage() for r in captured.at_info()]
+    assert not [r for r in captured.records if r.name == CLIENT_LOGGER]
+
+    # Its INFO lines are there for whoever asks: a few per consumer the worker opens.
+    captured.records.clear()
+    logging.getLogger(CLIENT_LOGGER).setLevel(logging.INFO)
+    try:
+        async with email_worker(pulsar_lite_url):
+            pass
+    finally:
+        logging.getLogger(CLIENT_LOGGER).setLevel(logging.WARNING)
+    assert len([r for r in captured.records if r.name == CLIENT_LOGGER]) > 100
+
+
+async def test_a_failed_delivery_is_one_line_with_its_topic(
+    pulsar_lite_url: str, captured: Captured
+) -> None:
+    worker = email_worker(pulsar_lite_url, max_redeliveries=1, redelivery_delay=0.05)
+    topic = "task-executor:EmailService"
+    dead = asyncio.Event()
+
+    async def on_dead_letter(_: TransportMessage) -> None:
+        dead.set()
+
+    async with worker:
+        await worker.transport.subscribe(f"{topic}-dlq", "test", on_dead_letter)
+        await worker.transport.publish(topic, b"not a message")
+        async with asyncio.timeout(60):
+            await dead.wait()
+    about = [r for r in captured.at_info() if getattr(r, "topic", None) == topic]
+    assert [r.levelname for r in about] == ["INFO", "ERROR"], [r.getMessage() for r in about]
+    assert "failed (delivery 1)" in about[0].getMessage()
+    assert "dead-lettered after 2 deliveries" in about[1].getMessage()
+    assert all(r.exc_info is None for r in captured.at_info())
