@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from infinitic.exceptions import ConfigurationError
+from infinitic.services import ExponentialBackoff
 from infinitic.transport import transport_from_config
 from infinitic.worker import InfiniticWorker, load_config
 
@@ -61,8 +62,6 @@ def test_storage_pool_keys() -> None:
         ),
         ({"logs": {"beautifyExceptions": True}}, "'logs' is not supported: configure Python"),
         ({"services": [{"class": "a.B", "batch": {"maxMessages": 5}}]}, "@batch"),
-        ({"workflows": [{"class": BANK, "retry": {}}]}, "retry-task"),
-        ({"workflows": [{"executor": {"class": BANK, "timeoutSeconds": 5}}]}, "@timeout"),
         ({"storage": {"compression": "bzip2"}}, "'bzip2' is not supported: use zstd"),
         ({"storage": {"cache": {"expireAfterAccess": 5}}}, "'expireAfterAccess' is not supported"),
         ({"workflows": [{"class": BANK, "tagEngine": {"cache": {}}}]}, "own storage: section"),
@@ -88,3 +87,26 @@ def test_pulsar_keys_of_infinitic() -> None:
     assert policies.retention_size_in_mb == 7
     with pytest.raises(ConfigurationError, match=r"policies\.timerTTLSeconds is not supported"):
         transport_from_config({"pulsar": {"policies": {"timerTTLSeconds": 1}}})
+
+
+async def test_workflow_task_timeout_and_retry_keys() -> None:
+    executor = {
+        "class": BANK,
+        "timeoutSeconds": 5,
+        "retry": {"minimumSeconds": 0.5, "maximumRetries": 2, "backoffCoefficient": 3},
+    }
+    workflows = [{"executor": executor}, {"class": BANK, "name": "Plain"}]
+    config = {**MEM, "workflowTaskIsolation": "thread", "workflows": workflows}
+    worker = InfiniticWorker.from_config(config, environ={})
+    async with worker:
+        configured = worker.workflow_executor("BankWorkflow")
+        assert configured.task_timeout == 5
+        assert configured.task_retry == ExponentialBackoff(
+            minimum_seconds=0.5, maximum_retries=2, coefficient=3, ignored_exceptions=[]
+        )
+        plain = worker.workflow_executor("Plain")  # Infinitic's defaults: 60 s, no retry
+        assert (plain.task_timeout, plain.task_retry) == (60.0, None)
+    with pytest.raises(ConfigurationError, match=r"workflows\.0\.timeoutSeconds"):
+        load_config({**MEM, "workflows": [{"class": BANK, "timeoutSeconds": 0}]}, environ={})
+    with pytest.raises(ConfigurationError, match="workflowTaskIsolation"):
+        load_config({**MEM, "workflowTaskIsolation": "fiber"}, environ={})

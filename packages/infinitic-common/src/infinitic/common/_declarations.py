@@ -69,7 +69,9 @@ def timeout(*, seconds: float) -> Callable[[F], F]:
 
 
 def retry(policy: RetryPolicy) -> Callable[[C], C]:
-    """Set the retry policy of a service implementation class or of one of its methods."""
+    """Set the retry policy of a service implementation class or of one of its methods; on a
+    workflow class or method, the retry policy of its workflow tasks (a failed workflow task is
+    run again after the policy's delay; the worker's configuration wins, as in Infinitic)."""
     if not isinstance(policy, RetryPolicy):
         raise TypeError(f"retry() expects a RetryPolicy, got {type(policy).__name__}")
 
@@ -156,10 +158,12 @@ def method_timeout(owner: type | object, method: str) -> float | None:
 
 
 def retry_policy(implementation: object, method: str) -> RetryPolicy | None:
-    """Return the retry policy declared on a method of ``implementation``, or on its class."""
+    """Return the retry policy declared on a method of ``implementation`` (an instance or a
+    class), or on its class."""
     value = _lookup(implementation, method, _RETRY)
     if value is None:
-        value = getattr(type(implementation), _RETRY, None)
+        cls = implementation if isinstance(implementation, type) else type(implementation)
+        value = getattr(cls, _RETRY, None)
     return value if isinstance(value, RetryPolicy) else None
 
 

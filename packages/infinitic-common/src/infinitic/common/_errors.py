@@ -237,12 +237,55 @@ class WorkflowChangedError(InfiniticError):
     def __init__(self, workflow_name: str, position: str, recorded: str, found: str) -> None:
         super().__init__(
             f"workflow {workflow_name} changed: at position {position} the history holds "
-            f"{recorded} but the code did {found}"
+            f"{recorded} but the code did {found} (if the code did not change, it is not "
+            "deterministic: a clock, a random value or I/O read by workflow code gives another "
+            "path at a replay; check_mode strict, and the test kit, report such calls where they "
+            "are made)"
         )
         self.workflow_name = workflow_name
         self.position = position
         self.recorded = recorded
         self.found = found
+
+
+class WorkflowTaskTimedOutError(InfiniticError):
+    """A workflow task ran past its timeout (60 s by default; ``timeoutSeconds`` of the workflow
+    in the worker's configuration). The message names the workflow, the method and the line the
+    code was running when it was stopped."""
+
+    def __init__(
+        self, workflow_name: str, workflow_id: str, method: str, timeout: float, where: str
+    ) -> None:
+        super().__init__(
+            f"workflow task of {workflow_name} (id {workflow_id}), method {method}, ran past its "
+            f"timeout of {timeout:g} s (at {where}); workflow code must not block: move slow "
+            "work to a service task, or raise the timeout (timeoutSeconds of the workflow in the "
+            "worker's configuration, add_workflow(task_timeout=...))"
+        )
+        self.workflow_name = workflow_name
+        self.workflow_id = workflow_id
+        self.method = method
+        self.timeout = timeout
+        self.where = where
+
+
+class NonDeterministicCallError(InfiniticError):
+    """Workflow code called something that gives another result at a replay (a clock, a random
+    value, I/O), found by the strict check (``check_mode="strict"`` and the test kit).
+
+    The message names the call, the workflow, the method, the line, and what to use instead.
+    """
+
+    def __init__(self, call: str, workflow_name: str, method: str, where: str, use: str) -> None:
+        super().__init__(
+            f"{call} in workflow {workflow_name}, method {method}, at {where}, is not "
+            f"deterministic: a replay of the history would get another result; {use}"
+        )
+        self.call = call
+        self.workflow_name = workflow_name
+        self.method = method
+        self.where = where
+        self.use = use
 
 
 class MessageDeadLetteredError(InfiniticError):

@@ -223,9 +223,18 @@ class WorkflowTaskCompleted(WorkflowTaskOutcome):
 
 
 class WorkflowTaskFailed(WorkflowTaskOutcome):
+    """A workflow task failed (its code raised, or ran past its timeout).
+
+    ``retry_index`` is the retry this attempt was (0: the first attempt); ``retry_delay``, set
+    when the workflow's retry policy gives it another try, is the number of seconds after which
+    the state engine sends it again (None: the failure stands).
+    """
+
     TYPE = "WorkflowTaskFailed"
     failure: FailureInfo
     method_run_id: str | None = None
+    retry_index: int = 0
+    retry_delay: float | None = None
 
 
 # --- workflow executor -----------------------------------------------------------------------
@@ -237,7 +246,8 @@ class ExecuteWorkflowTask(WorkflowMessage):
     ``state_version`` and ``incarnation`` name the state the task was computed from (see
     WorkflowTaskOutcome); ``previous_task_id`` is the workflow task whose outcome the history
     holds for the step before, so an executor reuses a live instance only if that instance ran
-    exactly that task.
+    exactly that task. ``retry_index`` counts the retries of the step's workflow task made by
+    the retry policy (0: the first attempt).
     """
 
     TYPE = "ExecuteWorkflowTask"
@@ -254,6 +264,7 @@ class ExecuteWorkflowTask(WorkflowMessage):
     signals: list[SignalRecord] = Field(default_factory=list)
     complete_history: bool = True
     inline_digest: str = ""
+    retry_index: int = 0
 
     @model_validator(mode="before")
     @classmethod

@@ -15,6 +15,7 @@ from infinitic.common._errors import (
     MessageDeadLetteredError,
     MessageDecodeError,
     MessageTooLargeError,
+    NonDeterministicCallError,
     RemoteError,
     StorageError,
     TaskCanceledError,
@@ -28,6 +29,7 @@ from infinitic.common._errors import (
     WorkflowChangedError,
     WorkflowFailedError,
     WorkflowTaskFailedError,
+    WorkflowTaskTimedOutError,
     WorkflowTimedOutError,
     WorkflowUnknownError,
 )
@@ -42,6 +44,7 @@ __all__ = [
     "MessageDeadLetteredError",
     "MessageDecodeError",
     "MessageTooLargeError",
+    "NonDeterministicCallError",
     "RemoteError",
     "StorageError",
     "TaskCanceledError",
@@ -55,6 +58,7 @@ __all__ = [
     "WorkflowChangedError",
     "WorkflowFailedError",
     "WorkflowTaskFailedError",
+    "WorkflowTaskTimedOutError",
     "WorkflowTimedOutError",
     "WorkflowUnknownError",
 ]

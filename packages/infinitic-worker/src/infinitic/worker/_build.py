@@ -184,7 +184,7 @@ def build_storage(config: StorageConfig) -> Storage:
     return storage
 
 
-def _retry(service: ServiceConfig, where: str) -> ExponentialBackoff | None:
+def _retry(service: ServiceConfig | WorkflowConfig, where: str) -> ExponentialBackoff | None:
     if service.retry is None:
         return None
     try:
@@ -277,6 +277,8 @@ def _add_workflow(
             cls,
             check_mode=workflow.check_mode,
             cache_size=workflow.cache_size,
+            task_timeout=workflow.timeout_seconds,
+            task_retry=_retry(workflow, where),
             **_roles(workflow),
             **storages,
         )
@@ -321,6 +323,8 @@ def build_worker(worker_cls: type[InfiniticWorker], config: InfiniticConfig) -> 
         name=config.name,
         workflow_cache_size=config.workflow_cache_size,
         check_mode=config.check_mode,
+        workflow_task_isolation=config.workflow_task_isolation,
+        blocking_warning_seconds=config.blocking_warning_seconds,
         max_redeliveries=config.max_redeliveries,
         redelivery_delay=config.redelivery_delay_seconds,
         shutdown_grace_period=config.shutdown_grace_period,

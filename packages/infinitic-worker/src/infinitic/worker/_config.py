@@ -370,6 +370,10 @@ class WorkflowConfig(_RolesSection):
         concurrency: workflow tasks run at once (and the engines' default concurrency).
         check_mode: ``none``, ``simple`` or ``strict`` (default: the worker's).
         cache_size: live instances kept in memory (default: the worker's ``workflowCacheSize``).
+        timeout_seconds: how long a workflow task's code may run before it is stopped and
+            fails (default 60, as in Infinitic's workflow executor).
+        retry: the retry policy of failed workflow tasks (default: one declared with
+            ``@retry`` on the workflow, else none).
         state_engine: the workflow's state engine (``concurrency``).
         tag_engine: the workflow's tag engine (``concurrency``).
     """
@@ -380,14 +384,12 @@ class WorkflowConfig(_RolesSection):
     concurrency: int = Field(default=1, ge=1)
     check_mode: Literal["none", "simple", "strict"] | None = None
     cache_size: int | None = Field(default=None, ge=0)
+    timeout_seconds: float | None = Field(default=None, gt=0)
+    retry: RetryConfig | None = None
     state_engine: EngineConfig | None = None
     tag_engine: EngineConfig | None = None
 
     refused_keys: ClassVar[dict[str, str]] = {
-        "retry": "a failed workflow task is not retried on a schedule: once the code is fixed, "
-        "run it again with infinitic workflow retry-task (client.retry_workflow_task)",
-        "timeoutseconds": "declare a timeout with @timeout(seconds=...) on the workflow's "
-        "method: a client's waiting call then ends with WorkflowTimedOutError",
         "batch": "workflow tasks are not batched",
         "eventlistener": _NO_EVENT_LISTENER,
     }
@@ -466,7 +468,12 @@ class InfiniticConfig(BaseSettings):
         services: the services this worker runs.
         workflows: the workflows this worker runs.
         workflow_cache_size: default live instances kept in memory per workflow.
-        check_mode: default replay check mode.
+        check_mode: default replay check mode (``strict`` also reports non-deterministic
+            calls of workflow code at the call).
+        workflow_task_isolation: where workflow code runs: ``auto``, ``thread`` or ``loop``
+            (see ``InfiniticWorker``).
+        blocking_warning_seconds: workflow code running this long without yielding is
+            reported (null: never).
         max_redeliveries: failed deliveries of a message before it is dead-lettered.
         redelivery_delay_seconds: pause before a failed message is delivered again.
         shutdown_grace_period_in_seconds: Infinitic's older key for
@@ -495,6 +502,8 @@ class InfiniticConfig(BaseSettings):
     workflows: list[WorkflowConfig] = Field(default_factory=list)
     workflow_cache_size: int = Field(default=10_000, ge=0)
     check_mode: Literal["none", "simple", "strict"] = "simple"
+    workflow_task_isolation: Literal["auto", "thread", "loop"] = "auto"
+    blocking_warning_seconds: float | None = Field(default=0.2, gt=0)
     max_redeliveries: int = Field(default=3, ge=0)
     redelivery_delay_seconds: float = Field(default=1.0, ge=0)
     shutdown_grace_period_in_seconds: float | None = Field(default=None, ge=0)

@@ -29,6 +29,12 @@ class InfiniticTestKit:
             result = await kit.run(kit.client.new_workflow(ReminderWorkflow).remind("bob"))
 
     Services and workflows can be added until the first use of the client.
+
+    Workflow code runs under the strict check (``strict_check``): a call that is not
+    deterministic (``time.time()``, ``datetime.now()``, ``random``, ``uuid4()``, ``time.sleep``,
+    I/O) fails the workflow task at the call with
+    :class:`~infinitic.exceptions.NonDeterministicCallError`, naming the line and what to use
+    instead, where a worker would only fail at a replay, after a restart.
     """
 
     def __init__(
@@ -37,6 +43,7 @@ class InfiniticTestKit:
         workflow_cache_size: int = 1000,
         check_mode: str = "simple",
         start: float | None = None,
+        strict_check: bool = True,
     ) -> None:
         self.clock = ManualClock(start)
         self.transport = InMemoryTransport(clock=self.clock)
@@ -47,6 +54,7 @@ class InfiniticTestKit:
             workflow_cache_size=workflow_cache_size,
             check_mode=check_mode,
             redelivery_delay=0.0,
+            strict_check=strict_check,
         )
         self.client = _LazyStartClient(self)
         self._entered = False

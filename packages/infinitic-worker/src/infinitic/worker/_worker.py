@@ -50,6 +50,7 @@ from infinitic.worker._roles import (
 )
 from infinitic.workflow_engine import (
     CheckMode,
+    Isolation,
     StorageHistoryLoader,
     WorkflowDelayHandler,
     WorkflowEventHandler,
@@ -73,6 +74,14 @@ def _check_concurrency(**values: int | None) -> None:
             isinstance(value, bool) or not isinstance(value, int) or value < 1
         ):
             raise ConfigurationError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+def _check_seconds(**values: float | None) -> None:
+    for name, value in values.items():
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int | float) or value <= 0
+        ):
+            raise ConfigurationError(f"{name} must be a number of seconds > 0, got {value!r}")
 
 
 class InfiniticWorker:
@@ -100,6 +109,15 @@ class InfiniticWorker:
             (False: nothing extra is sent); see :meth:`add_event_listener`.
         metrics: Prometheus metrics of this worker and their HTTP endpoint, started and
             stopped with the worker (None: no metric is measured).
+        workflow_task_isolation: where workflow code runs: ``"auto"`` (on the event loop
+            until one of a workflow's steps blocks past ``blocking_warning_seconds``, then on
+            threads), ``"thread"`` (always on threads: the loop keeps serving other messages),
+            ``"loop"`` (always on the loop); see :class:`infinitic.workflow_engine.Isolation`.
+        blocking_warning_seconds: workflow code that runs this long without yielding is
+            reported (a warning naming the workflow, the method and the line); None: never.
+        strict_check: report calls of workflow code that are not deterministic (clock,
+            random, UUID, sleep, I/O) at the call, failing the workflow task; None: when
+            ``check_mode`` is strict.
 
     ``await worker.start()`` returns once consuming; ``worker.run()`` blocks until SIGINT or
     SIGTERM (a second signal abandons in-flight work at once); ``async with worker`` starts and
@@ -121,12 +139,24 @@ class InfiniticWorker:
         shutdown_grace_period: float = 30.0,
         events: bool = True,
         metrics: WorkerMetrics | None = None,
+        workflow_task_isolation: str = "auto",
+        blocking_warning_seconds: float | None = 0.2,
+        strict_check: bool | None = None,
     ) -> None:
         self.transport = transport
         self.storage = storage
         self.name = name or "worker"
         self._cache_size = workflow_cache_size
         self._check_mode = CheckMode(check_mode)
+        # workflow tasks: where their code runs, when it is reported as blocking, strict check
+        if workflow_task_isolation not in {i.value for i in Isolation}:
+            raise ConfigurationError(
+                "workflow_task_isolation must be one of "
+                f"{[i.value for i in Isolation]}, got {workflow_task_isolation!r}"
+            )
+        _check_seconds(blocking_warning_seconds=blocking_warning_seconds)
+        self._code_options = (workflow_task_isolation, blocking_warning_seconds, strict_check)
+        self._task_options: dict[str, tuple[float | None, RetryPolicy | None]] = {}
         self._max_redeliveries = max_redeliveries
         self._redelivery_delay = redelivery_delay
         if (
@@ -301,6 +331,8 @@ class InfiniticWorker:
         concurrency: int = 1,
         check_mode: CheckMode | str | None = None,
         cache_size: int | None = None,
+        task_timeout: float | None = None,
+        task_retry: RetryPolicy | None = None,
         state_engine_concurrency: int | None = None,
         tag_engine_concurrency: int | None = None,
         executor: bool | None = None,
@@ -324,6 +356,11 @@ class InfiniticWorker:
             workflow: a Workflow subclass, or the workflow's name (engines only).
             concurrency: workflow tasks run at once by this worker (and the default of the
                 engines' concurrencies).
+            task_timeout: seconds a workflow task's code may run before it is stopped and
+                fails with WorkflowTaskTimedOutError (default 60, as in Infinitic).
+            task_retry: the retry policy of its failed workflow tasks; it wins over one
+                declared with ``@retry`` on the workflow's method or class (default: that
+                declaration, else no retry, as in Infinitic).
             state_engine_concurrency: messages handled at once by the workflow's state engine
                 and the handlers that feed it (commands, events, delays).
             tag_engine_concurrency: messages handled at once by the workflow's tag engine.
@@ -367,6 +404,11 @@ class InfiniticWorker:
         if check_mode is not None or cache_size is not None:  # else the worker's defaults
             mode = CheckMode(check_mode) if check_mode is not None else None
             self._workflow_options[wf_name] = (mode, cache_size)
+        if task_timeout is not None or task_retry is not None:
+            _check_seconds(task_timeout=task_timeout)
+            if task_retry is not None and not isinstance(task_retry, RetryPolicy):
+                raise ConfigurationError(f"task_retry must be a RetryPolicy, got {task_retry!r}")
+            self._task_options[wf_name] = (task_timeout, task_retry)
         existing = self._workflows.get(wf_name)
         if existing is not None and existing.classes and classes and not self._started:
             versions = {workflow_version(c) for c in existing.classes}
@@ -626,6 +668,20 @@ class InfiniticWorker:
         options = self._workflow_options.get(workflow_name, (None, None))
         return default if options[index] is None else options[index]
 
+    def _code_kwargs(self, workflow_name: str) -> dict[str, Any]:
+        """The options of a workflow's executor about running its code."""
+        isolation, blocking, strict = self._code_options
+        timeout, retry = self._task_options.get(workflow_name, (None, None))
+        kwargs: dict[str, Any] = {
+            "isolation": isolation,
+            "blocking_threshold": blocking,
+            "strict_check": strict,
+            "task_retry": retry,
+        }
+        if timeout is not None:
+            kwargs["task_timeout"] = timeout
+        return kwargs
+
     async def _start_workflow(self, w: WorkflowRoles) -> None:
         n = w.name
         states = self._measured(w.state_engine_storage or self.storage, n).key_value
@@ -636,6 +692,7 @@ class InfiniticWorker:
                 cache_size=self._option(n, 1, self._cache_size),
                 check_mode=self._option(n, 0, self._check_mode),
                 history=StorageHistoryLoader(states),
+                **self._code_kwargs(n),
             )
             self._workflow_executors[n] = executor
         if w.state_engine:

@@ -23,11 +23,13 @@ from infinitic.workflow_engine._state import (
     state_key,
 )
 from infinitic.workflow_engine._storage_retry import StorageRetryPolicy, retry_storage
+from infinitic.workflow_engine._task_runner import Isolation
 
 __version__: str = importlib.metadata.version("infinitic-workflow-engine")
 
 __all__ = [
     "CheckMode",
+    "Isolation",
     "StorageHistoryLoader",
     "StorageRetryPolicy",
     "WorkflowCommandHandler",

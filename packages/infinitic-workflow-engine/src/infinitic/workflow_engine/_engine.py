@@ -250,7 +250,14 @@ class WorkflowStateEngine:
         cannot run here stays in ``out`` and is sent to the executors as usual."""
         current: WorkflowState | None = state
         for _ in range(MAX_INLINE_TASKS):
-            item = next((o for o in out.items if isinstance(o.message, ExecuteWorkflowTask)), None)
+            item = next(  # a retry after a delay goes through the executors' topic
+                (
+                    o
+                    for o in out.items
+                    if isinstance(o.message, ExecuteWorkflowTask) and o.deliver_at is None
+                ),
+                None,
+            )
             if item is None or current is None:
                 return current
             assert isinstance(item.message, ExecuteWorkflowTask)
@@ -405,6 +412,8 @@ class WorkflowStateEngine:
         if isinstance(m, WorkflowTaskCompleted):
             return self._task_completed(state, m, out)
         if isinstance(m, WorkflowTaskFailed):
+            if m.retry_delay is not None and state.steps:
+                return self._retry_task_later(state, version, m, out)
             return self._task_failed(state, m, out)
         if isinstance(m, CancelWorkflow):
             return self._cancel(state, out)
@@ -586,6 +595,20 @@ class WorkflowStateEngine:
             run.failure = outcome.failure
             self._release(state, run, out)
         self._flush_signals(state)
+        return True
+
+    def _retry_task_later(
+        self, state: WorkflowState, version: int, m: WorkflowTaskFailed, out: Outbox
+    ) -> bool:
+        """The workflow's retry policy gives the failed task another try: the same step is sent
+        again (as a new task) to the executors, due after the policy's delay; nothing else
+        changes, and messages that come meanwhile wait for it as for any running task."""
+        assert m.retry_delay is not None
+        self._send_workflow_task(state, version, out)
+        item = out.items.pop()
+        assert isinstance(item.message, ExecuteWorkflowTask)
+        task = item.message.model_copy(update={"retry_index": m.retry_index + 1})
+        out.add(item.topic, task, key=item.key, deliver_at=self._clock() + m.retry_delay)
         return True
 
     def _task_failed(self, state: WorkflowState, m: WorkflowTaskFailed, out: Outbox) -> bool:

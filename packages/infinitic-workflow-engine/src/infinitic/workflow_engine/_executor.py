@@ -10,20 +10,41 @@ result.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
-from infinitic.common import FailureInfo, deterministic_id, failure_from_exception, workflow_version
+from infinitic.common import (
+    FailureInfo,
+    RetryPolicy,
+    deterministic_id,
+    failure_from_exception,
+    retry_policy,
+    workflow_version,
+)
 from infinitic.common.messages import (
     ExecuteWorkflowTask,
     WorkflowTaskCompleted,
     WorkflowTaskFailed,
 )
-from infinitic.exceptions import ConfigurationError, UnknownWorkflowError
-from infinitic.workflow_engine._runtime import CheckMode, WorkflowInstance
+from infinitic.exceptions import (
+    ConfigurationError,
+    NonDeterministicCallError,
+    UnknownWorkflowError,
+    WorkflowTaskTimedOutError,
+)
+from infinitic.workflow_engine._nondeterminism import StrictCheck
+from infinitic.workflow_engine._runtime import CheckMode, StepResult, WorkflowInstance
 from infinitic.workflow_engine._state import WorkflowState
+from infinitic.workflow_engine._task_runner import (
+    DEFAULT_BLOCKING_THRESHOLD,
+    DEFAULT_WORKFLOW_TASK_TIMEOUT,
+    Isolation,
+    WorkflowTaskRunner,
+)
+from infinitic.workflow_engine._watchdog import GuardedRun, StepInterrupted
 
 logger = logging.getLogger("infinitic.workflow_engine")
 
@@ -42,6 +63,18 @@ class WorkflowExecutor:
         check_mode: how replayed code is compared with its history.
         history: loads the whole history when a task carries only its step and the live
             instance is not cached (e.g. :class:`StorageHistoryLoader`).
+        task_timeout: seconds a workflow task's code may run (replay included) before it is
+            stopped and fails with WorkflowTaskTimedOutError (60, as in Infinitic; None: no
+            limit).
+        task_retry: the retry policy of failed workflow tasks (an exception raised by workflow
+            code, not one it got from a task or a child; a timeout); None: the one declared
+            with ``@retry`` on the workflow's method or class, else no retry.
+        isolation: where workflow code runs (:class:`Isolation`: on the event loop, on
+            threads, or on the loop until a step blocks).
+        blocking_threshold: seconds of code without yielding reported as blocking (a warning
+            naming the workflow, the method and the line).
+        strict_check: report non-deterministic calls of workflow code at the call (a clock,
+            random values, UUIDs, sleeps, I/O); None: with ``CheckMode.STRICT``.
     """
 
     def __init__(
@@ -51,7 +84,31 @@ class WorkflowExecutor:
         cache_size: int = 10_000,
         check_mode: CheckMode = CheckMode.SIMPLE,
         history: HistoryLoader | None = None,
+        task_timeout: float | None = DEFAULT_WORKFLOW_TASK_TIMEOUT,
+        task_retry: RetryPolicy | None = None,
+        isolation: Isolation | str = Isolation.AUTO,
+        blocking_threshold: float | None = DEFAULT_BLOCKING_THRESHOLD,
+        strict_check: bool | None = None,
     ) -> None:
+        for what, value in (
+            ("task_timeout", task_timeout),
+            ("blocking_threshold", blocking_threshold),
+        ):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float) or value <= 0
+            ):
+                raise ConfigurationError(f"{what} must be a number of seconds > 0, got {value!r}")
+        if task_retry is not None and not isinstance(task_retry, RetryPolicy):
+            raise ConfigurationError(f"task_retry must be a RetryPolicy, got {task_retry!r}")
+        try:
+            isolation = Isolation(isolation)
+        except ValueError:
+            raise ConfigurationError(
+                f"isolation must be one of {[i.value for i in Isolation]}, got {isolation!r}"
+            ) from None
+        self._task_timeout = None if task_timeout is None else float(task_timeout)
+        self._task_retry = task_retry
+        self._strict = check_mode is CheckMode.STRICT if strict_check is None else strict_check
         self._history = history
         self._versions: dict[str, dict[int, type]] = {}
         for name, classes in workflows.items():
@@ -66,11 +123,24 @@ class WorkflowExecutor:
                 versions[version] = cls
         self._cache_size = cache_size
         self._check_mode = check_mode
+        self._runners = {
+            name: WorkflowTaskRunner(name, isolation, blocking_threshold) for name in self._versions
+        }
         # workflow id -> (the workflow task the instance ran last, the instance)
         self._cache: OrderedDict[str, tuple[str, WorkflowInstance]] = OrderedDict()
         self.replayed_steps = 0
         self.cpu_seconds = 0.0
         self.executed_tasks = 0
+
+    @property
+    def task_timeout(self) -> float | None:
+        """Seconds a workflow task's code may run (None: no limit)."""
+        return self._task_timeout
+
+    @property
+    def task_retry(self) -> RetryPolicy | None:
+        """The configured retry policy of workflow tasks (None: the declared one, if any)."""
+        return self._task_retry
 
     def _cached(self, task: ExecuteWorkflowTask) -> WorkflowInstance | None:
         item = self._cache.pop(task.workflow_id, None)
@@ -91,8 +161,9 @@ class WorkflowExecutor:
         self, task: ExecuteWorkflowTask, history: HistoryLoader | None = None
     ) -> WorkflowTaskCompleted | WorkflowTaskFailed | None:
         """Run the last step of ``task``, replaying the history first when this executor does
-        not hold the live instance; never raises for errors of workflow code or of history
-        matching: they give a WorkflowTaskFailed. Returns None for an obsolete task.
+        not hold the live instance; never raises for errors of workflow code, of history
+        matching or a timeout: they give a WorkflowTaskFailed (with a ``retry_delay`` when the
+        retry policy gives the task another try). Returns None for an obsolete task.
 
         ``history`` loads the whole history for this task instead of the executor's loader
         (a state engine running the task passes the state it holds). ``cpu_seconds`` and
@@ -121,14 +192,10 @@ class WorkflowExecutor:
                     "complete_history": True,
                 }
             )
-        started = time.process_time()
-        try:
-            return self._execute(task, instance)
-        finally:
-            self.cpu_seconds += time.process_time() - started
-            self.executed_tasks += 1
+        self.executed_tasks += 1
+        return await self._execute(task, instance)
 
-    def _execute(
+    async def _execute(
         self, task: ExecuteWorkflowTask, instance: WorkflowInstance | None
     ) -> WorkflowTaskCompleted | WorkflowTaskFailed:
         versions = self._versions.get(task.workflow_name)
@@ -145,46 +212,49 @@ class WorkflowExecutor:
                 )
             )
             return self._failed(task, failure, None)
-        method_runs = {r.method_run_id: r for r in task.method_runs}
-        commands = {c.command_id: c for c in task.commands}
-        signals = {s.signal_id: s for s in task.signals}
+        run_id = step_method_run(task)
+        runs = {r.method_run_id: r for r in task.method_runs}
+        method = runs[run_id].method_name if run_id in runs else "?"
+        guarded = GuardedRun(task.workflow_name, task.workflow_id, method, self._task_timeout, None)
+        code = _TaskCode(task, cls, instance, self._check_mode, self._strict)
         try:
-            if instance is None:
-                instance = WorkflowInstance(
-                    cls,
-                    task.workflow_name,
-                    task.workflow_id,
-                    frozenset(task.tags),
-                    task.meta,
-                    self._check_mode,
-                )
-                for past in task.steps[:-1]:
-                    instance.apply_step(
-                        past, method_runs, commands, replaying=True, signals=signals
-                    )
-                    self.replayed_steps += 1
-            result = instance.apply_step(
-                step, method_runs, commands, replaying=False, signals=signals
+            ran = await self._runners[task.workflow_name].run(code.run, guarded)
+        except StepInterrupted:
+            error = WorkflowTaskTimedOutError(
+                task.workflow_name,
+                task.workflow_id,
+                guarded.method,
+                self._task_timeout or 0.0,
+                guarded.where,
             )
+            logger.warning("%s", error)
+            return self._retry_or_fail(task, cls, error, method, run_id)
         except Exception as e:  # history mismatches and runtime errors fail the task
-            if instance is not None:
-                instance.close()
             logger.warning(
                 "workflow task of %s %s failed: %s", task.workflow_name, task.workflow_id, e
             )
-            failure = FailureInfo(
-                kind="workflow_task_failed",
-                workflow_name=task.workflow_name,
-                id=task.workflow_id,
-                cause=failure_from_exception(e),
-            )
-            return self._failed(task, failure, None)
+            return self._retry_or_fail(task, cls, e, method, None)
+        finally:
+            self.cpu_seconds += code.cpu_seconds
+            self.replayed_steps += code.replayed_steps
+        instance, result = ran
         failed = next((o for o in result.method_outcomes if o.status == "failed"), None)
+        violation = code.violation
         if failed is not None and failed.failure is not None:
             # An exception in workflow code fails the workflow task: the method run stays
-            # resumable with retry_workflow_task once the code is fixed.
+            # resumable with retry_workflow_task once the code is fixed (or the retry policy
+            # runs it again).
             instance.close()
-            return self._failed(task, failed.failure, failed.method_run_id)
+            raised = instance.errors.get(failed.method_run_id)
+            if failed.failure.kind != "workflow_task_failed" or raised is None:
+                return self._failed(task, failed.failure, failed.method_run_id)
+            failed_method = runs[failed.method_run_id].method_name
+            return self._retry_or_fail(
+                task, cls, raised, failed_method, failed.method_run_id, failed.failure
+            )
+        if violation is not None:  # reported at the call, and caught by workflow code
+            instance.close()
+            return self._retry_or_fail(task, cls, violation, method, None)
         if self._cache_size > 0 and not instance.finished():
             self._cache[task.workflow_id] = (task.workflow_task_id, instance)
             while len(self._cache) > self._cache_size:
@@ -206,8 +276,46 @@ class WorkflowExecutor:
             message_id=deterministic_id("workflow-task-completed", task.workflow_task_id),
         )
 
+    def _retry_or_fail(
+        self,
+        task: ExecuteWorkflowTask,
+        cls: type,
+        error: BaseException,
+        method: str,
+        method_run_id: str | None,
+        failure: FailureInfo | None = None,
+    ) -> WorkflowTaskFailed:
+        """The failure of a workflow task that raised ``error``, with the delay of its next try
+        when the retry policy gives one (the configured one, else one declared with @retry on
+        the workflow's method or class, else none, as in Infinitic)."""
+        if failure is None:
+            failure = FailureInfo(
+                kind="workflow_task_failed",
+                workflow_name=task.workflow_name,
+                id=task.workflow_id,
+                cause=failure_from_exception(error),
+            )
+        policy = self._task_retry or retry_policy(cls, method)
+        delay = policy.delay(task.retry_index, error) if policy is not None else None
+        failed = self._failed(task, failure, method_run_id, delay)
+        if delay is not None:
+            logger.warning(
+                "workflow task of %s %s (method %s) failed, retry %d in %.3g s: %s",
+                task.workflow_name,
+                task.workflow_id,
+                method,
+                task.retry_index + 1,
+                delay,
+                error,
+            )
+        return failed
+
     def _failed(
-        self, task: ExecuteWorkflowTask, failure: FailureInfo, method_run_id: str | None
+        self,
+        task: ExecuteWorkflowTask,
+        failure: FailureInfo,
+        method_run_id: str | None,
+        retry_delay: float | None = None,
     ) -> WorkflowTaskFailed:
         return WorkflowTaskFailed(
             workflow_name=task.workflow_name,
@@ -216,6 +324,8 @@ class WorkflowExecutor:
             step=task.steps[-1].index,
             failure=failure,
             method_run_id=method_run_id,
+            retry_index=task.retry_index,
+            retry_delay=retry_delay,
             state_version=task.state_version,
             incarnation=task.incarnation,
             message_id=deterministic_id("workflow-task-failed", task.workflow_task_id),
@@ -229,3 +339,85 @@ class WorkflowExecutor:
 
     def cached_count(self) -> int:
         return len(self._cache)
+
+
+def step_method_run(task: ExecuteWorkflowTask) -> str | None:
+    """The method run the last step of ``task`` delivers to, when it is one run only."""
+    commands = {c.command_id: c for c in task.commands}
+    signals = {s.signal_id: s for s in task.signals}
+    owners: set[str | None] = set()
+    for delivery in task.steps[-1].deliveries:
+        if delivery.kind == "method":
+            owners.add(delivery.id)
+            continue
+        command_id = delivery.id
+        if delivery.kind == "signal":
+            signal = signals.get(delivery.id)
+            command_id = signal.command_id if signal is not None else ""
+        record = commands.get(command_id)
+        owners.add(record.method_run_id if record is not None else None)
+    return owners.pop() if len(owners) == 1 else None
+
+
+class _TaskCode:
+    """The code of one workflow task, run wherever its runner says (maybe on another thread):
+    it touches its instance only, never the executor's cache or counters."""
+
+    def __init__(
+        self,
+        task: ExecuteWorkflowTask,
+        cls: type,
+        instance: WorkflowInstance | None,
+        check_mode: CheckMode,
+        strict: bool,
+    ) -> None:
+        self._task = task
+        self._cls = cls
+        self._instance = instance
+        self._check_mode = check_mode
+        self._strict = strict
+        self.cpu_seconds = 0.0
+        self.replayed_steps = 0
+        self.violation: NonDeterministicCallError | None = None
+
+    def run(self) -> tuple[WorkflowInstance, StepResult]:
+        """Replay the history on a new instance if none is given, then run the last step.
+
+        Raises:
+            Exception: a history mismatch or a runtime error (the instance is closed).
+        """
+        task = self._task
+        method_runs = {r.method_run_id: r for r in task.method_runs}
+        commands = {c.command_id: c for c in task.commands}
+        signals = {s.signal_id: s for s in task.signals}
+        started = time.thread_time()
+        check = StrictCheck(task.workflow_name) if self._strict else None
+        instance = self._instance
+        try:
+            with check if check is not None else contextlib.nullcontext():
+                if instance is None:
+                    instance = WorkflowInstance(
+                        self._cls,
+                        task.workflow_name,
+                        task.workflow_id,
+                        frozenset(task.tags),
+                        task.meta,
+                        self._check_mode,
+                    )
+                    for past in task.steps[:-1]:
+                        instance.apply_step(
+                            past, method_runs, commands, replaying=True, signals=signals
+                        )
+                        self.replayed_steps += 1
+                result = instance.apply_step(
+                    task.steps[-1], method_runs, commands, replaying=False, signals=signals
+                )
+            return instance, result
+        except BaseException:
+            if instance is not None:
+                instance.close()
+            raise
+        finally:
+            self.cpu_seconds = time.thread_time() - started
+            if check is not None:
+                self.violation = check.violation

@@ -48,6 +48,7 @@ from infinitic.common.messages import (
     TimerCommand,
 )
 from infinitic.exceptions import InfiniticError, WorkflowChangedError
+from infinitic.workflow_engine import _nondeterminism as nondeterminism
 from infinitic.workflow_engine._deferred_check import check_no_deferred_in_properties
 from infinitic.workflow_engine._loop import WorkflowEventLoop
 
@@ -145,6 +146,7 @@ class WorkflowInstance:
         self._in_inline = False
         self._receivers: dict[str, Receiving[Any]] = {}
         self._rng = random.Random(workflow_id)
+        self.errors: dict[str, Exception] = {}  # method run id -> what its code raised
         self.fatal: WorkflowChangedError | None = None
         context = contextvars.copy_context()
         context.run(set_runtime, self)
@@ -250,6 +252,7 @@ class WorkflowInstance:
                 method_run_id=run.method_run_id, status="completed", value=sig.dump_result(value)
             )
         except Exception as e:
+            self.errors[run.method_run_id] = e  # for the retry policy (ignored exceptions)
             outcome = MethodOutcomeInfo(
                 method_run_id=run.method_run_id,
                 status="failed",
@@ -518,7 +521,8 @@ class WorkflowInstance:
         if recorded is None:
             self._in_inline = True
             try:
-                value = fn()
+                with nondeterminism.suspended():  # inline is where such values are made
+                    value = fn()
                 record.value = _ANY.dump_python(value, mode="json")
                 record.status = "completed"
             except InfiniticError:
