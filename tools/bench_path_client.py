@@ -155,7 +155,11 @@ async def main(args: argparse.Namespace) -> None:
         # in-memory worker's metrics on too, without an endpoint.
         metrics = WorkerMetrics(port=None) if "INFINITIC__METRICS__PORT" in os.environ else None
         worker = InfiniticWorker(
-            transport=transport, storage=Storage(kv, InMemoryKeySetStorage()), metrics=metrics
+            transport=transport,
+            storage=Storage(kv, InMemoryKeySetStorage()),
+            metrics=metrics,
+            # INFINITIC__EVENTS=false (the worker processes' key) turns events off here too
+            events=os.environ.get("INFINITIC__EVENTS", "true").lower() != "false",
         )
         worker.add_service(InMemoryBank(), interface=BankService, concurrency=args.concurrency)
         worker.add_service(QuietEmails(), interface=EmailService, concurrency=args.concurrency)

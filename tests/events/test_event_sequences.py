@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+import pytest
+
 from infinitic.client import InfiniticClient
 from infinitic.transport import Transport
 from infinitic.workflows import Workflow, new_service
@@ -57,9 +59,12 @@ def _done(workflow_id: str, tasks: int):  # type: ignore[no-untyped-def]
     return done
 
 
-async def test_a_bank_wire_gives_its_exact_events(transport: Transport) -> None:
+@pytest.mark.parametrize("inline", [True, False], ids=["inline", "through-the-broker"])
+async def test_a_bank_wire_gives_its_exact_events(transport: Transport, inline: bool) -> None:
+    """With workflow tasks run by the state engine or sent to the executor through the broker
+    (its events then come from workflow-executor-events), the same events in the same order."""
     collector = Collector()
-    w = worker(transport, name="bank-worker")
+    w = worker(transport, name="bank-worker", inline_workflow_tasks=inline)
     w.add_service(InMemoryBank({"a": 100, "b": 0}), interface=BankService)
     w.add_service(PrintingEmails(), interface=EmailService)
     w.add_workflow(BankWorkflow)

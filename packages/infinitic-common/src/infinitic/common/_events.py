@@ -7,19 +7,23 @@ these topics: event listeners read them with their own subscription and build th
 there, so the engines pay only for a few tuples and one msgpack encoding per handled message.
 
 Records are plain named tuples (msgpack packs them as arrays): the CloudEvent type, its subject
-(a workflow or task id), the component that emitted it, the time and Infinitic's data fields
-(camelCase keys, JSON-compatible values except bytes).
+(a workflow or task id), the component that emitted it and Infinitic's data fields (camelCase
+keys, JSON-compatible values except bytes). Their time is the batch's (``emitted_at``), as
+Infinitic's events carry their publishing time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import time
+from collections.abc import Awaitable, Coroutine
 from typing import Any, ClassVar, NamedTuple
 
-from infinitic.common._ids import deterministic_id
+import msgpack
+
 from infinitic.common._messages import ENVELOPE_VERSION, Message, register_message
-from infinitic.common._serialization import pack
+from infinitic.common._serialization import map_header, pack, unpackable
 from infinitic.common._topics import check_entity_name
 
 WORKFLOW_TYPE = "infinitic.workflow."
@@ -74,7 +78,6 @@ class EventRecord(NamedTuple):
         type: the CloudEvent type (``infinitic.workflow.taskDispatched``...).
         subject: the workflow id (workflow events) or the task id (task events).
         component: an :class:`EventComponent` value.
-        time: when it happened (epoch seconds).
         data: Infinitic's data fields of that type (without ``workerName`` and
             ``infiniticVersion``, which the batch carries once).
     """
@@ -82,17 +85,17 @@ class EventRecord(NamedTuple):
     type: str
     subject: str
     component: str
-    time: float
     data: dict[str, Any]
 
 
 @register_message
 class EventBatch(Message):
-    """The events of one handled message, from one component of one worker.
+    """The events of one handled message, from one component of one worker, at
+    ``emitted_at``.
 
-    The id of event ``i`` is ``f"{message_id}-{i}"``: the batch's id derives from the handled
-    message's, so a message handled again (at-least-once) gives the same ids and a listener can
-    drop the duplicates.
+    The batch's id is the handled message's and the id of event ``i`` is ``f"{message_id}-{i}"``,
+    so a message handled again (at-least-once) gives the same ids and a listener can drop the
+    duplicates.
     """
 
     TYPE: ClassVar[str] = "event_batch"
@@ -113,17 +116,18 @@ class EventRecorder:
 
     def workflow(self, name: str, subject: str, data: dict[str, Any]) -> None:
         """Record ``infinitic.workflow.<name>`` from the state engine."""
-        self.records.append(
-            EventRecord(WORKFLOW_TYPE + name, subject, _STATE_ENGINE, time.time(), data)
-        )
+        self.records.append(EventRecord(WORKFLOW_TYPE + name, subject, _STATE_ENGINE, data))
 
     def task(self, name: str, subject: str, component: str, data: dict[str, Any]) -> None:
         """Record ``infinitic.task.<name>`` from a service or workflow executor."""
-        self.records.append(EventRecord(TASK_TYPE + name, subject, component, time.time(), data))
+        self.records.append(EventRecord(TASK_TYPE + name, subject, component, data))
 
 
 class EventEmitter:
     """Encodes the batches of one component of one worker for one service or workflow.
+
+    What never changes (the envelope, the entity, the worker, the version) is packed once, so a
+    batch costs one msgpack call on its records.
 
     Args:
         topic: the events topic (see :class:`EventTopic`).
@@ -132,53 +136,90 @@ class EventEmitter:
         version: the library version (``infiniticVersion``).
     """
 
-    __slots__ = ("entity_name", "topic", "version", "worker_name")
+    __slots__ = (
+        "_packer",
+        "_prefix",
+        "entity_name",
+        "placeholder",
+        "topic",
+        "version",
+        "worker_name",
+    )
 
     def __init__(self, topic: str, entity_name: str, worker_name: str, version: str) -> None:
         self.topic = topic
         self.entity_name = entity_name
         self.worker_name = worker_name
         self.version = version
+        #: What outboxes name the batches by (their bytes are made by :meth:`encode`).
+        self.placeholder = EventBatch.model_construct(
+            message_id="",
+            entity_name=entity_name,
+            worker_name=worker_name,
+            version=version,
+            events=[],
+        )
+        self._packer = msgpack.Packer(use_bin_type=True, datetime=False, autoreset=True)
+        envelope = map_header(3) + pack("v") + pack(ENVELOPE_VERSION) + pack("t")
+        envelope += pack(EventBatch.TYPE) + pack("b") + map_header(6)
+        for key, value in (("entity_name", entity_name), ("worker_name", worker_name)):
+            envelope += pack(key) + pack(value)
+        self._prefix = envelope + pack("version") + pack(version) + pack("message_id")
 
     def encode(
         self, handled_message_id: str, records: list[EventRecord], max_bytes: int | None
-    ) -> tuple[EventBatch, bytes]:
-        """The batch of ``records`` and its envelope bytes (what :func:`encode_message` would
-        give, without validating the records again).
+    ) -> bytes:
+        """The envelope bytes of the batch of ``records`` (those :func:`encode_message` gives
+        for the :class:`EventBatch`, without building it).
 
         A batch over ``max_bytes`` (the transport's limit) is encoded again without the user
-        payloads (:data:`PAYLOAD_FIELDS`): an event never makes its engine's cycle fail.
+        payloads (:data:`PAYLOAD_FIELDS`), then without data: an event never makes its engine's
+        cycle fail. So is a batch holding a value msgpack cannot encode (it is logged by the
+        engine's own encoding of the message that carries the value).
         """
-        message_id = deterministic_id("events", handled_message_id, self.topic)
-        batch = EventBatch.model_construct(
-            message_id=message_id,
-            emitted_at=time.time(),
-            entity_name=self.entity_name,
-            worker_name=self.worker_name,
-            version=self.version,
-            events=records,
-        )
-        data = self._pack(batch, records)
+        p = self._packer
+        head: bytes = self._prefix + p.pack(handled_message_id) + _EMITTED_AT + p.pack(time.time())
+        try:
+            data: bytes = head + _EVENTS + p.pack(records)
+        except Exception:  # a value msgpack refuses: drop the data rather than the cycle
+            records = [r._replace(data={"truncated": True, "why": _why(r.data)}) for r in records]
+            data = head + _EVENTS + p.pack(records)
         if max_bytes is not None and len(data) > max_bytes:
             records = [r._replace(data=_without_payloads(r.data)) for r in records]
-            batch = batch.model_copy(update={"events": records})
-            data = self._pack(batch, records)
+            data = head + _EVENTS + p.pack(records)
             if len(data) > max_bytes:  # still too large (a huge error text): types and ids only
                 records = [r._replace(data={"truncated": True}) for r in records]
-                batch = batch.model_copy(update={"events": records})
-                data = self._pack(batch, records)
-        return batch, data
+                data = head + _EVENTS + p.pack(records)
+        return data
 
-    def _pack(self, batch: EventBatch, records: list[EventRecord]) -> bytes:
-        body = {
-            "message_id": batch.message_id,
-            "emitted_at": batch.emitted_at,
-            "entity_name": self.entity_name,
-            "worker_name": self.worker_name,
-            "version": self.version,
-            "events": records,
-        }
-        return pack({"v": ENVELOPE_VERSION, "t": EventBatch.TYPE, "b": body})
+
+_EMITTED_AT = pack("emitted_at")
+_EVENTS = pack("events")
+
+
+def _why(data: dict[str, Any]) -> str:
+    return unpackable(data) or "cannot be encoded"
+
+
+async def alongside(main: Awaitable[None], events: Coroutine[Any, Any, None] | None) -> None:
+    """Await ``main`` (a cycle's sending) with ``events`` (the publishing of its batch) running
+    alongside: one task, not a gather of two (on the in-memory transport the tasks cost more
+    than the publishing; on Pulsar, two publishes in flight cost less than two in a row).
+
+    Raises:
+        Exception: what ``main`` or ``events`` raised (``events`` is canceled if ``main``
+            fails: the handled message comes back and the cycle runs again).
+    """
+    if events is None:
+        await main
+        return
+    task = asyncio.ensure_future(events)
+    try:
+        await main
+    except BaseException:
+        task.cancel()
+        raise
+    await task
 
 
 def _without_payloads(data: dict[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from infinitic.common._events import (
     EventRecord,
     EventRecorder,
     EventTopic,
+    alongside,
     service_event_topics,
     workflow_event_topics,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "EventRecord",
     "EventRecorder",
     "EventTopic",
+    "alongside",
     "service_event_topics",
     "workflow_event_topics",
 ]

@@ -89,8 +89,7 @@ class TaskBatcher:
             out = Outbox()
             handled = [m for m, _ in group.items]
             await self._execute(group.method, handled, out)
-            self._executor.emit_events(handled, out, False)
-            await out.send(self._executor._transport)
+            await self._executor.send(out, handled, False)
         except BaseException as e:
             for _, done in group.items:
                 if not done.done():

@@ -47,16 +47,17 @@ def _data(m: ExecuteTask) -> dict[str, Any]:
     }
 
 
-def emit_task_events(
+def task_events(
     emitter: EventEmitter,
     handled: list[ExecuteTask],
     out: Outbox,
     delegated: bool,
     now: float,
     max_bytes: int | None,
-) -> None:
-    """Add to ``out`` the batch of events of the attempts of ``handled`` whose effects ``out``
-    holds (one message for a task, every task of a batch for a batched method)."""
+) -> Outgoing:
+    """The batch of events of the attempts of ``handled`` whose effects ``out`` holds (one
+    message for a task, every task of a batch for a batched method), to send after ``out``
+    (before the messages handled are acknowledged)."""
     ends: dict[str, tuple[str, dict[str, Any]]] = {}
     for item in out.items:
         m = item.message
@@ -82,5 +83,5 @@ def emit_task_events(
             recorder.task(end[0], m.task_id, _EXECUTOR, {**data, **end[1]})
         elif delegated:
             recorder.task("delegationCompleted", m.task_id, _EXECUTOR, data)
-    batch, encoded = emitter.encode(handled[0].message_id, recorder.records, max_bytes)
-    out.items.append(Outgoing(emitter.topic, batch, data=encoded))
+    encoded = emitter.encode(handled[0].message_id, recorder.records, max_bytes)
+    return Outgoing(emitter.topic, emitter.placeholder, data=encoded)

@@ -42,7 +42,7 @@ from infinitic.common import (
     task_outcome_route,
     topic,
 )
-from infinitic.common.events import EventEmitter
+from infinitic.common.events import EventEmitter, alongside
 from infinitic.common.messages import ExecuteTask, Message, TaskOutcome
 from infinitic.common.tag_messages import (
     AddTagToTask,
@@ -52,7 +52,7 @@ from infinitic.common.tag_messages import (
 )
 from infinitic.exceptions import InvalidPayloadError, MessageTooLargeError, UnknownMethodError
 from infinitic.task_executor._batch import TaskBatcher
-from infinitic.task_executor._events import emit_task_events
+from infinitic.task_executor._events import task_events
 from infinitic.transport import Outbox, Outgoing, Transport, encode_checked
 
 logger = logging.getLogger("infinitic.task_executor")
@@ -159,15 +159,17 @@ class ServiceExecutor:
         else:
             if not delegated:
                 self.outcome(m, out, value=value)
-        self.emit_events([m], out, delegated)
-        await out.send(self._transport)
+        await self.send(out, [m], delegated)
 
-    def emit_events(self, handled: list[ExecuteTask], out: Outbox, delegated: bool) -> None:
-        """Add to ``out`` the events of the attempts of ``handled`` (nothing if events are
-        off)."""
-        if self._events is not None and handled:
-            t = self._transport
-            emit_task_events(self._events, handled, out, delegated, t.now(), t.max_message_bytes)
+    async def send(self, out: Outbox, handled: list[ExecuteTask], delegated: bool) -> None:
+        """Send ``out`` and the events of the attempts of ``handled`` (if events are on)."""
+        t = self._transport
+        if self._events is None or not handled:
+            await out.send(t)
+            return
+        events = task_events(self._events, handled, out, delegated, t.now(), t.max_message_bytes)
+        assert events.data is not None
+        await alongside(out.send(t), t.publish(events.topic, events.data))
 
     async def _add_tags(self, m: ExecuteTask) -> None:
         out = Outbox()

@@ -70,6 +70,7 @@ def _json_safe(value: Any) -> Any:
 def cloud_events(batch: EventBatch, prefix: str) -> list[CloudEvent]:
     """The CloudEvents of a batch, in order (ids ``<batch id>-<index>``)."""
     events = []
+    when = datetime.fromtimestamp(batch.emitted_at, UTC)
     for i, record in enumerate(batch.events):
         data = _json_safe(record.data)
         data["workerName"] = batch.worker_name
@@ -79,7 +80,7 @@ def cloud_events(batch: EventBatch, prefix: str) -> list[CloudEvent]:
             "source": f"{prefix}/{record.component}/{batch.entity_name}",
             "type": record.type,
             "subject": record.subject,
-            "time": datetime.fromtimestamp(record.time, UTC),
+            "time": when,
             "datacontenttype": "application/json",
         }
         events.append(CloudEvent(attributes, data))
@@ -156,6 +157,14 @@ class _Batcher:
         task.add_done_callback(self._running.discard)
 
     async def _call(self, events: list[CloudEvent], waiters: list[asyncio.Future[None]]) -> None:
+        try:
+            await self._deliver(events, waiters)
+        finally:  # canceled (the worker abandons its work): the messages come again
+            for w in waiters:
+                if not w.done():
+                    w.set_exception(RuntimeError("event listener call canceled"))
+
+    async def _deliver(self, events: list[CloudEvent], waiters: list[asyncio.Future[None]]) -> None:
         async with self._calls:
             try:
                 if self._is_async:

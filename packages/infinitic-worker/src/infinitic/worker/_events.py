@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from infinitic.common import __version__ as library_version
-from infinitic.common.events import EventEmitter, EventRecorder, EventTopic
+from infinitic.common.events import EventEmitter, EventRecorder, EventTopic, alongside
 from infinitic.common.messages import ExecuteWorkflowTask, Message
 from infinitic.exceptions import ConfigurationError
 from infinitic.transport import Consumer, Outbox, Outgoing, Transport
@@ -39,11 +39,12 @@ class WorkerEvents:
             return None
         return EventEmitter(kind.of(entity), entity, self.worker_name, library_version)
 
-    def workflow_task(self, task: Message, outcome: Message, out: Outbox) -> None:
-        """Add to ``out`` the events of a workflow task run by a workflow executor that got it
-        from the broker (inline ones are the state engine's)."""
+    def workflow_task(self, task: Message, outcome: Message) -> Outgoing | None:
+        """The events of a workflow task run by a workflow executor that got it from the
+        broker (inline ones are the state engine's), made before its outcome is sent (so their
+        time comes before what the outcome causes); None with events off."""
         if not self.publish or not isinstance(task, ExecuteWorkflowTask):
-            return
+            return None
         emitter = self._executor_emitters.get(task.workflow_name)
         if emitter is None:
             emitter = self.emitter(EventTopic.WORKFLOW_EXECUTOR, task.workflow_name)
@@ -52,8 +53,16 @@ class WorkerEvents:
         recorder = EventRecorder()
         workflow_task_events(recorder, task, outcome)  # type: ignore[arg-type]
         limit = self._transport.max_message_bytes
-        batch, data = emitter.encode(task.message_id, recorder.records, limit)
-        out.items.append(Outgoing(emitter.topic, batch, data=data))
+        data = emitter.encode(task.message_id, recorder.records, limit)
+        return Outgoing(emitter.topic, emitter.placeholder, data=data)
+
+    async def send(self, out: Outbox, events: Outgoing | None) -> None:
+        """Send ``out`` and ``events`` (before the message handled is acknowledged)."""
+        publish = None
+        if events is not None:
+            assert events.data is not None
+            publish = self._transport.publish(events.topic, events.data)
+        await alongside(out.send(self._transport), publish)
 
     def add_listener(
         self,

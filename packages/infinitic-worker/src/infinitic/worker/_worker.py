@@ -743,7 +743,6 @@ class InfiniticWorker:
         await self._subscribe(TopicKind.WORKFLOW_CMD, n, run_engine, se)
 
     async def _start_workflow_executor(self, w: WorkflowRoles, executor: WorkflowExecutor) -> None:
-        t = self.transport
         n = w.name
 
         async def execute(message: Message) -> None:
@@ -753,8 +752,7 @@ class InfiniticWorker:
             if result is not None:  # straight to the state engine, which starts its commands
                 out = Outbox()
                 out.add(topic(TopicKind.WORKFLOW_ENGINE, n), result, key=result.workflow_id)
-                self.events.workflow_task(message, result, out)
-                await out.send(t)
+                await self.events.send(out, self.events.workflow_task(message, result))
 
         await self._subscribe(TopicKind.WORKFLOW_TASK_EXECUTOR, n, execute, w.concurrency)
 

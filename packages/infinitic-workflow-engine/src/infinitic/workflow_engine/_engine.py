@@ -72,7 +72,7 @@ from infinitic.exceptions import VersionConflictError
 from infinitic.storage import KeyValueStorage, VersionedValue
 from infinitic.transport import Outbox, RetryLater, Transport
 from infinitic.workflow_engine._archive import HISTORY_CHUNK_STEPS, HistoryArchive, load_whole
-from infinitic.workflow_engine._events import CycleEvents
+from infinitic.workflow_engine._events import CycleEvents, send_with_events
 from infinitic.workflow_engine._executor import WorkflowExecutor
 from infinitic.workflow_engine._handlers import dispatch_command, task_message
 from infinitic.workflow_engine._state import (
@@ -208,10 +208,12 @@ class WorkflowStateEngine:
                     state = new_state
                     self._dispatch_workflow_task(new_state, version, outbox)
                 new_state = await self._run_tasks(key, new_state, version, outbox, cycle)
+            events = None  # this cycle's events, sent with its other messages
             if cycle is not None and self._events is not None:
                 limit = self._transport.max_message_bytes
-                cycle.finish(stored is not None and new_state is None, outbox, self._events, limit)
-            await outbox.send(self._transport)
+                ended = stored is not None and new_state is None
+                events = cycle.finish(ended, outbox, self._events, limit)
+            await send_with_events(outbox, self._transport, events)
             if not changed:
                 return
             if new_state is not None:

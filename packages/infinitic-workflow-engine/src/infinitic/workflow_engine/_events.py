@@ -14,7 +14,7 @@ import logging
 from typing import Any
 
 from infinitic.common import FailureInfo
-from infinitic.common.events import EventComponent, EventEmitter, EventRecorder
+from infinitic.common.events import EventComponent, EventEmitter, EventRecorder, alongside
 from infinitic.common.messages import (
     CancelWorkflow,
     ChildWorkflowCommand,
@@ -35,7 +35,7 @@ from infinitic.common.messages import (
     WorkflowTaskFailed,
 )
 from infinitic.common.tag_messages import DispatchWorkflowByTags, SendToWorkflowsByTag
-from infinitic.transport import Outbox, Outgoing
+from infinitic.transport import Outbox, Outgoing, Transport
 from infinitic.workflow_engine._state import WorkflowState
 
 logger = logging.getLogger("infinitic.workflow_engine")
@@ -79,6 +79,16 @@ def _requester(requester: Requester | None) -> dict[str, Any] | None:
         "workflowId": requester.workflow_id,
         "methodId": requester.method_run_id,
     }
+
+
+async def send_with_events(out: Outbox, transport: Transport, events: Outgoing | None) -> None:
+    """Send ``out`` and ``events`` (the batch of the cycle) before the cycle stores anything
+    (see :func:`~infinitic.common.events.alongside`)."""
+    publish = None
+    if events is not None:
+        assert events.data is not None
+        publish = transport.publish(events.topic, events.data)
+    await alongside(out.send(transport), publish)
 
 
 def workflow_task_events(
@@ -202,20 +212,22 @@ class CycleEvents:
         out: Outbox,
         emitter: EventEmitter,
         max_bytes: int | None,
-    ) -> None:
+    ) -> Outgoing | None:
         """Before the cycle sends ``out``: its remaining dispatches, the method runs it ended
-        and the end of the instance (``ended``), all added to ``out`` as one batch."""
+        and the end of the instance (``ended``), as the batch to send with ``out`` (see
+        :func:`send_with_events`); None without events."""
         try:
-            self._finish(ended, out, emitter, max_bytes)
+            return self._finish(ended, out, emitter, max_bytes)
         except Exception:
             self._broken()
+            return None
 
     def _finish(
         self, ended: bool, out: Outbox, emitter: EventEmitter, max_bytes: int | None
-    ) -> None:
+    ) -> Outgoing | None:
         state = self._state
         if self._dead:
-            return
+            return None
         if state is not None:
             self._scan(state, out)
             base = self._base(state)
@@ -237,9 +249,9 @@ class CycleEvents:
                 self._add("canceled" if canceled else "completed", state.workflow_id, base, None)
         records = self.recorder.records
         if not records:
-            return
-        batch, data = emitter.encode(self._message.message_id, records, max_bytes)
-        out.items.append(Outgoing(emitter.topic, batch, data=data))
+            return None
+        data = emitter.encode(self._message.message_id, records, max_bytes)
+        return Outgoing(emitter.topic, emitter.placeholder, data=data)
 
     # -- the parts ---------------------------------------------------------------------------
 
