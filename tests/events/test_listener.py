@@ -30,7 +30,7 @@ from infinitic_examples.bank_wire.services import (
 )
 from infinitic_examples.bank_wire.workflows import BankWorkflow
 
-from .support import WAIT, Collector, transport, worker
+from .support import WAIT, Collector, make_transport, transport, worker
 
 __all__ = ["transport"]  # the fixture
 
@@ -249,3 +249,30 @@ def test_event_listeners_are_refused_in_a_service_section() -> None:
                 "workflows": [{"name": "W", "eventListener": {"class": "json.dumps"}}],
             }
         )
+
+
+@pytest.mark.pulsar
+async def test_a_new_subscription_name_reads_the_events_from_the_start(
+    request: pytest.FixtureRequest,
+) -> None:
+    """pulsar-lite keeps every message: a listener with a new subscription name gets the events
+    published before it existed (Apache Pulsar: within the namespace's retention)."""
+    t = make_transport("pulsar-lite", request)
+    await t.start()
+    try:
+        first = Collector()
+        w = bank_worker(t)
+        w.add_event_listener(first, subscription_name="first", batch={"max_seconds": 0.01})
+        async with w, InfiniticClient(transport=t) as client:
+            wid = await wire(client)
+            seen_first = await first.wait_for(completed(wid))
+        later = Collector()
+        w = bank_worker(t)
+        w.add_event_listener(later, subscription_name="later", batch={"max_seconds": 0.01})
+        async with w:
+            seen_later = await later.wait_for(completed(wid))
+        flow = [e.get_id() for e in seen_first if e.get_subject() == wid]
+        assert flow
+        assert set(flow) <= {e.get_id() for e in seen_later}
+    finally:
+        await t.close()
