@@ -98,6 +98,7 @@ def worker(config: str, check: bool, log_level: str, log_format: str) -> None:
     """
     configure_logging(log_level, json_output=log_format.lower() == "json")
     from infinitic.worker._config import load_config
+    from infinitic.worker._gc import tune_for_worker
     from infinitic.worker._worker import InfiniticWorker
 
     try:
@@ -118,6 +119,7 @@ def worker(config: str, check: bool, log_level: str, log_format: str) -> None:
             "workflows); the storage and the broker are tried when the worker starts"
         )
         return
+    tune_for_worker()  # after the classes are imported: they are never garbage
     try:
         built.run()
     except ConfigurationError as e:
