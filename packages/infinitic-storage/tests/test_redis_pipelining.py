@@ -2,7 +2,8 @@
 results and errors, and survive script flushes, killed connections, cancellations and close.
 
 Round trips are counted (and held or cut) at the connections' ``send_packed_command``, for the
-connections named after the test's storage only; no assertion depends on timing.
+connections named after the test's storage only; no assertion depends on timing. Every test runs
+twice: replies parsed by hiredis, and read with redis-py's ``read_response`` (without hiredis).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from infinitic.exceptions import StorageError, VersionConflictError
-from infinitic.storage import RedisKeyValueStorage, VersionedValue
+from infinitic.storage import RedisKeyValueStorage, VersionedValue, _redis_pipeline
 
 from .conftest import REDIS_URL, drop_redis_keys, require, unique
 
@@ -23,6 +24,27 @@ if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
 pytestmark = pytest.mark.redis
+
+
+@pytest.fixture(autouse=True, params=["hiredis", "read_response"])
+def reply_parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """How replies are read: hiredis on the connection's stream, or redis-py's own reads."""
+    if request.param == "read_response":
+        monkeypatch.setattr(_redis_pipeline, "hiredis", None)
+    else:
+        assert _redis_pipeline.hiredis is not None
+    return str(request.param)
+
+
+def test_commands_are_packed_as_redis_reads_them() -> None:
+    packed = _redis_pipeline.pack_commands(
+        [("HMGET", "k\u00e9", b"v", b"n"), ("SCRIPT LOAD", "return 1"), ("EVALSHA", "ab", 1)]
+    )
+    assert packed == (
+        b"*4\r\n$5\r\nHMGET\r\n$3\r\nk\xc3\xa9\r\n$1\r\nv\r\n$1\r\nn\r\n"
+        b"*3\r\n$6\r\nSCRIPT\r\n$4\r\nLOAD\r\n$8\r\nreturn 1\r\n"
+        b"*3\r\n$7\r\nEVALSHA\r\n$2\r\nab\r\n$1\r\n1\r\n"
+    )
 
 
 class Wire:
