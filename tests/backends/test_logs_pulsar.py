@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 
 import pytest
 
@@ -48,20 +49,22 @@ def captured() -> Iterator[Captured]:
         root.setLevel(level)
 
 
-def email_worker(url: str, **options: object) -> InfiniticWorker:
-    worker = InfiniticWorker(
-        transport=pulsar_lite_transport(url), storage=InMemoryStorage(), **options
-    )
-    worker.add_service(PrintingEmails(), interface=EmailService)
-    return worker
+@asynccontextmanager
+async def email_worker(url: str, **options: object) -> AsyncIterator[InfiniticWorker]:
+    """A started worker on a transport of its own, closed with it (a Pulsar client left to
+    the garbage collector can abort the process)."""
+    async with pulsar_lite_transport(url) as transport:
+        worker = InfiniticWorker(transport=transport, storage=InMemoryStorage(), **options)
+        worker.add_service(PrintingEmails(), interface=EmailService)
+        async with worker:
+            yield worker
 
 
 async def test_the_pulsar_client_logs_through_python_at_warning(
     pulsar_lite_url: str, captured: Captured
 ) -> None:
     assert logging.getLogger(CLIENT_LOGGER).level == logging.WARNING
-    worker = email_worker(pulsar_lite_url)
-    async with worker:
+    async with email_worker(pulsar_lite_url):
         pass
     assert len(captured.at_info()) < 20, [r.getMessage() for r in captured.at_info()]
     assert not [r for r in captured.records if r.name == CLIENT_LOGGER]
@@ -80,14 +83,13 @@ async def test_the_pulsar_client_logs_through_python_at_warning(
 async def test_a_failed_delivery_is_one_line_with_its_topic(
     pulsar_lite_url: str, captured: Captured
 ) -> None:
-    worker = email_worker(pulsar_lite_url, max_redeliveries=1, redelivery_delay=0.05)
     topic = "task-executor:EmailService"
     dead = asyncio.Event()
 
     async def on_dead_letter(_: TransportMessage) -> None:
         dead.set()
 
-    async with worker:
+    async with email_worker(pulsar_lite_url, max_redeliveries=1, redelivery_delay=0.05) as worker:
         await worker.transport.subscribe(f"{topic}-dlq", "test", on_dead_letter)
         await worker.transport.publish(topic, b"not a message")
         async with asyncio.timeout(60):
