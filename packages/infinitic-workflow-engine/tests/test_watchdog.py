@@ -26,7 +26,7 @@ def _burn(cpu_seconds: float) -> str:
 
 
 def test_code_past_its_timeout_is_stopped_where_it_is() -> None:
-    watchdog = Watchdog(tick=0.005)
+    watchdog = Watchdog(tick=0.005, idle_tick=0.005)
     guarded = GuardedRun("W", "id", "m", timeout=0.05, blocking_threshold=None)
     started = time.perf_counter()
     with pytest.raises(StepInterrupted):
@@ -41,7 +41,7 @@ def test_an_interruption_racing_the_end_never_escapes() -> None:
     # Runs that end right about when their timeout passes: each one either returns or raises
     # StepInterrupted from run(); an interruption raised while it was leaving never surfaces
     # later (it would be raised in the code below, outside run()).
-    watchdog = Watchdog(tick=0.001)
+    watchdog = Watchdog(tick=0.001, idle_tick=0.001)
     outcomes = {"done": 0, "stopped": 0}
     deadline = time.monotonic() + 3
     while time.monotonic() < deadline:
@@ -51,7 +51,8 @@ def test_an_interruption_racing_the_end_never_escapes() -> None:
         except StepInterrupted:
             outcomes["stopped"] += 1
         _spin(0.001)  # a stray interruption would be raised here and fail the test
-    assert outcomes["done"] + outcomes["stopped"] > 50
+    assert outcomes["done"] > 0
+    assert outcomes["stopped"] > 0
     # nothing is left pending either: a thread being profiled (as by the strict check) loops
     # forever at its next function entry when CPython's async-exception signal is left set
     sys.setprofile(lambda *_: None)
@@ -62,7 +63,7 @@ def test_an_interruption_racing_the_end_never_escapes() -> None:
 
 
 def test_a_warning_names_the_blocking_place(caplog: pytest.LogCaptureFixture) -> None:
-    watchdog = Watchdog(tick=0.005)
+    watchdog = Watchdog(tick=0.005, idle_tick=0.005)
     guarded = GuardedRun("W", "wid", "m", timeout=None, blocking_threshold=0.02)
     with caplog.at_level("WARNING", logger="infinitic.workflow_engine"):
         assert watchdog.run(guarded, lambda: _burn(0.1)) == "done"

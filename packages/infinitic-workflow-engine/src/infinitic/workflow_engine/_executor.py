@@ -212,14 +212,14 @@ class WorkflowExecutor:
                 )
             )
             return self._failed(task, failure, None)
-        run_id = step_method_run(task)
-        runs = {r.method_run_id: r for r in task.method_runs}
-        method = runs[run_id].method_name if run_id in runs else "?"
-        guarded = GuardedRun(task.workflow_name, task.workflow_id, method, self._task_timeout, None)
+        guarded = GuardedRun(task.workflow_name, task.workflow_id, "?", self._task_timeout, None)
         code = _TaskCode(task, cls, instance, self._check_mode, self._strict)
         try:
             ran = await self._runners[task.workflow_name].run(code.run, guarded)
         except StepInterrupted:
+            run_id, method = _step_method(task)
+            if guarded.method == "?":
+                guarded.method = method
             error = WorkflowTaskTimedOutError(
                 task.workflow_name,
                 task.workflow_id,
@@ -233,7 +233,7 @@ class WorkflowExecutor:
             logger.warning(
                 "workflow task of %s %s failed: %s", task.workflow_name, task.workflow_id, e
             )
-            return self._retry_or_fail(task, cls, e, method, None)
+            return self._retry_or_fail(task, cls, e, _step_method(task)[1], None)
         finally:
             self.cpu_seconds += code.cpu_seconds
             self.replayed_steps += code.replayed_steps
@@ -248,13 +248,14 @@ class WorkflowExecutor:
             raised = instance.errors.get(failed.method_run_id)
             if failed.failure.kind != "workflow_task_failed" or raised is None:
                 return self._failed(task, failed.failure, failed.method_run_id)
+            runs = {r.method_run_id: r for r in task.method_runs}
             failed_method = runs[failed.method_run_id].method_name
             return self._retry_or_fail(
                 task, cls, raised, failed_method, failed.method_run_id, failed.failure
             )
         if violation is not None:  # reported at the call, and caught by workflow code
             instance.close()
-            return self._retry_or_fail(task, cls, violation, method, None)
+            return self._retry_or_fail(task, cls, violation, _step_method(task)[1], None)
         if self._cache_size > 0 and not instance.finished():
             self._cache[task.workflow_id] = (task.workflow_task_id, instance)
             while len(self._cache) > self._cache_size:
@@ -357,6 +358,13 @@ def step_method_run(task: ExecuteWorkflowTask) -> str | None:
         record = commands.get(command_id)
         owners.add(record.method_run_id if record is not None else None)
     return owners.pop() if len(owners) == 1 else None
+
+
+def _step_method(task: ExecuteWorkflowTask) -> tuple[str | None, str]:
+    """The method run the last step of ``task`` delivers to (when one) and its method name."""
+    run_id = step_method_run(task)
+    runs = {r.method_run_id: r for r in task.method_runs}
+    return run_id, runs[run_id].method_name if run_id in runs else "?"
 
 
 class _TaskCode:

@@ -37,8 +37,10 @@ logger = logging.getLogger("infinitic.workflow_engine")
 
 T = TypeVar("T")
 
-#: How often the watchdog looks at the running workflow tasks (seconds, at most).
+#: How often the watchdog looks at the running workflow tasks (seconds).
 WATCHDOG_TICK = 0.02
+#: How often it looks when none was running at its last look.
+WATCHDOG_IDLE_TICK = 0.1
 
 
 class StepInterrupted(KeyboardInterrupt):
@@ -119,9 +121,10 @@ class GuardedRun:
 class Watchdog:
     """The process's watchdog thread (started at the first run, a daemon)."""
 
-    def __init__(self, tick: float = WATCHDOG_TICK) -> None:
+    def __init__(self, tick: float = WATCHDOG_TICK, idle_tick: float = WATCHDOG_IDLE_TICK) -> None:
         self._tick = tick
-        self._cond = threading.Condition()
+        self._idle_tick = idle_tick
+        self._lock = threading.Lock()  # an interruption and a run's end exclude each other
         self._runs: set[GuardedRun] = set()
         self._thread: threading.Thread | None = None
 
@@ -151,27 +154,26 @@ class Watchdog:
             raise
 
     def _register(self, guarded: GuardedRun) -> None:
-        with self._cond:
-            self._runs.add(guarded)
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._watch, name="infinitic-workflow-watchdog", daemon=True
-                )
-                self._thread.start()
-            elif len(self._runs) == 1:
-                self._cond.notify()
+        self._runs.add(guarded)  # atomic; the watchdog copies the set before looking
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._watch, name="infinitic-workflow-watchdog", daemon=True
+                    )
+                    self._thread.start()
 
     def _unregister(self, guarded: GuardedRun) -> None:
-        with self._cond:
+        with self._lock:
             self._runs.discard(guarded)
 
     def _watch(self) -> None:
+        # It polls rather than being woken at each run: a run costs no thread switch, and
+        # nothing needs a look before its blocking threshold anyway. Idle, it looks less often.
         while True:
-            with self._cond:
-                while not self._runs:
-                    self._cond.wait()
-                self._cond.wait(self._tick)
-                if self._runs:
+            time.sleep(self._tick if self._runs else self._idle_tick)
+            if self._runs:
+                with self._lock:
                     try:
                         self._check(time.monotonic())
                     except Exception:  # the watchdog never dies
