@@ -227,19 +227,28 @@ def _cpu(run: GuardedRun) -> float:
 
 def _blocking(run: GuardedRun, threshold: float) -> bool:
     """Is a run past ``threshold`` of wall time blocking its thread, rather than waiting for a
-    processor on a loaded machine? It is when it used that much CPU, or when its thread sleeps
-    in a system call (``time.sleep``, blocking I/O). Where neither can be read, it is."""
+    processor or for the interpreter lock on a loaded machine? It is when it used that much
+    CPU, or when its thread sleeps in a system call other than a lock's wait (``time.sleep``,
+    blocking I/O; the kernel's wait channel tells). Where neither can be read, it is."""
     cpu = _cpu(run)
     if cpu != cpu:
         return True
     if cpu >= threshold:
         return True
+    task = f"/proc/self/task/{run.native_id}"
     try:
-        with open(f"/proc/self/task/{run.native_id}/stat", "rb") as f:
+        with open(f"{task}/stat", "rb") as f:
             state = f.read().rsplit(b")", 1)[1].split()[0]
     except (OSError, IndexError):
         return True
-    return state in (b"S", b"D")
+    if state not in (b"S", b"D"):
+        return False  # running, or waiting for a processor
+    try:
+        with open(f"{task}/wchan", "rb") as f:
+            channel = f.read()
+    except OSError:
+        return True
+    return b"futex" not in channel  # the interpreter lock (or another lock) is not I/O
 
 
 _watchdog = Watchdog()
