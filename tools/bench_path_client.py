@@ -160,6 +160,8 @@ async def main(args: argparse.Namespace) -> None:
             metrics=metrics,
             # INFINITIC__EVENTS=false (the worker processes' key) turns events off here too
             events=os.environ.get("INFINITIC__EVENTS", "true").lower() != "false",
+            # the worker processes' INFINITIC__WORKFLOW_TASK_ISOLATION (auto, thread, loop)
+            workflow_task_isolation=os.environ.get("INFINITIC__WORKFLOW_TASK_ISOLATION", "auto"),
         )
         worker.add_service(InMemoryBank(), interface=BankService, concurrency=args.concurrency)
         worker.add_service(QuietEmails(), interface=EmailService, concurrency=args.concurrency)
