@@ -23,6 +23,7 @@ the code sees the same thing wherever it runs.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import enum
 import logging
 import queue
@@ -96,6 +97,7 @@ class StepThreads:
                 is still blocked in a call).
         """
         loop = asyncio.get_running_loop()
+        context = contextvars.copy_context()  # e.g. the log context of the message handled
         waiter: asyncio.Future[_Outcome[T]] = loop.create_future()
         worker = self._idle.pop() if self._idle else _StepThread(self)
 
@@ -112,7 +114,7 @@ class StepThreads:
 
         def job() -> None:  # on the thread
             try:
-                outcome: _Outcome[T] = _Outcome(watchdog().run(guarded, fn), None)
+                outcome: _Outcome[T] = _Outcome(context.run(watchdog().run, guarded, fn), None)
             except BaseException as e:  # handed to the loop, which raises it
                 outcome = _Outcome(None, e)
             try:
