@@ -94,3 +94,30 @@ async def test_an_outbox_with_a_message_too_large_sends_nothing() -> None:
         async with unlimited:
             await out.send(unlimited)
         assert unlimited.published_count == 2
+
+
+async def test_a_topic_without_subscriber_keeps_its_last_messages(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with InMemoryTransport(max_backlog=3) as transport:
+        for i in range(5):
+            await transport.publish("events", str(i).encode())
+        await transport.publish("other", b"kept")
+        assert transport.pending("events", "s") == 3
+        warnings = [r.getMessage() for r in caplog.records if "has no subscriber" in r.getMessage()]
+        assert warnings == [
+            "events has no subscriber: only its last 3 messages are kept (the oldest are "
+            "dropped; max_backlog of InMemoryTransport)"
+        ]
+        seen: list[bytes] = []
+
+        async def handler(message: Message) -> None:
+            seen.append(message.data)
+
+        await transport.subscribe("events", "s", handler, ConsumerSettings())
+        async with asyncio.timeout(5):
+            while len(seen) < 3:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        assert seen == [b"2", b"3", b"4"]
+    with pytest.raises(ValueError, match="max_backlog must be at least 1"):
+        InMemoryTransport(max_backlog=0)

@@ -39,6 +39,9 @@ from infinitic.transport._wait_line import WaitLine
 
 logger = logging.getLogger("infinitic.transport")
 
+#: Messages kept for a topic without subscribers (see ``InMemoryTransport``).
+DEFAULT_MAX_BACKLOG = 100_000
+
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
@@ -230,6 +233,10 @@ class InMemoryTransport(Transport):
         max_message_bytes: the largest message :func:`~infinitic.transport.send` publishes
             (the default is the Pulsar transport's, so that a test in memory refuses what
             Pulsar would); None for no limit.
+        max_backlog: the most messages kept for a topic nobody subscribed to yet (delivered to
+            its first subscriber); past it the oldest are dropped, with one warning per topic.
+            Events topics, which only an event listener reads, would otherwise grow for as long
+            as the process runs.
 
     Dead-lettered messages are kept and returned by :meth:`dead_letters`.
     """
@@ -239,15 +246,20 @@ class InMemoryTransport(Transport):
         *,
         clock: Callable[[], float] | None = None,
         max_message_bytes: int | None = DEFAULT_MAX_MESSAGE_BYTES,
+        max_backlog: int = DEFAULT_MAX_BACKLOG,
     ) -> None:
+        if max_backlog < 1:
+            raise ValueError(f"max_backlog must be at least 1, got {max_backlog}")
         self.max_message_bytes = max_message_bytes
+        self.max_backlog = max_backlog
+        self._trimmed: set[str] = set()  # topics whose backlog lost messages (warned once)
         self._clock = clock or time.time
         self._manual = isinstance(clock, ManualClock)
         self._held: list[tuple[float, int, TransportMessage]] = []  # (due, order, message)
         if isinstance(clock, ManualClock):
             clock.add_listener(self._release_due)
         self._subscriptions: dict[str, dict[str, _Subscription]] = {}
-        self._backlog: dict[str, list[TransportMessage]] = {}
+        self._backlog: dict[str, deque[TransportMessage]] = {}
         self._dead_letters: list[DeadLetter] = []
         self._ids = itertools.count(1)
         self._timers: set[asyncio.TimerHandle] = set()
@@ -292,7 +304,19 @@ class InMemoryTransport(Transport):
     async def _deliver(self, message: TransportMessage) -> None:
         subs = self._subscriptions.get(message.topic)
         if not subs:
-            self._backlog.setdefault(message.topic, []).append(message)
+            backlog = self._backlog.get(message.topic)
+            if backlog is None:
+                backlog = self._backlog[message.topic] = deque(maxlen=self.max_backlog)
+            full = len(backlog) == self.max_backlog
+            backlog.append(message)  # drops the oldest when full
+            if full and message.topic not in self._trimmed:
+                self._trimmed.add(message.topic)
+                logger.warning(
+                    "%s has no subscriber: only its last %d messages are kept (the oldest "
+                    "are dropped; max_backlog of InMemoryTransport)",
+                    message.topic,
+                    self.max_backlog,
+                )
             return
         for sub in subs.values():
             sub.put(message)
@@ -362,7 +386,7 @@ class InMemoryTransport(Transport):
         sub = subs.get(subscription)
         if sub is None:
             sub = subs[subscription] = _Subscription(topic, subscription, settings.type)
-            for message in self._backlog.pop(topic, []):
+            for message in self._backlog.pop(topic, ()):
                 sub.put(message)
         elif sub.type is not settings.type:
             raise ConfigurationError(
@@ -385,7 +409,7 @@ class InMemoryTransport(Transport):
     def pending(self, topic: str, subscription: str) -> int:
         """Return how many messages wait on a subscription (not counting in-flight ones)."""
         sub = self._subscriptions.get(topic, {}).get(subscription)
-        return sub.pending() if sub is not None else len(self._backlog.get(topic, []))
+        return sub.pending() if sub is not None else len(self._backlog.get(topic, ()))
 
     def idle(self) -> bool:
         """True when no message waits or is being processed on any subscription, and no
