@@ -97,6 +97,31 @@ class CorruptedValueError(StorageError):
         self.reason = reason
 
 
+class ValueTooLargeError(StorageError, ValueError):
+    """A value is larger than its storage backend stores; refused before anything is sent.
+
+    Waiting does not help: a workflow state past its backend's limit fails the instance's
+    waiters and its message is dead-lettered (see the README's Limits section).
+
+    Attributes:
+        backend: the storage backend (``MySQL``, ``Redis``, ``PostgreSQL``).
+        key: the key the value was to be stored under.
+        size: the value's size, in bytes.
+        limit: the largest value the backend stores, in bytes.
+    """
+
+    def __init__(self, backend: str, key: str, size: int, limit: int, hint: str = "") -> None:
+        super().__init__(
+            f"{backend} cannot store key {key!r}: its value is {size:,} bytes, over the "
+            f"limit of {limit:,} bytes{hint}; keep large data out of workflows (pass a "
+            "reference: a key, a URL)"
+        )
+        self.backend = backend
+        self.key = key
+        self.size = size
+        self.limit = limit
+
+
 class RemoteError(InfiniticError):
     """An exception raised by user code in another place (a task, a workflow method).
 

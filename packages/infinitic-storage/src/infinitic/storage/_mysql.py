@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from pydantic import SecretStr
 
-from infinitic.exceptions import VersionConflictError
+from infinitic.exceptions import ValueTooLargeError, VersionConflictError
 from infinitic.storage._backend import (
     SharedClient,
     SharedClientUser,
@@ -333,7 +333,18 @@ class MySQLKeyValueStorage(_MySQLStorageBase, KeyValueStorage):
                 out[bytes(k).decode()] = VersionedValue(bytes(v), int(version))
         return out
 
+    async def _check_size(self, key: str, value: bytes) -> None:
+        """Refuse a value its statement cannot carry: values travel as hexadecimal (twice their
+        size) in one packet of at most the server's ``max_allowed_packet``; sent anyway, the
+        server drops the connection and every retry fails the same way."""
+        await self._shared.client("put", describe_keys([key]))  # the server's limit is known
+        limit = (self._shared.max_allowed_packet - 2 * len(key.encode()) - 1024) // 2
+        if len(value) > limit:
+            hint = f" (max_allowed_packet {self._shared.max_allowed_packet:,}, hex-encoded)"
+            raise ValueTooLargeError("MySQL", key, len(value), limit, hint)
+
     async def put(self, key: str, value: bytes, *, expected_version: int | None = None) -> int:
+        await self._check_size(key, value)
         if self._batcher is not None:
             written: int = await self._batcher.call(
                 Kind.PUT, "put", (key,), bytes(value), expected_version
@@ -370,6 +381,8 @@ class MySQLKeyValueStorage(_MySQLStorageBase, KeyValueStorage):
         return expected_version + 1
 
     async def put_many(self, items: Mapping[str, bytes]) -> None:
+        for key, value in items.items():
+            await self._check_size(key, value)
         pairs = [(k, bytes(v).hex()) for k, v in items.items()]
         for i in range(0, len(pairs), _BATCH):
             chunk = pairs[i : i + _BATCH]

@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import SecretStr
 
-from infinitic.exceptions import VersionConflictError
+from infinitic.exceptions import ValueTooLargeError, VersionConflictError
 from infinitic.storage._backend import (
     SharedClient,
     SharedClientUser,
@@ -61,6 +61,8 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """
 
 
+# The largest bytea field (1 GiB), less room for the statement that carries it.
+POSTGRES_MAX_VALUE_BYTES = 1024 * 1024 * 1024 - 1024 * 1024
 _SSL_MODES = ("disable", "require", "verify-ca", "verify-full")
 _FLAGS = {
     "true": True,
@@ -367,6 +369,8 @@ class PostgresKeyValueStorage(_PostgresStorageBase, KeyValueStorage):
 
     async def put(self, key: str, value: bytes, *, expected_version: int | None = None) -> int:
         value = bytes(value)
+        if len(value) > POSTGRES_MAX_VALUE_BYTES:  # a bytea field, and a protocol message
+            raise ValueTooLargeError("PostgreSQL", key, len(value), POSTGRES_MAX_VALUE_BYTES)
         if self._batcher is not None:
             written: int = await self._batcher.call(
                 Kind.PUT, "put", (key,), value, expected_version

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
-from infinitic.exceptions import VersionConflictError
+from infinitic.exceptions import ValueTooLargeError, VersionConflictError
 from infinitic.storage._backend import (
     SharedClient,
     SharedClientUser,
@@ -86,6 +86,8 @@ return {1, actual}
 
 # Scripts run atomically and block the server, so big batches are cut into chunks.
 _BATCH = 500
+# The largest bulk string a Redis server takes by default (proto-max-bulk-len, 512 MiB).
+REDIS_MAX_VALUE_BYTES = 512 * 1024 * 1024
 
 # Auto-pipelining: the most commands in one pipeline, and the most pipelines in flight at once
 # (so connections used by the key-value storage), enough to keep latency low under load.
@@ -347,6 +349,9 @@ class RedisKeyValueStorage(_RedisStorageBase, KeyValueStorage):
         return out
 
     async def put(self, key: str, value: bytes, *, expected_version: int | None = None) -> int:
+        if len(value) > REDIS_MAX_VALUE_BYTES:  # sent anyway, the server drops the connection
+            hint = " (Redis's default proto-max-bulk-len)"
+            raise ValueTooLargeError("Redis", key, len(value), REDIS_MAX_VALUE_BYTES, hint)
         expected = b"" if expected_version is None else str(expected_version).encode()
         command = ("EVALSHA", _PUT_SHA, 1, self._key(key), bytes(value), expected)
         ((ok, version),) = await self._pipeline.call("put", (key,), (command,))

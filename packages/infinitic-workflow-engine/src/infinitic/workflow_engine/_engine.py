@@ -68,7 +68,7 @@ from infinitic.common.messages import (
     WorkflowTaskOutcome,
 )
 from infinitic.common.tag_messages import RemoveTagFromWorkflow
-from infinitic.exceptions import VersionConflictError
+from infinitic.exceptions import ValueTooLargeError, VersionConflictError
 from infinitic.storage import KeyValueStorage, VersionedValue
 from infinitic.transport import Outbox, RetryLater, Transport
 from infinitic.workflow_engine._archive import HISTORY_CHUNK_STEPS, HistoryArchive, load_whole
@@ -86,6 +86,7 @@ from infinitic.workflow_engine._state import (
     state_key,
 )
 from infinitic.workflow_engine._storage_retry import with_storage_retry
+from infinitic.workflow_engine._too_large import state_too_large
 
 logger = logging.getLogger("infinitic.workflow_engine")
 
@@ -216,10 +217,10 @@ class WorkflowStateEngine:
             await send_with_events(outbox, self._transport, events)
             if not changed:
                 return
-            if new_state is not None:
-                written = await self._archive.settle(new_state, parts)
             expected = stored.version if stored is not None else 0
             try:
+                if new_state is not None:
+                    written = await self._archive.settle(new_state, parts)
                 if new_state is None:
                     if stored is not None:
                         await with_storage_retry(
@@ -236,6 +237,10 @@ class WorkflowStateEngine:
                 return
             except VersionConflictError:
                 logger.debug("state of %s changed concurrently, processing again", key)
+            except ValueTooLargeError as e:  # past the backend's limit: waiting cannot help
+                if new_state is not None:
+                    await state_too_large(new_state, message, e).send(self._transport)
+                raise
         raise VersionConflictError(key, None, None)
 
     async def _run_tasks(

@@ -27,7 +27,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import ParamSpec, TypeVar
 
-from infinitic.exceptions import CorruptedValueError, StorageError, VersionConflictError
+from infinitic.exceptions import (
+    CorruptedValueError,
+    StorageError,
+    ValueTooLargeError,
+    VersionConflictError,
+)
 
 logger = logging.getLogger("infinitic.workflow_engine")
 
@@ -82,9 +87,10 @@ DEFAULT_STORAGE_RETRY = StorageRetryPolicy()
 
 
 def is_retryable(error: BaseException) -> bool:
-    """Whether waiting may help: a StorageError that is neither a conflict nor corruption."""
+    """Whether waiting may help: a StorageError that is neither a conflict, corruption, nor a
+    value over the backend's limit."""
     return isinstance(error, StorageError) and not isinstance(
-        error, VersionConflictError | CorruptedValueError
+        error, VersionConflictError | CorruptedValueError | ValueTooLargeError
     )
 
 
@@ -117,6 +123,7 @@ async def retry_storage(
         StorageError: still failing after ``policy.max_elapsed`` seconds.
         VersionConflictError: at once (the caller re-reads and processes again).
         CorruptedValueError: at once (waiting does not repair a stored value).
+        ValueTooLargeError: at once (waiting does not shrink a value).
     """
     delay = policy.initial_delay
     started: float | None = None
