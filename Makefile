@@ -7,7 +7,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN := $(UV) run --frozen
 
 .DEFAULT_GOAL := help
-.PHONY: help uv install format lint typecheck test test-isolated demo bench chaos fuzz simulate build services
+.PHONY: help uv install format lint typecheck test test-isolated demo bench chaos fuzz limits simulate build services
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -30,7 +30,7 @@ lint: install ## ruff, format check, lock check, layering check
 	$(RUN) python tools/check_layering.py
 
 typecheck: install ## mypy --strict on every package
-	$(RUN) mypy packages/*/src examples/src tools/check_layering.py tools/chaos.py tools/chaos_signals.py tools/bench_path.py tools/fuzz.py
+	$(RUN) mypy packages/*/src examples/src tools/check_layering.py tools/chaos.py tools/chaos_signals.py tools/bench_path.py tools/fuzz.py tools/limits.py
 
 services: ## Start Redis, PostgreSQL and MariaDB on loopback if one is down
 	@bash tools/ensure_services.sh
@@ -59,6 +59,9 @@ chaos: install services ## Bank wires while workers, broker and storage crash (C
 
 fuzz: install services ## 10,000 hostile messages on every topic a worker consumes (FUZZ_ARGS=--help)
 	$(RUN) python tools/fuzz.py $(FUZZ_ARGS)
+
+limits: install services ## Limits measured: 1-20 MB arguments, large states per backend, deep recursion, 100,000 commands (~20 min)
+	$(RUN) python tools/limits.py all
 
 build: uv ## Build every distribution into dist/
 	$(UV) build --all-packages -o dist
