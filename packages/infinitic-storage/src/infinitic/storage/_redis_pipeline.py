@@ -30,11 +30,10 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
-hiredis: Any
 try:
     import hiredis
 except ImportError:  # pragma: no cover - hiredis comes with the redis extra
-    hiredis = None
+    hiredis = None  # type: ignore[assignment]
 
 from infinitic.storage._auto_batch import AutoBatcher, QueuedOperation
 from infinitic.storage._backend import SharedClient
