@@ -57,6 +57,31 @@ class WorkflowRoles:
             tag_engine=self.tag_engine,
         )
 
+    def merge(
+        self,
+        classes: list[type],
+        concurrency: int,
+        state_engine_concurrency: int,
+        tag_engine_concurrency: int,
+        *,
+        executor: bool,
+        state_engine: bool,
+        tag_engine: bool,
+        state_engine_storage: Storage | None,
+        tag_engine_storage: Storage | None,
+    ) -> None:
+        """Add another version of the workflow: its classes, the larger concurrencies, every
+        role either registration runs, the storages given first."""
+        self.classes.extend(classes)
+        self.concurrency = max(self.concurrency, concurrency)
+        self.state_engine_concurrency = max(self.state_engine_concurrency, state_engine_concurrency)
+        self.tag_engine_concurrency = max(self.tag_engine_concurrency, tag_engine_concurrency)
+        self.executor |= executor
+        self.state_engine |= state_engine
+        self.tag_engine |= tag_engine
+        self.state_engine_storage = self.state_engine_storage or state_engine_storage
+        self.tag_engine_storage = self.tag_engine_storage or tag_engine_storage
+
 
 def _describe(name: str, **roles: bool) -> str:
     """``BankWorkflow`` when everything runs, else ``BankWorkflow (state engine, tag engine)``."""
@@ -88,3 +113,21 @@ def check_some_role(entity: str, name: str, **roles: bool) -> None:
         raise ConfigurationError(
             f"{entity} {name} runs nothing on this worker: enable one of {names}"
         )
+
+
+def check_concurrency(**values: int | None) -> None:
+    """Refuse a concurrency that is not an integer >= 1 (None: the default)."""
+    for name, value in values.items():
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise ConfigurationError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+def check_seconds(**values: float | None) -> None:
+    """Refuse a duration that is not a number of seconds > 0 (None: the default)."""
+    for name, value in values.items():
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int | float) or value <= 0
+        ):
+            raise ConfigurationError(f"{name} must be a number of seconds > 0, got {value!r}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, Self
@@ -45,9 +44,12 @@ from infinitic.worker._preflight import storage_check
 from infinitic.worker._roles import (
     ServiceRoles,
     WorkflowRoles,
+    check_concurrency,
+    check_seconds,
     check_some_role,
     executor_role,
 )
+from infinitic.worker._shutdown import drain, serve_until_signal
 from infinitic.workflow_engine import (
     CheckMode,
     Isolation,
@@ -64,24 +66,6 @@ from infinitic.workflows import Workflow
 logger = logging.getLogger("infinitic.worker")
 
 SUBSCRIPTION = "infinitic"
-_PROGRESS_EVERY = 5.0  # seconds between two logs of what a stopping worker waits for
-_ABANDON_WAIT = 5.0  # seconds for consumers to close once their handlers are canceled
-
-
-def _check_concurrency(**values: int | None) -> None:
-    for name, value in values.items():
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int) or value < 1
-        ):
-            raise ConfigurationError(f"{name} must be an integer >= 1, got {value!r}")
-
-
-def _check_seconds(**values: float | None) -> None:
-    for name, value in values.items():
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int | float) or value <= 0
-        ):
-            raise ConfigurationError(f"{name} must be a number of seconds > 0, got {value!r}")
 
 
 class InfiniticWorker:
@@ -154,7 +138,7 @@ class InfiniticWorker:
                 "workflow_task_isolation must be one of "
                 f"{[i.value for i in Isolation]}, got {workflow_task_isolation!r}"
             )
-        _check_seconds(blocking_warning_seconds=blocking_warning_seconds)
+        check_seconds(blocking_warning_seconds=blocking_warning_seconds)
         self._code_options = (workflow_task_isolation, blocking_warning_seconds, strict_check)
         self._task_options: dict[str, tuple[float | None, RetryPolicy | None]] = {}
         self._max_redeliveries = max_redeliveries
@@ -282,7 +266,7 @@ class InfiniticWorker:
             ConfigurationError: an invalid option, a name already registered, nothing to run,
                 or an implementation lacking methods of the interface.
         """
-        _check_concurrency(concurrency=concurrency, tag_engine_concurrency=tag_engine_concurrency)
+        check_concurrency(concurrency=concurrency, tag_engine_concurrency=tag_engine_concurrency)
         if isinstance(implementation, type):
             raise ConfigurationError(
                 f"add_service expects an instance, got the class {implementation.__name__}; "
@@ -377,7 +361,7 @@ class InfiniticWorker:
             ConfigurationError: an invalid option, a version or name already registered, or
                 nothing to run.
         """
-        _check_concurrency(
+        check_concurrency(
             concurrency=concurrency,
             state_engine_concurrency=state_engine_concurrency,
             tag_engine_concurrency=tag_engine_concurrency,
@@ -405,7 +389,7 @@ class InfiniticWorker:
             mode = CheckMode(check_mode) if check_mode is not None else None
             self._workflow_options[wf_name] = (mode, cache_size)
         if task_timeout is not None or task_retry is not None:
-            _check_seconds(task_timeout=task_timeout)
+            check_seconds(task_timeout=task_timeout)
             if task_retry is not None and not isinstance(task_retry, RetryPolicy):
                 raise ConfigurationError(f"task_retry must be a RetryPolicy, got {task_retry!r}")
             self._task_options[wf_name] = (task_timeout, task_retry)
@@ -417,19 +401,17 @@ class InfiniticWorker:
                     f"workflow {wf_name} version {workflow_version(classes[0])} is already "
                     "registered on this worker"
                 )
-            existing.classes.extend(classes)
-            existing.concurrency = max(existing.concurrency, concurrency)
-            existing.state_engine_concurrency = max(
-                existing.state_engine_concurrency, state_engine_concurrency or concurrency
+            existing.merge(
+                classes,
+                concurrency,
+                state_engine_concurrency or concurrency,
+                tag_engine_concurrency or concurrency,
+                executor=runs_executor,
+                state_engine=bool(state_engine),
+                tag_engine=bool(tag_engine),
+                state_engine_storage=state_engine_storage,
+                tag_engine_storage=tag_engine_storage,
             )
-            existing.tag_engine_concurrency = max(
-                existing.tag_engine_concurrency, tag_engine_concurrency or concurrency
-            )
-            existing.executor |= runs_executor
-            existing.state_engine |= bool(state_engine)
-            existing.tag_engine |= bool(tag_engine)
-            existing.state_engine_storage = existing.state_engine_storage or state_engine_storage
-            existing.tag_engine_storage = existing.tag_engine_storage or tag_engine_storage
             return self
         self._check_new(wf_name)
         self._workflows[wf_name] = WorkflowRoles(
@@ -791,57 +773,13 @@ class InfiniticWorker:
         SIGINT or SIGTERM calls this); they are delivered again."""
         self._abandon.set()
 
-    def _describe_in_flight(self) -> str:
-        counts = self.in_flight()
-        return ", ".join(f"{k}: {v}" for k, v in counts.items()) or "none"
-
     async def _drain(self, grace_period: float) -> bool:
         """Close the consumers, waiting for their handlers up to ``grace_period`` seconds;
         True when every handler finished."""
         consumers, self._consumers = self._consumers, []
-        if not consumers:
-            return True
-        loop = asyncio.get_running_loop()
-        closing = asyncio.ensure_future(
-            asyncio.gather(*(c.close() for c in consumers), return_exceptions=True)
+        return await drain(
+            self.name, consumers, self._handler_tasks, self.in_flight, self._abandon, grace_period
         )
-        abandon = asyncio.ensure_future(self._abandon.wait())
-        waiters: set[asyncio.Future[Any]] = {closing, abandon}
-        deadline = loop.time() + grace_period
-        try:
-            while not closing.done():
-                left = deadline - loop.time()
-                if left <= 0 or self._abandon.is_set():
-                    break
-                if self.in_flight():
-                    logger.info(
-                        "worker %s stopping: %d in-flight (%s); waiting %.0f s more",
-                        self.name,
-                        sum(self.in_flight().values()),
-                        self._describe_in_flight(),
-                        left,
-                    )
-                await asyncio.wait(
-                    waiters, timeout=min(_PROGRESS_EVERY, left), return_when=asyncio.FIRST_COMPLETED
-                )
-            if closing.done():
-                return True
-            logger.warning(
-                "worker %s: abandoning %d in-flight (%s) %s; the broker delivers them again",
-                self.name,
-                sum(self.in_flight().values()),
-                self._describe_in_flight(),
-                "now" if self._abandon.is_set() else f"after {grace_period:g} s",
-            )
-            for task in list(self._handler_tasks):
-                task.cancel()
-            done, _ = await asyncio.wait({closing}, timeout=_ABANDON_WAIT)
-            if not done:
-                logger.warning("worker %s: consumers not closed in time", self.name)
-                closing.cancel()
-            return False
-        finally:
-            abandon.cancel()
 
     shutdown = close
 
@@ -857,41 +795,9 @@ class InfiniticWorker:
     async def serve(self) -> None:
         """Start, then run until SIGINT or SIGTERM (or cancellation), then close (see
         :meth:`close`); a second signal abandons in-flight messages at once."""
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        received: list[signal.Signals] = []
-
-        def on_signal(sig: signal.Signals) -> None:
-            received.append(sig)
-            if len(received) == 1:
-                logger.info(
-                    "worker %s: %s received: stopping (in-flight messages get %g s; a second "
-                    "signal stops at once)",
-                    self.name,
-                    sig.name,
-                    self.shutdown_grace_period,
-                )
-                stop.set()
-            else:
-                logger.warning("worker %s: %s received again: stopping now", self.name, sig.name)
-                self.abandon()
-
-        handled: list[signal.Signals] = []
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.add_signal_handler(sig, on_signal, sig)
-                handled.append(sig)
-            except (NotImplementedError, RuntimeError):  # not the main thread
-                pass
-        try:
-            await self.start()
-            await stop.wait()
-        finally:
-            try:
-                await self.close()
-            finally:
-                for sig in handled:
-                    loop.remove_signal_handler(sig)
+        await serve_until_signal(
+            self.name, self.shutdown_grace_period, self.start, self.close, self.abandon
+        )
 
     def run(self) -> None:
         """Block running the worker until SIGINT or SIGTERM (for scripts and the CLI)."""
