@@ -34,7 +34,6 @@ from infinitic.common import (
     TopicKind,
     compile_filter,
     deterministic_id,
-    method_outcome_routes,
     new_id,
     topic,
 )
@@ -50,7 +49,6 @@ from infinitic.common.messages import (
     DispatchWorkflow,
     ExecuteWorkflowTask,
     Message,
-    MethodOutcome,
     MethodRun,
     ReceiveCommand,
     Requester,
@@ -59,7 +57,6 @@ from infinitic.common.messages import (
     SendSignal,
     SignalRecord,
     Step,
-    TaskCommand,
     TimerCommand,
     WaitMethod,
     WorkflowMessage,
@@ -74,7 +71,15 @@ from infinitic.transport import Outbox, RetryLater, Transport
 from infinitic.workflow_engine._archive import HISTORY_CHUNK_STEPS, HistoryArchive, load_whole
 from infinitic.workflow_engine._events import CycleEvents, send_with_events
 from infinitic.workflow_engine._executor import WorkflowExecutor
-from infinitic.workflow_engine._handlers import dispatch_command, task_message
+from infinitic.workflow_engine._handlers import dispatch_command
+from infinitic.workflow_engine._runs import (
+    notify,
+    notify_run,
+    notify_unknown,
+    owner,
+    release,
+    retry_tasks,
+)
 from infinitic.workflow_engine._state import (
     LIFETIME_COMMANDS,
     DecodedStates,
@@ -365,7 +370,7 @@ class WorkflowStateEngine:
             self._postpone(m, ABSENT_OUTCOME_WAIT_SECONDS, f"{m.TYPE} before the first state")
         if isinstance(m, DispatchMethod | WaitMethod) and m.requester is not None:
             method_name = m.method_name if isinstance(m, DispatchMethod) else None
-            self._notify_unknown(m, method_name, m.requester, out)
+            notify_unknown(m, method_name, m.requester, out)
         elif isinstance(m, WorkflowMessage):
             self.unknown_instance_messages += 1
             logger.warning(
@@ -399,7 +404,7 @@ class WorkflowStateEngine:
         if isinstance(m, WaitMethod):
             run = state.method_runs.get(m.method_run_id)
             if run is None:
-                self._notify_unknown(m, None, m.requester, out)
+                notify_unknown(m, None, m.requester, out)
                 return False
             return self._wait(state, run, m.requester, out)
         if isinstance(m, CommandResult):
@@ -427,7 +432,7 @@ class WorkflowStateEngine:
         if isinstance(m, RetryWorkflowTask):
             return self._retry_workflow_task(state, version, out)
         if isinstance(m, RetryTasks):
-            return self._retry_tasks(state, m, out)
+            return retry_tasks(state, m, out)
         if isinstance(m, CompleteTimers):
             return self._complete_timers(state, m)
         logger.warning("workflow engine ignores a %s message", type(m).__name__)
@@ -437,13 +442,13 @@ class WorkflowStateEngine:
         self, state: WorkflowState, run: MethodRun, requester: Requester, out: Outbox
     ) -> bool:
         if run.status in TERMINAL:
-            self._notify_run(state, run, [requester], out)
+            notify_run(state, run, [requester], out)
             return False
         failure = state.failed_task or state.failed_runs.get(run.method_run_id)
         if failure is not None:
             # Stuck on a failed workflow task: the waiter learns of the failure now (a client
             # still hears how the run ends once the task is retried, see _release).
-            self._notify(
+            notify(
                 state.workflow_name,
                 state.workflow_id,
                 run.method_run_id,
@@ -485,22 +490,9 @@ class WorkflowStateEngine:
         self._enqueue(state, Delivery(kind="result", id=command_id))
         return True
 
-    def _owner(self, state: WorkflowState, delivery: Delivery) -> str | None:
-        """The method run a delivery is for."""
-        if delivery.kind == "method":
-            return delivery.id
-        command_id = delivery.id
-        if delivery.kind == "signal":
-            signal = state.signals.get(delivery.id)
-            if signal is None:
-                return None
-            command_id = signal.command_id
-        record = state.commands.get(command_id)
-        return record.method_run_id if record is not None else None
-
     def _enqueue(self, state: WorkflowState, delivery: Delivery) -> None:
         """Queue ``delivery`` for the next step, or park it while its method run is failed."""
-        if state.failed_runs and self._owner(state, delivery) in state.failed_runs:
+        if state.failed_runs and owner(state, delivery) in state.failed_runs:
             state.parked.append(delivery)
         else:
             state.pending.append(delivery)
@@ -600,7 +592,7 @@ class WorkflowStateEngine:
             run.status = outcome.status
             run.value = outcome.value
             run.failure = outcome.failure
-            self._release(state, run, out)
+            release(state, run, out)
         self._flush_signals(state)
         return True
 
@@ -626,7 +618,7 @@ class WorkflowStateEngine:
             concerned = m.method_run_id is None or run.method_run_id == m.method_run_id
             if run.status == "ongoing" and run.requesters and concerned:
                 # the run stays ongoing (resumable); its current waiters learn of the failure
-                self._release(state, run, out, status="failed", failure=m.failure)
+                release(state, run, out, status="failed", failure=m.failure)
         self._flush_signals(state)
         return True
 
@@ -643,7 +635,7 @@ class WorkflowStateEngine:
             return False
         if step.index != m.step:
             return False
-        mine = [d for d in step.deliveries if self._owner(state, d) == run_id]
+        mine = [d for d in step.deliveries if owner(state, d) == run_id]
         if not mine:
             return False
         state.steps.pop()
@@ -676,7 +668,7 @@ class WorkflowStateEngine:
             if run.status in TERMINAL:
                 continue
             run.status = "canceled"
-            self._release(state, run, out)
+            release(state, run, out)
         return True
 
     def _retry_workflow_task(self, state: WorkflowState, version: int, out: Outbox) -> bool:
@@ -695,55 +687,6 @@ class WorkflowStateEngine:
             state.task_attempt += 1
             self._send_workflow_task(state, version, out)
         return True
-
-    def _retry_tasks(self, state: WorkflowState, m: RetryTasks, out: Outbox) -> bool:
-        changed = False
-        last = state.steps[-1] if state.steps and state.failed_task is not None else None
-        for record in state.commands.values():
-            if not isinstance(record, TaskCommand):
-                continue
-            if m.task_ids is not None and record.command_id not in m.task_ids:
-                continue
-            if m.service_name is not None and record.service_name != m.service_name:
-                continue
-            wanted = m.status or ("failed" if m.task_ids is None else None)
-            if wanted is not None and record.status != wanted:
-                continue
-            if record.status != "ongoing":
-                delivered_in_failed_step = last is not None and any(
-                    d.kind == "result" and d.id == record.command_id for d in last.deliveries
-                )
-                pending = any(d.id == record.command_id for d in state.pending + state.parked)
-                if not (delivered_in_failed_step or pending):
-                    continue  # its outcome is part of the history: it cannot change any more
-                if last is not None and delivered_in_failed_step:
-                    last.deliveries = [d for d in last.deliveries if d.id != record.command_id]
-                state.pending = [d for d in state.pending if d.id != record.command_id]
-                state.parked = [d for d in state.parked if d.id != record.command_id]
-                record.status = "ongoing"
-                record.value = None
-                record.failure = None
-                record.delivered_step = None
-            record.retry_sequence += 1
-            requester = Requester(
-                workflow_name=state.workflow_name,
-                workflow_id=state.workflow_id,
-                method_run_id=record.method_run_id,
-                command_id=record.command_id,
-            )
-            out.add(
-                topic(TopicKind.TASK_EXECUTOR, record.service_name),
-                task_message(record, requester),
-            )
-            changed = True
-        if last is not None and not last.deliveries:
-            state.steps.pop()  # the failed step had only the retried failures: forget it
-            state.failed_task = None
-        if changed and state.failed_runs:
-            # a run that failed on the retried failures only goes on when they end again
-            waiting = {self._owner(state, d) for d in state.parked}
-            state.failed_runs = {r: f for r, f in state.failed_runs.items() if r in waiting}
-        return changed
 
     def _complete_timers(self, state: WorkflowState, m: CompleteTimers) -> bool:
         changed = False
@@ -822,100 +765,3 @@ class WorkflowStateEngine:
         buffered, state.buffered_signals = state.buffered_signals, []
         for signal in buffered:
             self._signal(state, signal)
-
-    def _release(
-        self,
-        state: WorkflowState,
-        run: MethodRun,
-        out: Outbox,
-        *,
-        status: str | None = None,
-        failure: FailureInfo | None = None,
-    ) -> None:
-        """Tell the current waiters of ``run`` how it ended (by default: its own status).
-
-        With ``status`` (a failed workflow task: the run itself goes on once retried), clients
-        stay waiters, so they also hear how the run really ends, as Infinitic's clients do when
-        they wait again; workflows stop waiting (their command has its outcome).
-        """
-        if status is None:
-            self._notify_run(state, run, run.requesters, out)
-            run.requesters = []
-            return
-        self._notify(
-            state.workflow_name,
-            state.workflow_id,
-            run.method_run_id,
-            run.method_name,
-            status,
-            None,
-            failure,
-            run.requesters,
-            out,
-        )
-        run.requesters = [r for r in run.requesters if r.client_name is not None]
-
-    def _notify_run(
-        self, state: WorkflowState, run: MethodRun, waiters: list[Requester], out: Outbox
-    ) -> None:
-        self._notify(
-            state.workflow_name,
-            state.workflow_id,
-            run.method_run_id,
-            run.method_name,
-            run.status,
-            run.value,
-            run.failure,
-            waiters,
-            out,
-        )
-
-    def _notify_unknown(
-        self, m: WorkflowMessage, method_name: str | None, requester: Requester, out: Outbox
-    ) -> None:
-        run_id = getattr(m, "method_run_id", m.workflow_id)
-        failure = FailureInfo(
-            kind="workflow_unknown",
-            workflow_name=m.workflow_name,
-            id=m.workflow_id,
-            method_name=method_name,
-            method_run_id=run_id,
-        )
-        self._notify(
-            m.workflow_name,
-            m.workflow_id,
-            run_id,
-            method_name or "",
-            "unknown",
-            None,
-            failure,
-            [requester],
-            out,
-        )
-
-    def _notify(
-        self,
-        workflow_name: str,
-        workflow_id: str,
-        method_run_id: str,
-        method_name: str,
-        status: str,
-        value: object,
-        failure: FailureInfo | None,
-        waiters: list[Requester],
-        out: Outbox,
-    ) -> None:
-        if not waiters:
-            return
-        outcome = MethodOutcome(
-            workflow_name=workflow_name,
-            workflow_id=workflow_id,
-            method_run_id=method_run_id,
-            method_name=method_name,
-            status=status,  # type: ignore[arg-type]
-            value=value,
-            failure=failure,
-            waiters=list(waiters),
-        )
-        for to, message, key in method_outcome_routes(outcome):  # straight to each waiter
-            out.add(to, message, key=key)
