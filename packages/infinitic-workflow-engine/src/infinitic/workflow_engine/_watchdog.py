@@ -23,6 +23,7 @@ profiled (the strict check) would loop forever at its next function entry.
 from __future__ import annotations
 
 import ctypes
+import gc
 import logging
 import sys
 import threading
@@ -59,6 +60,37 @@ def _take_pending() -> None:
     (function entries check for it)."""
 
 
+class _CollectorClock:
+    """Seconds the garbage collector has run in this process (every thread), counted from the
+    first run watched: a collection of the oldest generation can take a few hundred
+    milliseconds inside any step, and is not the workflow code blocking its thread."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._since: float | None = None
+        self._installed = False
+
+    def install(self) -> None:
+        if not self._installed:
+            self._installed = True
+            gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, _info: dict[str, int]) -> None:
+        if phase == "start":
+            self._since = time.monotonic()
+        elif self._since is not None:
+            self.seconds += time.monotonic() - self._since
+            self._since = None
+
+    def now(self) -> float:
+        """The seconds counted so far, the collection under way included."""
+        since = self._since
+        return self.seconds + (time.monotonic() - since if since is not None else 0.0)
+
+
+_collector = _CollectorClock()
+
+
 class GuardedRun:
     """One workflow task's code, watched while it runs.
 
@@ -74,6 +106,7 @@ class GuardedRun:
         "blocking_threshold",
         "cpu_started",
         "fallback_method",
+        "gc_started",
         "method",
         "native_id",
         "on_timeout",
@@ -104,6 +137,7 @@ class GuardedRun:
         self.thread_id = 0
         self.started = 0.0
         self.cpu_started = 0.0
+        self.gc_started = 0.0
         self.native_id = 0
         self.where = "?"
         self.method = fallback_method
@@ -140,6 +174,7 @@ class Watchdog:
                 guarded.thread_id = threading.get_ident()
                 guarded.started = time.monotonic()
                 guarded.cpu_started = time.thread_time()
+                guarded.gc_started = _collector.now()
                 guarded.native_id = threading.get_native_id()
                 self._register(guarded)
                 registered = True
@@ -158,6 +193,7 @@ class Watchdog:
         if self._thread is None:
             with self._lock:
                 if self._thread is None:
+                    _collector.install()
                     self._thread = threading.Thread(
                         target=self._watch, name="infinitic-workflow-watchdog", daemon=True
                     )
@@ -184,11 +220,12 @@ class Watchdog:
         for run in list(self._runs):
             elapsed = now - run.started
             late = run.timeout is not None and elapsed >= run.timeout and not run.timed_out
+            collected = _collector.now() - run.gc_started  # not the code's doing
             slow = (
                 run.blocking_threshold is not None
-                and elapsed >= run.blocking_threshold
+                and elapsed - collected >= run.blocking_threshold
                 and not run._warned
-                and _blocking(run, run.blocking_threshold)
+                and _blocking(run, run.blocking_threshold, collected)
             )
             if not (late or slow):
                 continue
@@ -225,15 +262,16 @@ def _cpu(run: GuardedRun) -> float:
         return float("nan")
 
 
-def _blocking(run: GuardedRun, threshold: float) -> bool:
+def _blocking(run: GuardedRun, threshold: float, collected: float = 0.0) -> bool:
     """Is a run past ``threshold`` of wall time blocking its thread, rather than waiting for a
     processor or for the interpreter lock on a loaded machine? It is when it used that much
     CPU, or when its thread sleeps in a system call other than a lock's wait (``time.sleep``,
-    blocking I/O; the kernel's wait channel tells). Where neither can be read, it is."""
+    blocking I/O; the kernel's wait channel tells). Where neither can be read, it is.
+    ``collected``: seconds of garbage collection during the run, not counted as its CPU."""
     cpu = _cpu(run)
     if cpu != cpu:
         return True
-    if cpu >= threshold:
+    if cpu - collected >= threshold:  # the collector's time is not the code's
         return True
     task = f"/proc/self/task/{run.native_id}"
     try:
