@@ -22,6 +22,7 @@ from typing import Any, ClassVar, NamedTuple
 
 import msgpack
 
+from infinitic.common._failures import FailureInfo
 from infinitic.common._messages import ENVELOPE_VERSION, Message, register_message
 from infinitic.common._serialization import map_header, pack, unpackable
 from infinitic.common._topics import check_entity_name
@@ -232,3 +233,15 @@ def _without_payloads(data: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+def error_data(failure: FailureInfo | None) -> dict[str, Any] | None:
+    """A failure as event data: its kind, exception name, message and cause (no stack)."""
+    if failure is None:
+        return None
+    data: dict[str, Any] = {"kind": failure.kind, "name": failure.class_name}
+    if failure.message:
+        data["message"] = failure.message
+    if failure.cause is not None:
+        data["cause"] = error_data(failure.cause)
+    return data

@@ -13,6 +13,7 @@ from infinitic.common._events import (
     EventRecorder,
     EventTopic,
     alongside,
+    error_data,
     service_event_topics,
     workflow_event_topics,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "EventRecorder",
     "EventTopic",
     "alongside",
+    "error_data",
     "service_event_topics",
     "workflow_event_topics",
 ]

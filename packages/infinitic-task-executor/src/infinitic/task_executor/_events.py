@@ -10,24 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from infinitic.common import FailureInfo
-from infinitic.common.events import EventComponent, EventEmitter, EventRecorder
+from infinitic.common.events import EventComponent, EventEmitter, EventRecorder, error_data
 from infinitic.common.messages import CommandResult, ExecuteTask, TaskOutcome
 from infinitic.common.tag_messages import CompleteDelegatedTask
 from infinitic.transport import Outbox, Outgoing
 
 _EXECUTOR = EventComponent.SERVICE_EXECUTOR.value
-
-
-def _error(failure: FailureInfo | None) -> dict[str, Any] | None:
-    if failure is None:
-        return None
-    data: dict[str, Any] = {"kind": failure.kind, "name": failure.class_name}
-    if failure.message:
-        data["message"] = failure.message
-    if failure.cause is not None:
-        data["cause"] = _error(failure.cause)
-    return data
 
 
 def _data(m: ExecuteTask) -> dict[str, Any]:
@@ -63,16 +51,16 @@ def task_events(
         m = item.message
         if isinstance(m, ExecuteTask) and item.deliver_at is not None:
             delay = max(0.0, item.deliver_at - now)
-            detail = {"taskRetryDelay": delay, "error": _error(m.last_failure)}
+            detail = {"taskRetryDelay": delay, "error": error_data(m.last_failure)}
             ends[m.task_id] = ("retryScheduled", detail)
         elif isinstance(m, TaskOutcome | CommandResult):
             task_id = m.task_id if isinstance(m, TaskOutcome) else m.command_id
             if m.status == "completed":
                 ends[task_id] = ("completed", {"result": m.value})
             else:
-                ends[task_id] = ("failed", {"error": _error(m.failure)})
+                ends[task_id] = ("failed", {"error": error_data(m.failure)})
         elif isinstance(m, CompleteDelegatedTask) and m.status == "failed":
-            ends[m.task_id] = ("failed", {"error": _error(m.failure)})
+            ends[m.task_id] = ("failed", {"error": error_data(m.failure)})
     recorder = EventRecorder()
     for m in handled:
         data = _data(m)

@@ -57,30 +57,20 @@ class WorkflowRoles:
             tag_engine=self.tag_engine,
         )
 
-    def merge(
-        self,
-        classes: list[type],
-        concurrency: int,
-        state_engine_concurrency: int,
-        tag_engine_concurrency: int,
-        *,
-        executor: bool,
-        state_engine: bool,
-        tag_engine: bool,
-        state_engine_storage: Storage | None,
-        tag_engine_storage: Storage | None,
-    ) -> None:
+    def merge(self, other: WorkflowRoles) -> None:
         """Add another version of the workflow: its classes, the larger concurrencies, every
         role either registration runs, the storages given first."""
-        self.classes.extend(classes)
-        self.concurrency = max(self.concurrency, concurrency)
-        self.state_engine_concurrency = max(self.state_engine_concurrency, state_engine_concurrency)
-        self.tag_engine_concurrency = max(self.tag_engine_concurrency, tag_engine_concurrency)
-        self.executor |= executor
-        self.state_engine |= state_engine
-        self.tag_engine |= tag_engine
-        self.state_engine_storage = self.state_engine_storage or state_engine_storage
-        self.tag_engine_storage = self.tag_engine_storage or tag_engine_storage
+        self.classes.extend(other.classes)
+        self.concurrency = max(self.concurrency, other.concurrency)
+        self.state_engine_concurrency = max(
+            self.state_engine_concurrency, other.state_engine_concurrency
+        )
+        self.tag_engine_concurrency = max(self.tag_engine_concurrency, other.tag_engine_concurrency)
+        self.executor |= other.executor
+        self.state_engine |= other.state_engine
+        self.tag_engine |= other.tag_engine
+        self.state_engine_storage = self.state_engine_storage or other.state_engine_storage
+        self.tag_engine_storage = self.tag_engine_storage or other.tag_engine_storage
 
 
 def _describe(name: str, **roles: bool) -> str:

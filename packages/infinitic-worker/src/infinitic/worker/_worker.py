@@ -393,30 +393,9 @@ class InfiniticWorker:
             if task_retry is not None and not isinstance(task_retry, RetryPolicy):
                 raise ConfigurationError(f"task_retry must be a RetryPolicy, got {task_retry!r}")
             self._task_options[wf_name] = (task_timeout, task_retry)
-        existing = self._workflows.get(wf_name)
-        if existing is not None and existing.classes and classes and not self._started:
-            versions = {workflow_version(c) for c in existing.classes}
-            if workflow_version(classes[0]) in versions:
-                raise ConfigurationError(
-                    f"workflow {wf_name} version {workflow_version(classes[0])} is already "
-                    "registered on this worker"
-                )
-            existing.merge(
-                classes,
-                concurrency,
-                state_engine_concurrency or concurrency,
-                tag_engine_concurrency or concurrency,
-                executor=runs_executor,
-                state_engine=bool(state_engine),
-                tag_engine=bool(tag_engine),
-                state_engine_storage=state_engine_storage,
-                tag_engine_storage=tag_engine_storage,
-            )
-            return self
-        self._check_new(wf_name)
-        self._workflows[wf_name] = WorkflowRoles(
+        roles = WorkflowRoles(
             wf_name,
-            classes if runs_executor else [],
+            list(classes),
             concurrency,
             state_engine_concurrency or concurrency,
             tag_engine_concurrency or concurrency,
@@ -426,6 +405,20 @@ class InfiniticWorker:
             state_engine_storage=state_engine_storage,
             tag_engine_storage=tag_engine_storage,
         )
+        existing = self._workflows.get(wf_name)
+        if existing is not None and existing.classes and classes and not self._started:
+            versions = {workflow_version(c) for c in existing.classes}
+            if workflow_version(classes[0]) in versions:
+                raise ConfigurationError(
+                    f"workflow {wf_name} version {workflow_version(classes[0])} is already "
+                    "registered on this worker"
+                )
+            existing.merge(roles)
+            return self
+        self._check_new(wf_name)
+        if not runs_executor:
+            roles.classes = []  # the engines only
+        self._workflows[wf_name] = roles
         return self
 
     def _check_new(self, name: str) -> None:

@@ -13,8 +13,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from infinitic.common import FailureInfo
-from infinitic.common.events import EventComponent, EventEmitter, EventRecorder, alongside
+from infinitic.common.events import (
+    EventComponent,
+    EventEmitter,
+    EventRecorder,
+    alongside,
+    error_data,
+)
 from infinitic.common.messages import (
     CancelWorkflow,
     ChildWorkflowCommand,
@@ -55,18 +60,6 @@ _METHOD_END = {
     "timed_out": "methodTimedOut",
 }
 _EXECUTOR = EventComponent.WORKFLOW_EXECUTOR.value
-
-
-def error_data(failure: FailureInfo | None) -> dict[str, Any] | None:
-    """A failure as event data: its kind, exception name, message and cause (no stack)."""
-    if failure is None:
-        return None
-    data: dict[str, Any] = {"kind": failure.kind, "name": failure.class_name}
-    if failure.message:
-        data["message"] = failure.message
-    if failure.cause is not None:
-        data["cause"] = error_data(failure.cause)
-    return data
 
 
 def _requester(requester: Requester | None) -> dict[str, Any] | None:
