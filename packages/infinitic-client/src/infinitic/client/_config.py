@@ -1,6 +1,8 @@
-"""Reading a client's configuration: the ``transport:`` section of the same YAML file workers
-read; the other sections (``name:`` included: it names the worker, and each client needs a
-unique name) are the workers' business and ignored."""
+"""Reading a client's configuration: the ``transport:`` and ``client:`` sections of the same
+YAML file workers read, with the ``INFINITIC__TRANSPORT__...`` and ``INFINITIC__CLIENT__...``
+environment variables over them (read by pydantic-settings: :class:`ClientDocument`); the other
+sections (``name:`` included: it names the worker, and each client needs a unique name) and
+their variables are the workers' business and ignored."""
 
 from __future__ import annotations
 
@@ -15,8 +17,8 @@ import yaml
 from infinitic.client._watch import DEFAULT_UNREGISTERED_WARNING
 from infinitic.exceptions import ConfigurationError
 from infinitic.transport import (
+    InfiniticSettings,
     Transport,
-    apply_env_overrides,
     normalize_key,
     transport_from_config,
 )
@@ -74,18 +76,33 @@ def _seconds(client: Mapping[str, Any], camel: str, snake: str, default: float) 
     return None if value is None else float(value)
 
 
-def client_settings(config: Mapping[str, Any]) -> ClientSettings:
+class ClientDocument(InfiniticSettings, extra="ignore"):
+    """What a client reads of a configuration (checked by :func:`client_settings`).
+
+    Attributes:
+        transport: the ``transport:`` section.
+        client: the ``client:`` section.
+    """
+
+    transport: Any = None
+    client: Any = None
+
+
+def client_settings(
+    config: Mapping[str, Any], *, environ: Mapping[str, str] | None = None
+) -> ClientSettings:
     """The client settings of a configuration: its transport (built for a client) and its
     ``client:`` section.
 
-    Environment variables ``INFINITIC__...`` override keys (see
-    :func:`infinitic.transport.apply_env_overrides`).
+    Environment variables ``INFINITIC__TRANSPORT__...`` and ``INFINITIC__CLIENT__...`` (of
+    ``environ``, default ``os.environ``) override keys (see
+    :class:`infinitic.transport.InfiniticEnvSource`).
 
     Raises:
         ConfigurationError: the transport section is missing or invalid (naming the key).
     """
-    data = apply_env_overrides(config)
-    section = next((v for k, v in data.items() if str(k).lower() == "transport"), None)
+    document = ClientDocument.read(config, environ=environ)
+    section = document.transport
     if isinstance(section, Mapping):  # a worker's setting, beside the transport's name
         section = {
             k: v
@@ -93,7 +110,7 @@ def client_settings(config: Mapping[str, Any]) -> ClientSettings:
             if normalize_key(str(k)) != "shutdowngraceperiodseconds"
         }
     transport = transport_from_config(section, role="client")
-    client = next((v for k, v in data.items() if str(k).lower() == "client"), None) or {}
+    client = document.client or {}
     if not isinstance(client, Mapping):
         raise ConfigurationError(f"client must be a mapping, got {client!r}")
     known = {

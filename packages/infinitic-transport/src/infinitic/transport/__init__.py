@@ -7,9 +7,15 @@ from infinitic.transport._config import (
     TRANSPORT_ENTRY_POINTS,
     TransportBuilder,
     TransportContext,
-    apply_env_overrides,
-    normalize_key,
     transport_from_config,
+)
+from infinitic.transport._env import (
+    ENV_PREFIX,
+    InfiniticEnvSource,
+    InfiniticSettings,
+    apply_env_overrides,
+    describe_validation_error,
+    normalize_key,
 )
 from infinitic.transport._in_memory import DeadLetter, InMemoryTransport
 from infinitic.transport._interfaces import (
@@ -39,12 +45,15 @@ __all__ = [
     "DLQ_DELIVERIES_PROPERTY",
     "DLQ_ERROR_PROPERTY",
     "DLQ_ORIGINAL_TOPIC_PROPERTY",
+    "ENV_PREFIX",
     "TRANSPORT_ENTRY_POINTS",
     "Consumer",
     "ConsumerSettings",
     "DeadLetter",
     "DeadLetterHook",
     "InMemoryTransport",
+    "InfiniticEnvSource",
+    "InfiniticSettings",
     "ManualClock",
     "MessageHandler",
     "Outbox",
@@ -59,6 +68,7 @@ __all__ = [
     "apply_env_overrides",
     "dead_letter_topic",
     "describe",
+    "describe_validation_error",
     "encode_checked",
     "normalize_key",
     "send",

@@ -10,27 +10,23 @@ point group, which transport distributions register (infinitic-transport-pulsar 
 ``pulsar`` and ``pulsarLite``), so clients and workers build transports they do not import.
 
 Environment variables override any key: ``INFINITIC__TRANSPORT__PULSAR__TENANT=prod`` sets
-``transport.pulsar.tenant`` (see :func:`apply_env_overrides`).
+``transport.pulsar.tenant`` (see :mod:`infinitic.transport._env`).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, Protocol
 
 from infinitic.exceptions import ConfigurationError
+from infinitic.transport._env import normalize_key
 from infinitic.transport._in_memory import InMemoryTransport
 from infinitic.transport._interfaces import Transport
 
 TRANSPORT_ENTRY_POINTS = "infinitic.transports"
 """The entry point group of transport builders (see :class:`TransportBuilder`)."""
-
-ENV_PREFIX = "INFINITIC__"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,11 +53,6 @@ class TransportBuilder(Protocol):
     """
 
     def __call__(self, options: Mapping[str, Any], context: TransportContext) -> Transport: ...
-
-
-def normalize_key(key: str) -> str:
-    """A key as compared with field names: lower case, without ``_`` or ``-``."""
-    return re.sub(r"[_\-]", "", key).lower()
 
 
 def _in_memory(options: Mapping[str, Any], context: TransportContext) -> Transport:
@@ -142,67 +133,3 @@ def transport_from_config(
 
 def _registered() -> list[Any]:
     return list(entry_points(group=TRANSPORT_ENTRY_POINTS))
-
-
-def _parse_env_value(raw: str) -> Any:
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw
-
-
-def apply_env_overrides(
-    data: Mapping[str, Any], *, prefix: str = ENV_PREFIX, environ: Mapping[str, str] | None = None
-) -> dict[str, Any]:
-    """Return ``data`` with the keys set by environment variables.
-
-    ``INFINITIC__STORAGE__REDIS__HOST=db`` sets ``storage.redis.host``: path parts are
-    separated by ``__`` and matched with existing keys ignoring case, ``_`` and ``-`` (so
-    ``KEY_PREFIX`` overrides ``keyPrefix``). Values are parsed as JSON when they can be
-    (numbers, booleans, lists), else kept as strings.
-    """
-    out: dict[str, Any] = _copy(data)
-    env = os.environ if environ is None else environ
-    for name in sorted(env):
-        if not name.upper().startswith(prefix) or len(name) == len(prefix):
-            continue
-        parts = [p for p in name[len(prefix) :].split("__") if p]
-        _set_path(out, parts, _parse_env_value(env[name]), name)
-    return out
-
-
-def _set_path(root: dict[str, Any], parts: list[str], value: Any, variable: str) -> None:
-    node: Any = root
-    for i, part in enumerate(parts):
-        last = i == len(parts) - 1
-        if isinstance(node, list):
-            if not part.isdigit() or int(part) >= len(node):
-                raise ConfigurationError(
-                    f"{variable}: {part!r} is not an index of a list of {len(node)} items"
-                )
-            index = int(part)
-            if last:
-                node[index] = value
-            elif not isinstance(node[index], dict | list):
-                node[index] = {}
-            node = node[index]
-            continue
-        key = next((k for k in node if normalize_key(k) == normalize_key(part)), part.lower())
-        if last:
-            node[key] = value
-        else:
-            if not isinstance(node.get(key), dict | list):
-                node[key] = {}
-            node = node[key]
-
-
-def _copy(data: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _copy_value(v) for k, v in data.items()}
-
-
-def _copy_value(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return _copy(value)
-    if isinstance(value, list):
-        return [_copy_value(v) for v in value]
-    return value

@@ -25,7 +25,9 @@ Example::
 
 Keys are accepted in camelCase or snake_case. ``INFINITIC__<PATH>`` environment variables
 override any key (``INFINITIC__STORAGE__REDIS__HOST=db``,
-``INFINITIC__SERVICES__0__CONCURRENCY=5``).
+``INFINITIC__SERVICES__0__CONCURRENCY=5``): :class:`InfiniticConfig` is a pydantic-settings
+model whose environment source (:class:`infinitic.transport.InfiniticEnvSource`) comes before
+the file's values.
 """
 
 from __future__ import annotations
@@ -41,16 +43,14 @@ from pydantic import (
     ModelWrapValidatorHandler,
     PrivateAttr,
     SerializerFunctionWrapHandler,
-    ValidationError,
     model_serializer,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from infinitic.client import load_yaml
-from infinitic.exceptions import ConfigurationError
-from infinitic.transport import apply_env_overrides, normalize_key
+from infinitic.transport import InfiniticSettings, normalize_key
 from infinitic.worker._config_events import EventListenerConfig
 from infinitic.worker._config_metrics import MetricsConfig, empty_metrics_section
 from infinitic.worker._secrets import hide_secrets
@@ -454,7 +454,7 @@ def transport_only(transport: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in transport.items() if normalize_key(str(k)) != _GRACE_KEY}
 
 
-class InfiniticConfig(BaseSettings):
+class InfiniticConfig(InfiniticSettings):
     """A whole configuration file (see the module documentation for an example).
 
     Attributes:
@@ -536,27 +536,6 @@ class InfiniticConfig(BaseSettings):
     def _keys(cls, data: Any) -> Any:
         return _canonical_keys(cls, empty_metrics_section(data))
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Environment overrides are merged into the file's data beforehand (load_config), with
-        # the same rules as clients use, so keys match whatever their case.
-        return (init_settings,)
-
-
-def _describe(error: ValidationError) -> str:
-    problems = []
-    for item in error.errors():
-        where = ".".join(str(p) for p in item["loc"]) or "(top level)"
-        problems.append(f"{where}: {item['msg'].removeprefix('Value error, ')}")
-    return "; ".join(problems)
-
 
 def load_config(
     source: Mapping[str, Any] | str | os.PathLike[str],
@@ -571,11 +550,5 @@ def load_config(
             message names it, e.g. ``services.0.concurrency``).
     """
     data = load_yaml(source) if isinstance(source, str | os.PathLike) else source
-    merged = apply_env_overrides(data, environ=environ)
-    try:
-        return InfiniticConfig(**merged)
-    except ValidationError as e:
-        where = f" in {source}" if isinstance(source, str | os.PathLike) else ""
-        raise ConfigurationError(f"invalid configuration{where}: {_describe(e)}") from e
-    except TypeError as e:  # keys that are not strings
-        raise ConfigurationError(f"invalid configuration: {e}") from e
+    where = f" in {source}" if isinstance(source, str | os.PathLike) else ""
+    return InfiniticConfig.read(data, environ=environ, where=where)
