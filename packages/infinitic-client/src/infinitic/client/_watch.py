@@ -13,6 +13,12 @@ behind to answer within the delay plus :data:`PROBE_WAIT`. What it does not: a w
 state engine runs but whose executor, tag engine or services nobody runs (their messages wait
 in their own topics; ``infinitic workflow status`` shows such an instance running); a worker
 that stops after the watch. Nothing is sent while answers keep coming.
+
+Services are not watched: the one message a client sends a service, ``CompleteDelegatedTask``
+(to its tag engine), gets no answer, and no message of the ``task-tag`` or ``task-executor``
+topics is a request that a running tag engine or executor answers, so there is nothing to
+probe them with short of a new request message (which workers of earlier versions would
+dead-letter).
 """
 
 from __future__ import annotations
