@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from infinitic.client._watch import DEFAULT_UNREGISTERED_WARNING, UnregisteredWatch
-from infinitic.common import TopicKind, decode_message, response_topic, topic
+from infinitic.common import TopicKind, decode_message, response_topic, topic, tracing
 from infinitic.common.messages import MethodOutcome, Requester, WorkflowMessage
 from infinitic.common.tag_messages import (
     ClientReply,
@@ -145,7 +145,12 @@ class ClientCore:
             await self.starter()
         out = Outbox()
         out.add(to, message, key=key)
-        await out.send(self.transport)
+        if tracing.enabled():
+            span_name = tracing.message_span_name(message)
+            with tracing.producing(span_name, tracing.message_attributes(message, to)):
+                await out.send(self.transport)
+        else:
+            await out.send(self.transport)
         name = getattr(message, "workflow_name", None)
         if isinstance(name, str) and to in (
             topic(TopicKind.WORKFLOW_CMD, name),
@@ -221,6 +226,15 @@ class ClientCore:
             return
         if self.watch.heard(decoded):
             return  # the answer to a probe of the workflow's state engine
+        if tracing.enabled():
+            name = tracing.message_span_name(decoded)
+            attributes = tracing.message_attributes(decoded, message.topic)
+            with tracing.consuming(message.properties, name, attributes):
+                self._on_outcome(decoded)
+        else:
+            self._on_outcome(decoded)
+
+    def _on_outcome(self, decoded: MethodOutcome) -> None:
         key = (decoded.workflow_id, decoded.method_run_id)
         future = self._outcomes.pop(key, None)
         if future is not None and not future.done():

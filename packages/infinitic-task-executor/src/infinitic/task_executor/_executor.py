@@ -41,6 +41,7 @@ from infinitic.common import (
     set_task_context,
     task_outcome_route,
     topic,
+    tracing,
 )
 from infinitic.common.events import EventEmitter, alongside
 from infinitic.common.messages import ExecuteTask, Message, TaskOutcome
@@ -202,6 +203,7 @@ class ServiceExecutor:
 
     def failed(self, m: ExecuteTask, e: Exception, out: Outbox) -> None:
         """Add to ``out`` what follows a failed attempt: a retry, or the final failure."""
+        tracing.record_error(e)
         if isinstance(e, InvalidPayloadError | UnknownMethodError):
             logger.warning(
                 "task %s.%s (%s) refused: %s", m.service_name, m.method_name, m.task_id, e

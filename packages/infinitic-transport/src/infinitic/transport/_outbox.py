@@ -1,11 +1,14 @@
-"""Sending Infinitic messages: encode, then publish; several at once, all acknowledged."""
+"""Sending Infinitic messages: encode, then publish; several at once, all acknowledged.
+
+With tracing on (:mod:`infinitic.common.tracing`), every message carries the current trace
+context in its properties."""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
 
-from infinitic.common import encode_message
+from infinitic.common import encode_message, tracing
 from infinitic.common.messages import Message
 from infinitic.exceptions import MessageTooLargeError
 from infinitic.transport._interfaces import Transport
@@ -49,12 +52,20 @@ class Outbox:
             await send(transport, self.items[0])
         elif self.items:
             encoded = [encode_checked(transport, o) for o in self.items]
-            await asyncio.gather(
-                *(
+            traced = tracing.headers()
+            if traced is None:
+                publishes = (
                     transport.publish(o.topic, data, key=o.key, deliver_at=o.deliver_at)
                     for o, data in zip(self.items, encoded, strict=True)
                 )
-            )
+            else:
+                publishes = (
+                    transport.publish(
+                        o.topic, data, key=o.key, deliver_at=o.deliver_at, properties=traced
+                    )
+                    for o, data in zip(self.items, encoded, strict=True)
+                )
+            await asyncio.gather(*publishes)
         self.items.clear()
 
 
@@ -64,12 +75,20 @@ async def send(transport: Transport, outgoing: Outgoing) -> None:
     Raises:
         MessageTooLargeError: the message is over the transport's limit (nothing is sent).
     """
-    await transport.publish(
-        outgoing.topic,
-        encode_checked(transport, outgoing),
-        key=outgoing.key,
-        deliver_at=outgoing.deliver_at,
-    )
+    data = encode_checked(transport, outgoing)
+    traced = tracing.headers()
+    if traced is None:
+        await transport.publish(
+            outgoing.topic, data, key=outgoing.key, deliver_at=outgoing.deliver_at
+        )
+    else:
+        await transport.publish(
+            outgoing.topic,
+            data,
+            key=outgoing.key,
+            deliver_at=outgoing.deliver_at,
+            properties=traced,
+        )
 
 
 def encode_checked(transport: Transport, outgoing: Outgoing) -> bytes:

@@ -1,5 +1,6 @@
 """The handler a worker gives each subscription: decodes the message, makes it the log
-context, counts it in flight and, with metrics, measures it."""
+context, counts it in flight, with tracing handles it in a span continuing the trace its
+properties carry, and with metrics measures it."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from infinitic.common import decode_message
+from infinitic.common import decode_message, tracing
 from infinitic.common.messages import ExecuteTask, Message
 from infinitic.transport import RetryLater, TransportMessage
 from infinitic.worker._log_context import enter_handling
@@ -18,6 +19,29 @@ from infinitic.worker._metrics import TopicMeter
 logger = logging.getLogger("infinitic.worker")
 
 Handler = Callable[[TransportMessage], Awaitable[None]]
+
+#: The component named in span names, by topic prefix (the others: the prefix in words).
+_COMPONENTS = {"workflow-cmd": "workflow", "workflow-engine": "workflow"}
+
+
+def component_of(topic: str) -> str:
+    """What handles the messages of a (logical) topic, in words: ``workflow`` for a state
+    engine's topics, ``workflow tag``, ``task executor``..."""
+    prefix = topic.partition(":")[0]
+    return _COMPONENTS.get(prefix) or prefix.replace("-", " ")
+
+
+async def _traced(
+    fn: Callable[[Message], Awaitable[None]],
+    decoded: Message,
+    message: TransportMessage,
+    topic: str,
+) -> None:
+    """Run ``fn`` in a consumer span continuing the trace of ``message``'s properties."""
+    name = tracing.message_span_name(decoded, component_of(topic))
+    attributes = tracing.message_attributes(decoded, topic)
+    with tracing.consuming(message.properties, name, attributes, benign=(RetryLater,)):
+        await fn(decoded)
 
 
 def tracked_handler(
@@ -44,7 +68,10 @@ def tracked_handler(
             try:
                 decoded = decode_message(message.data)
                 context.message = decoded
-                await fn(decoded)
+                if tracing.enabled():
+                    await _traced(fn, decoded, message, topic)
+                else:
+                    await fn(decoded)
             except RetryLater:
                 raise
             except Exception:
@@ -85,7 +112,10 @@ def _metered_handler(
         try:
             decoded = decode_message(message.data)
             context.message = decoded
-            await fn(decoded)
+            if tracing.enabled():
+                await _traced(fn, decoded, message, topic)
+            else:
+                await fn(decoded)
         except RetryLater:
             meter.retry_later += 1
             raise

@@ -22,6 +22,7 @@ from infinitic.common import (
     deterministic_id,
     failure_from_exception,
     retry_policy,
+    tracing,
     workflow_version,
 )
 from infinitic.common.messages import (
@@ -193,6 +194,14 @@ class WorkflowExecutor:
                 }
             )
         self.executed_tasks += 1
+        if tracing.enabled():
+            attributes = tracing.message_attributes(task)
+            method = _step_method(task)[1]
+            if method != "?":  # known when the task carries the method run it delivers to
+                attributes["infinitic.method.name"] = method
+            name = f"workflow task {task.workflow_name}"
+            with tracing.internal(name, attributes):
+                return await self._execute(task, instance)
         return await self._execute(task, instance)
 
     async def _execute(
