@@ -40,6 +40,10 @@ ALLOWED: dict[str, set[str]] = {
         "infinitic-client",
         "infinitic-transport-pulsar",
     },
+    # its command reads a workers' configuration (infinitic.worker's public API); its pages
+    # and timeline use only the client, the storage and common
+    "infinitic-dashboard": BASE
+    | {"infinitic-transport", "infinitic-storage", "infinitic-client", "infinitic-worker"},
 }
 # top-level modules owned by infinitic-common besides infinitic.common
 COMMON_MODULES = {"workflows", "services", "exceptions"}

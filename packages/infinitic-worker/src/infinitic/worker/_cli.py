@@ -158,8 +158,28 @@ def config_show(config: str, as_json: bool) -> None:
     run_command(show())
 
 
+@click.command(
+    name="dashboard",
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    add_help_option=False,
+)
+@click.pass_context
+def dashboard_command(ctx: click.Context) -> None:
+    """Serve a web dashboard of the workflows (package infinitic-dashboard; see its --help)."""
+    import importlib  # the dashboard is a distribution of its own, which imports this one
+
+    try:
+        command = importlib.import_module("infinitic.dashboard.cli").dashboard
+    except ImportError:
+        raise click.UsageError(
+            "the dashboard is a package of its own: pip install infinitic-dashboard"
+        ) from None
+    command.main(args=ctx.args, prog_name=ctx.command_path)
+
+
 cli.add_command(workflow_group)
 cli.add_command(task_group)
+cli.add_command(dashboard_command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

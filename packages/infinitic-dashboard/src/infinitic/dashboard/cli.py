@@ -1,0 +1,145 @@
+"""``infinitic dashboard -c infinitic.yml [--host --port --token]``: serve the dashboard of the
+workflows of a workers' configuration file.
+
+It reads the file's ``transport:`` (to send the actions), ``storage:`` (states and tags) and
+``workflows:`` (the names shown). With the in-memory transport, nothing else can reach the
+workers, so the command runs the file's services and workflows itself while it serves, with the
+event timeline listening to them. With a broker, the command runs no worker and has no timeline
+(an ended instance shows as "completed or unknown"): embed the dashboard in a worker's process
+for one (README, "Dashboard").
+
+The ``infinitic`` command of infinitic-worker finds this command when this package is installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import AsyncIterator
+
+import click
+
+from infinitic.client import InfiniticClient, load_yaml
+from infinitic.dashboard._app import create_app
+from infinitic.dashboard._auth import check_binding
+from infinitic.dashboard._serve import serve
+from infinitic.dashboard._timeline import EventTimeline
+from infinitic.exceptions import ConfigurationError
+from infinitic.storage import Storage
+from infinitic.transport import apply_env_overrides, normalize_key
+from infinitic.worker import InfiniticConfig, InfiniticWorker, load_config
+
+logger = logging.getLogger("infinitic.dashboard")
+
+
+@contextlib.asynccontextmanager
+async def connect(
+    path: str, timeline: EventTimeline
+) -> AsyncIterator[tuple[InfiniticClient, Storage, list[str], EventTimeline | None]]:
+    """The client, storage, workflow names and timeline of the configuration at ``path``
+    (see the module)."""
+    config: InfiniticConfig = load_config(path)
+    names = [w.name for w in config.workflows if w.name]
+    in_memory = any(normalize_key(str(k)) == "inmemory" for k in config.transport_section)
+    if in_memory:
+        worker = InfiniticWorker.from_config(config)
+        worker.add_event_listener(timeline, subscription_name="infinitic-dashboard")
+        async with worker:
+            yield worker.client, worker.storage, names, timeline
+        return
+    bare = config.model_copy(
+        update={"services": [], "workflows": [], "event_listener": None, "metrics": None}
+    )
+    holder = InfiniticWorker.from_config(bare)  # never started: it builds and owns the storage
+    client = InfiniticClient.from_config(apply_env_overrides(load_yaml(path)))
+    try:
+        await client.start()
+        yield client, holder.storage, names, None
+    finally:
+        await client.close()
+        await holder.close()
+
+
+async def run(
+    path: str,
+    host: str,
+    port: int,
+    token: str | None,
+    *,
+    page_size: int = 50,
+    timeline_events: int = 200,
+    timeline_seconds: float = 3600.0,
+) -> None:
+    """Serve the dashboard of the configuration at ``path`` until interrupted."""
+    check_binding(host, token)
+    timeline = EventTimeline(max_events=timeline_events, retention_seconds=timeline_seconds)
+    async with connect(path, timeline) as (client, storage, names, kept):
+        app = create_app(client, storage, names, timeline=kept, token=token, page_size=page_size)
+        await serve(app, host=host, port=port)
+
+
+@click.command(name="dashboard", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "-c",
+    "--config",
+    required=True,
+    envvar="INFINITIC_CONFIG",
+    show_envvar=True,
+    type=click.Path(dir_okay=False),
+    help="the workers' YAML configuration file",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option("--port", default=8080, show_default=True, type=int, help="Port (0: any free).")
+@click.option(
+    "--token",
+    envvar="INFINITIC_DASHBOARD_TOKEN",
+    show_envvar=True,
+    help="Required from every request (needed when bound to another interface than loopback).",
+)
+@click.option("--page-size", default=50, show_default=True, type=click.IntRange(1, 500))
+@click.option(
+    "--timeline-events",
+    default=200,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Events kept per instance.",
+)
+@click.option(
+    "--timeline-seconds",
+    default=3600.0,
+    show_default=True,
+    type=click.FloatRange(min=1),
+    help="How long an instance's events are kept after its last one.",
+)
+def dashboard(
+    config: str,
+    host: str,
+    port: int,
+    token: str | None,
+    page_size: int,
+    timeline_events: int,
+    timeline_seconds: float,
+) -> None:
+    """Serve a web dashboard of the workflows of a configuration: instances by tag or id,
+    their state and events, and actions (cancel, retries, timers, signals)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        check_binding(host, token)
+        asyncio.run(
+            run(
+                config,
+                host,
+                port,
+                token,
+                page_size=page_size,
+                timeline_events=timeline_events,
+                timeline_seconds=timeline_seconds,
+            )
+        )
+    except (ValueError, ConfigurationError) as e:
+        click.echo(f"infinitic dashboard: {e}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        pass
