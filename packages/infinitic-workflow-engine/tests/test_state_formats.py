@@ -147,9 +147,9 @@ def repacked(data: bytes, **changes: Any) -> bytes:
     return pack(raw)
 
 
-def test_the_state_format_is_3_and_chunks_2() -> None:
-    assert STATE_FORMAT_VERSION == 3
-    assert HISTORY_CHUNK_FORMAT == 2
+def test_the_state_format_is_4_and_chunks_3() -> None:
+    assert STATE_FORMAT_VERSION == 4
+    assert HISTORY_CHUNK_FORMAT == 3
     assert unpack(STATE)["format"] == 2
     assert {unpack(c)["format"] for c in CHUNKS.values()} == {1}
 
@@ -277,18 +277,20 @@ def test_a_format_1_state_is_read() -> None:
     assert replay_history(Wire, state) == 4
 
 
-def test_a_state_is_stored_again_in_format_3_with_the_same_content() -> None:
+def test_a_state_is_stored_again_in_format_4_with_the_same_content() -> None:
     state = decode_state(STATE_KEY, STATE)
     encoded = encode_state(state)
-    assert unpack(encoded)["format"] == 3
+    assert unpack(encoded)["format"] == 4
     assert decode_state(STATE_KEY, encoded) == state
     assert all("name" not in c for c in unpack(encoded)["state"]["commands"].values())
+    # format 3 is format 4 without retried outcomes: read as it is
+    assert decode_state(STATE_KEY, repacked(encoded, format=3)) == state
 
 
-@pytest.mark.parametrize("found", [4, 17])
+@pytest.mark.parametrize("found", [5, 17])
 async def test_a_newer_format_is_refused_naming_the_formats(found: int) -> None:
     newer = repacked(STATE, format=found)
-    message = rf"state format {found} is newer than this version reads \(formats 1, 2, 3\)"
+    message = rf"state format {found} is newer than this version reads \(formats 1, 2, 3, 4\)"
     with pytest.raises(CorruptedValueError, match=message):
         decode_state(STATE_KEY, newer)
     storage = InMemoryStorage()
@@ -298,9 +300,9 @@ async def test_a_newer_format_is_refused_naming_the_formats(found: int) -> None:
         await read_workflow_state(storage.key_value, name, workflow_id)
     (key, data), *_ = CHUNKS.items()
     with pytest.raises(
-        CorruptedValueError, match=r"history chunk format 3 is newer .*formats 1, 2"
+        CorruptedValueError, match=r"history chunk format 4 is newer .*formats 1, 2, 3"
     ):
-        decode_history_chunk(key, repacked(data, format=3))
+        decode_history_chunk(key, repacked(data, format=4))
 
 
 def test_an_unknown_format_or_command_is_refused() -> None:
@@ -342,7 +344,7 @@ async def test_the_engine_carries_on_older_states() -> None:
             await asyncio.sleep(0.01)
         stored = await kv.get(STATE_KEY)
         assert stored is not None
-        assert unpack(stored.value)["format"] == 3
+        assert unpack(stored.value)["format"] == 4
         new_chunk = sorted(kv.keys("workflow-history:AllKinds:"))[-1]
         chunk = await kv.get(new_chunk)
         assert chunk is not None

@@ -75,9 +75,23 @@ class CommandBase(BaseModel):
         return f"{self.kind} {self.name}" if self.name else self.kind
 
 
+class EarlierOutcome(BaseModel):
+    """An outcome of a task that the code was handed (at ``delivered_step``) before
+    ``retry_tasks`` ran the task again: replays hand it at that step again."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Status
+    value: Any = None
+    failure: FailureInfo | None = None
+    delivered_step: int
+
+
 class TaskCommand(CommandBase):
     """A task of a service. ``retry_sequence`` counts the retries asked for by
-    ``retry_tasks``; ``timeout_at`` is when the caller stops waiting."""
+    ``retry_tasks``; ``timeout_at`` is when the caller stops waiting; ``earlier_outcomes`` are
+    the outcomes handed to the code before such retries (oldest first), the record's own fields
+    being the latest one."""
 
     kind: Literal["task"] = "task"
     service_name: str
@@ -87,10 +101,21 @@ class TaskCommand(CommandBase):
     meta: dict[str, bytes] = Field(default_factory=dict)
     timeout_at: float | None = None
     retry_sequence: int = 0
+    earlier_outcomes: list[EarlierOutcome] = Field(default_factory=list)
 
     @property
     def name(self) -> str:
         return f"{self.service_name}.{self.method_name}"
+
+    def delivered_at(self, step: int) -> TaskCommand:
+        """The outcome handed to the code at ``step``: this record, or an earlier outcome
+        (with this record's other fields) when the task was retried since."""
+        if self.delivered_step == step or not self.earlier_outcomes:
+            return self
+        for earlier in self.earlier_outcomes:
+            if earlier.delivered_step == step:
+                return self.model_copy(update=dict(earlier))
+        return self
 
     @property
     def arguments(self) -> list[Any]:

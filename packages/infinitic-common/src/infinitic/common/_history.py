@@ -17,13 +17,15 @@ from infinitic.common._errors import CorruptedValueError, MessageDecodeError
 from infinitic.common._serialization import unpack
 from infinitic.common._topics import workflow_state_key
 
-#: The format of a stored workflow state. 3: typed command records (one kind per record);
-#: 2: the archive of settled history; 1: the whole history in the state. Formats 1 and 2 are
-#: read, their command records converted (see ``upgrade_command``).
-WORKFLOW_STATE_FORMAT = 3
-#: The format of an archived history chunk. 2: typed command records; 1: written with state
-#: format 2 (read, converted).
-HISTORY_CHUNK_FORMAT = 2
+#: The format of a stored workflow state. 4: a task's record may hold the outcomes handed to the
+#: code before a retry (``earlier_outcomes``) and a step may deliver a ``retry``; 3: typed command
+#: records (one kind per record); 2: the archive of settled history; 1: the whole history in the
+#: state. Formats 1 to 3 are read (format 3 as is: it is format 4 without retried outcomes),
+#: the command records of 1 and 2 converted (see ``upgrade_command``).
+WORKFLOW_STATE_FORMAT = 4
+#: The format of an archived history chunk. 3: written with state format 4; 2: typed command
+#: records; 1: written with state format 2 (read, converted).
+HISTORY_CHUNK_FORMAT = 3
 _TYPED_SINCE = {"state": 3, "history chunk": 2}
 #: The keys of a stored state that describe its archive (absent from a merged state).
 ARCHIVE_FIELDS = ("archive", "archived_steps", "archiving")

@@ -72,10 +72,12 @@ class MethodRun(BaseModel):
 
 
 class Delivery(BaseModel):
-    """Something handed to the workflow code at a step: a method start, a command result or a
-    signal (``id`` is then the signal id)."""
+    """Something handed to the workflow code at a step: a method start, a command result, a
+    signal (``id`` is then the signal id), or a task that ``retry_tasks`` runs again after its
+    outcome was handed to the code (``retry``: from this step on, its Deferred waits for the
+    new outcome)."""
 
-    kind: Literal["method", "result", "signal"]
+    kind: Literal["method", "result", "signal", "retry"]
     id: str
 
 

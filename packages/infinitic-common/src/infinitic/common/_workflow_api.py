@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import random
-from collections.abc import Awaitable, Callable, Mapping
-from contextvars import ContextVar
+from collections.abc import Awaitable, Callable, Generator, Mapping
+from contextvars import Context, ContextVar
 from datetime import datetime, timedelta
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -70,6 +70,17 @@ class Deferred(HasStatus, asyncio.Future[T], Generic[T]):
         self._id = id
         self._description = description
 
+    def _renew(self) -> None:
+        """Make a settled Deferred ongoing again (the runtime does it at the step after
+        ``retry_tasks`` ran its task again): awaits from then on wait for the new outcome, as
+        in Infinitic; an ``all_of``/``any_of`` made before keeps what it saw.
+
+        The instance becomes one of a subclass answering for a fresh inner future, so a
+        Deferred that is never renewed pays nothing for it."""
+        again: asyncio.Future[T] = self.get_loop().create_future()
+        self.__class__ = _renewed_class(type(self))
+        self._again = again
+
     @property
     def id(self) -> str:
         """The command id (for a child workflow: its workflow id)."""
@@ -98,6 +109,57 @@ class Deferred(HasStatus, asyncio.Future[T], Generic[T]):
 
     def __repr__(self) -> str:
         return f"<Deferred {self._description} {self.status}>"
+
+
+class _Renewed(Deferred[T]):
+    """A Deferred renewed by a retry: every method of the future answers for ``_again``."""
+
+    _again: asyncio.Future[T]
+
+    def __await__(self) -> Generator[Any, None, T]:
+        return self._again.__await__()
+
+    __iter__ = __await__
+
+    def done(self) -> bool:
+        return self._again.done()
+
+    def cancelled(self) -> bool:
+        return self._again.cancelled()
+
+    def result(self) -> T:
+        return self._again.result()
+
+    def exception(self) -> BaseException | None:
+        return self._again.exception()
+
+    def set_result(self, result: T) -> None:
+        self._again.set_result(result)
+
+    def set_exception(self, exception: type | BaseException) -> None:
+        self._again.set_exception(exception)
+
+    def cancel(self, msg: Any | None = None) -> bool:
+        return self._again.cancel(msg)
+
+    def add_done_callback(
+        self, fn: Callable[[Any], object], /, *, context: Context | None = None
+    ) -> None:
+        self._again.add_done_callback(fn, context=context)
+
+    def remove_done_callback(self, fn: Callable[[Any], object], /) -> int:
+        return self._again.remove_done_callback(fn)
+
+    def _renew(self) -> None:
+        self._again = self.get_loop().create_future()
+
+
+@functools.cache
+def _renewed_class(cls: type[Deferred[Any]]) -> type[Deferred[Any]]:
+    """The renewed form of a Deferred class (a subclass of both: ``isinstance`` still holds)."""
+    if issubclass(cls, _Renewed):
+        return cls
+    return type(f"Renewed{cls.__name__}", (_Renewed, cls), {"__module__": cls.__module__})
 
 
 class WorkflowRuntimeApi(Protocol):

@@ -3,7 +3,9 @@
 A step is settled once another follows it; a command once its outcome was delivered at a settled
 step (or, done at creation, once it was created at one); a signal once delivered at a settled
 step. Nothing settled ever changes again, so it can leave the state: the state stays the size of
-its recent history, and a step costs the same at the 10,000th as at the first.
+its recent history, and a step costs the same at the 10,000th as at the first. A task that did not
+complete is the exception: ``retry_tasks`` (failed tasks by default) may run it again, so its
+record stays in the state.
 
 Moving is done in two stores of the state, so it never leaves an orphan nor loses anything:
 1. :func:`plan_archive` records the intent (the chunk key and how many steps) in the state,
@@ -28,7 +30,7 @@ from infinitic.common import (
     workflow_history_key,
     workflow_state_key,
 )
-from infinitic.common.messages import CommandRecord, SignalRecord, Step
+from infinitic.common.messages import CommandRecord, SignalRecord, Step, TaskCommand
 from infinitic.exceptions import CorruptedValueError
 from infinitic.storage import KeyValueStorage, VersionedValue
 from infinitic.workflow_engine._state import (
@@ -82,6 +84,7 @@ def _archived_items(
         c
         for c in state.commands.values()
         if c.status != "ongoing"
+        and not (isinstance(c, TaskCommand) and c.status != "completed")  # retry_tasks may rerun
         and (
             (c.delivered_step is not None and c.delivered_step < end)
             or (c.delivered_step is None and c.done_at_creation() and c.step < end)

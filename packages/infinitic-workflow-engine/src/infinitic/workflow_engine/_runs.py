@@ -7,16 +7,23 @@ from __future__ import annotations
 from infinitic.common import FailureInfo, TopicKind, method_outcome_routes, topic
 from infinitic.common.messages import (
     Delivery,
+    EarlierOutcome,
     MethodOutcome,
     MethodRun,
     Requester,
     RetryTasks,
+    Step,
     TaskCommand,
     WorkflowMessage,
 )
-from infinitic.transport import Outbox
+from infinitic.transport import Outbox, RetryLater
 from infinitic.workflow_engine._handlers import task_message
 from infinitic.workflow_engine._state import WorkflowState
+
+#: A retry of tasks that comes while the workflow task handing one of them runs waits this long.
+RETRY_TASKS_WAIT_SECONDS = 0.05
+#: How deep a failure chain is searched for a retried task.
+MAX_CAUSES = 32
 
 
 def owner(state: WorkflowState, delivery: Delivery) -> str | None:
@@ -34,29 +41,50 @@ def owner(state: WorkflowState, delivery: Delivery) -> str | None:
 
 
 def retry_tasks(state: WorkflowState, m: RetryTasks, out: Outbox) -> bool:
-    changed = False
+    """Run again the tasks ``m`` selects (by default the failed ones), as Infinitic does.
+
+    An outcome the code never saw (pending, parked, or delivered by the failed step of a stuck
+    instance) is forgotten. One the code was handed stays in the history
+    (``earlier_outcomes``, for replays) and a ``retry`` delivery tells the code, at the next
+    step, that the task's Deferred waits again: an await of it from then on gets the new
+    outcome.
+
+    Raises:
+        RetryLater: a selected task's outcome is being handed to the code by the running
+            workflow task (the retry comes after it).
+    """
     last = state.steps[-1] if state.steps and state.failed_task is not None else None
-    for record in state.commands.values():
-        if not isinstance(record, TaskCommand):
-            continue
-        if m.task_ids is not None and record.command_id not in m.task_ids:
-            continue
-        if m.service_name is not None and record.service_name != m.service_name:
-            continue
-        wanted = m.status or ("failed" if m.task_ids is None else None)
-        if wanted is not None and record.status != wanted:
-            continue
-        if record.status != "ongoing":
-            delivered_in_failed_step = last is not None and any(
-                d.kind == "result" and d.id == record.command_id for d in last.deliveries
+    running = state.steps[-1].index if state.steps and state.running_task_id else None
+    wanted = m.status or ("failed" if m.task_ids is None else None)
+    selected = [
+        record
+        for record in state.commands.values()
+        if isinstance(record, TaskCommand)
+        and (m.task_ids is None or record.command_id in m.task_ids)
+        and (m.service_name is None or record.service_name == m.service_name)
+        and (wanted is None or record.status == wanted)
+    ]
+    if running is not None and any(r.delivered_step == running for r in selected):
+        raise RetryLater(
+            RETRY_TASKS_WAIT_SECONDS,
+            f"retry of tasks of {state.workflow_name} {state.workflow_id} while its workflow "
+            "task hands one of them to the code",
+        )
+    changed = False
+    for record in selected:
+        if record.status != "ongoing" and not _forget_outcome(state, record, last):
+            if record.delivered_step is None:
+                continue  # nowhere in the history: nothing to run again
+            record.earlier_outcomes.append(
+                EarlierOutcome(
+                    status=record.status,
+                    value=record.value,
+                    failure=record.failure,
+                    delivered_step=record.delivered_step,
+                )
             )
-            pending = any(d.id == record.command_id for d in state.pending + state.parked)
-            if not (delivered_in_failed_step or pending):
-                continue  # its outcome is part of the history: it cannot change any more
-            if last is not None and delivered_in_failed_step:
-                last.deliveries = [d for d in last.deliveries if d.id != record.command_id]
-            state.pending = [d for d in state.pending if d.id != record.command_id]
-            state.parked = [d for d in state.parked if d.id != record.command_id]
+            _enqueue_retry(state, Delivery(kind="retry", id=record.command_id))
+        if record.status != "ongoing":
             record.status = "ongoing"
             record.value = None
             record.failure = None
@@ -73,14 +101,70 @@ def retry_tasks(state: WorkflowState, m: RetryTasks, out: Outbox) -> bool:
             task_message(record, requester),
         )
         changed = True
-    if last is not None and not last.deliveries:
+    if last is not None and all(d.kind == "retry" for d in last.deliveries):
         state.steps.pop()  # the failed step had only the retried failures: forget it
+        state.pending[:0] = last.deliveries  # renewals it held come first in the next one
         state.failed_task = None
     if changed and state.failed_runs:
-        # a run that failed on the retried failures only goes on when they end again
-        waiting = {owner(state, d) for d in state.parked}
-        state.failed_runs = {r: f for r, f in state.failed_runs.items() if r in waiting}
+        # A run that failed on the retried failures only goes on when they end again: those
+        # that were pending are gone, and one the code had let through its await is retried
+        # (its ``retry`` delivery comes first: the await waits for the new outcome).
+        waiting = {owner(state, d) for d in state.parked if d.kind != "retry"}
+        retried = {r.command_id for r in selected}
+        state.failed_runs = {
+            r: f
+            for r, f in state.failed_runs.items()
+            if r in waiting and not _names_task(f, retried)
+        }
+        resumed = [d for d in state.parked if owner(state, d) not in state.failed_runs]
+        if resumed:
+            state.parked = [d for d in state.parked if d not in resumed]
+            state.pending.extend(resumed)
     return changed
+
+
+def _forget_outcome(state: WorkflowState, record: TaskCommand, last: Step | None) -> bool:
+    """Take the outcome of ``record`` out of the deliveries if the code has not seen it (the
+    failed step of a stuck instance, pending, parked); False if it is not there."""
+    command_id = record.command_id
+    in_failed_step = last is not None and any(
+        d.kind == "result" and d.id == command_id for d in last.deliveries
+    )
+    queued = any(d.kind == "result" and d.id == command_id for d in state.pending + state.parked)
+    if not (in_failed_step or queued):
+        return False
+
+    def kept(deliveries: list[Delivery]) -> list[Delivery]:
+        # a ``retry`` delivery stays: the Deferred must still be renewed before a new result
+        return [d for d in deliveries if not (d.kind == "result" and d.id == command_id)]
+
+    if last is not None and in_failed_step:
+        last.deliveries = kept(last.deliveries)
+    state.pending = kept(state.pending)
+    state.parked = kept(state.parked)
+    return True
+
+
+def _enqueue_retry(state: WorkflowState, delivery: Delivery) -> None:
+    """Queue a ``retry`` delivery for the next step or, while its method run is failed, park it
+    before the run's other deliveries: the step that failed sees the task ongoing again when
+    it runs anew, as Infinitic's does."""
+    if state.failed_runs and owner(state, delivery) in state.failed_runs:
+        state.parked.insert(0, delivery)
+    else:
+        state.pending.append(delivery)
+
+
+def _names_task(failure: FailureInfo, command_ids: set[str]) -> bool:
+    """True if the failure chain of a method run holds the failure of one of the tasks."""
+    link: FailureInfo | None = failure
+    for _ in range(MAX_CAUSES):
+        if link is None:
+            return False
+        if link.kind.startswith("task_") and link.id in command_ids:
+            return True
+        link = link.cause
+    return False
 
 
 def release(

@@ -14,6 +14,7 @@ import contextvars
 import enum
 import hashlib
 import random
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -101,6 +102,13 @@ class _Pending:
     load_result: Callable[[Any], Any] = field(default=lambda v: v)
 
 
+class _TaskDeferred(Deferred[Any]):
+    """The Deferred of a task: ``retry_tasks`` may run the task again after its outcome was
+    handed to the code, and the Deferred then waits for the new one."""
+
+    load_result: Callable[[Any], Any]
+
+
 _current_method: contextvars.ContextVar[_MethodRunContext | None] = contextvars.ContextVar(
     "infinitic_method_run", default=None
 )
@@ -138,6 +146,10 @@ class WorkflowInstance:
         self.inline_digest = ""
         self._methods: dict[str, _MethodRunContext] = {}
         self._pending: dict[str, _Pending] = {}
+        # settled task Deferreds the code may still hold (a retried task renews its own)
+        self._settled: weakref.WeakValueDictionary[str, _TaskDeferred] = (
+            weakref.WeakValueDictionary()
+        )
         self._step = -1
         self._replaying = False
         self._recorded: Mapping[str, CommandRecord] = {}
@@ -193,6 +205,8 @@ class WorkflowInstance:
                 self._start_method(method_runs[delivery.id])
             elif delivery.kind == "signal":
                 self._deliver_signal((signals or {})[delivery.id])
+            elif delivery.kind == "retry":
+                self._renew(commands[delivery.id])
             else:
                 self._deliver(commands[delivery.id])
             self._run()
@@ -327,11 +341,28 @@ class WorkflowInstance:
         return record, recorded
 
     def _deferred(self, record: CommandRecord, load_result: Callable[[Any], Any]) -> Deferred[Any]:
-        deferred: Deferred[Any] = Deferred(
-            loop=self.loop, id=record.command_id, description=record.describe()
-        )
+        deferred: Deferred[Any]
+        if isinstance(record, TaskCommand):
+            deferred = _TaskDeferred(
+                loop=self.loop, id=record.command_id, description=record.describe()
+            )
+            deferred.load_result = load_result
+        else:
+            deferred = Deferred(loop=self.loop, id=record.command_id, description=record.describe())
         self._pending[record.command_id] = _Pending(record, deferred, load_result=load_result)
         return deferred
+
+    def _renew(self, record: CommandRecord) -> None:
+        """The task of ``record`` runs again (``retry_tasks``) after its outcome was handed to
+        the code: its Deferred waits for the new outcome from this step on."""
+        deferred = self._settled.pop(record.command_id, None)
+        if deferred is None:  # the code no longer holds it: the new outcome goes nowhere
+            self._pending[record.command_id] = _Pending(record)
+            return
+        deferred._renew()
+        self._pending[record.command_id] = _Pending(
+            record, deferred, load_result=deferred.load_result
+        )
 
     def new_task(
         self,
@@ -559,6 +590,10 @@ class WorkflowInstance:
         deferred = pending.deferred
         if deferred is None or deferred.done():
             return
+        if isinstance(deferred, _TaskDeferred):
+            self._settled[record.command_id] = deferred
+        if isinstance(record, TaskCommand):
+            record = record.delivered_at(self._step)  # a retried task's outcome of that step
         if record.status == "completed":
             try:
                 deferred.set_result(pending.load_result(record.value))

@@ -31,9 +31,10 @@ from infinitic.common.messages import (
 )
 from infinitic.exceptions import CorruptedValueError, MessageDecodeError
 
-#: 3: typed command records; 2: the archive of settled history; 1: the whole history in the
-#: state. Older formats are read (``workflow_state_data`` converts their command records), a
-#: newer one is refused with an error naming the formats.
+#: 4: retried tasks' earlier outcomes and ``retry`` deliveries; 3: typed command records; 2: the
+#: archive of settled history; 1: the whole history in the state. Older formats are read
+#: (``workflow_state_data`` converts the command records of 1 and 2), a newer one is refused
+#: with an error naming the formats.
 STATE_FORMAT_VERSION = WORKFLOW_STATE_FORMAT
 
 #: Commands that keep their instance until they end (see :meth:`WorkflowState.terminated`).
