@@ -13,7 +13,7 @@ from infinitic.dashboard import EventTimeline
 from infinitic.services import name
 from infinitic.storage import InMemoryStorage
 from infinitic.transport import InMemoryTransport
-from infinitic.worker import InfiniticWorker
+from infinitic.worker import InfiniticWorker, WorkerMetrics
 from infinitic.workflows import Channel, Workflow, new_service
 
 WAIT = 30.0  # seconds an expected event may take, at most, on a loaded machine
@@ -72,11 +72,13 @@ class WaitableTimeline(EventTimeline):
 
 
 def order_worker(
-    cards: FlakyCards, timeline: EventTimeline
+    cards: FlakyCards, timeline: EventTimeline, metrics: WorkerMetrics | None = None
 ) -> tuple[InfiniticWorker, InMemoryTransport, InMemoryStorage]:
     """A worker of DashOrder and Cards on the in-memory stack, with the timeline listening."""
     transport, storage = InMemoryTransport(), InMemoryStorage()
-    worker = InfiniticWorker(transport=transport, storage=storage, redelivery_delay=0.05)
+    worker = InfiniticWorker(
+        transport=transport, storage=storage, redelivery_delay=0.05, metrics=metrics
+    )
     worker.add_service(cards, interface=Cards, retry=None)
     worker.add_workflow(DashOrder)
     worker.add_event_listener(timeline, batch={"max_messages": 100, "max_seconds": 0.02})

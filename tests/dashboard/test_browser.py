@@ -15,6 +15,7 @@ from tests.dashboard.support import WAIT, DashOrder, FlakyCards, WaitableTimelin
 
 from infinitic.client import InfiniticClient
 from infinitic.dashboard import create_app
+from infinitic.worker import WorkerMetrics
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(
@@ -29,14 +30,23 @@ async def test_find_fix_retry_and_read_the_result_in_a_browser(tmp_path: Path) -
     print(f"dashboard screenshots: {shots}")
     timeline = WaitableTimeline()
     cards = FlakyCards(broken=True)
-    worker, transport, storage = order_worker(cards, timeline)
+    worker, transport, storage = order_worker(cards, timeline, WorkerMetrics(port=0))
     async with worker, InfiniticClient(transport=transport) as client:
         deferred = await client.dispatch(
             client.new_workflow(DashOrder, tags={"vip"}).run, "o-browser"
         )
         wid = deferred.id
         await timeline.wait_for(lambda: timeline.saw(wid, "executorCompleted"))
-        app = create_app(client, storage, ["DashOrder"], timeline=timeline, refresh_seconds=0.3)
+        assert worker.metrics is not None
+        assert worker.metrics.url is not None
+        app = create_app(
+            client,
+            storage,
+            ["DashOrder"],
+            timeline=timeline,
+            refresh_seconds=0.3,
+            metrics_urls=[worker.metrics.url],
+        )
         server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
         )
@@ -77,6 +87,10 @@ async def test_find_fix_retry_and_read_the_result_in_a_browser(tmp_path: Path) -
                 result = await page.text_content("#result")
                 assert result == '"o-browser charged 7"'
                 await page.screenshot(path=shots / "4-result-by-id.png", full_page=True)
+
+                await page.click("text=metrics")
+                await page.wait_for_selector("#topics >> text=service_executor")
+                await page.screenshot(path=shots / "5-metrics.png", full_page=True)
                 await browser.close()
         finally:
             server.should_exit = True
@@ -89,4 +103,5 @@ async def test_find_fix_retry_and_read_the_result_in_a_browser(tmp_path: Path) -
         "2-failed.png",
         "3-completed.png",
         "4-result-by-id.png",
+        "5-metrics.png",
     ]

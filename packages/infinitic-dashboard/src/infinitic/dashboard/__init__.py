@@ -3,6 +3,7 @@
 ``create_app(client, storage, ["Order"], timeline=timeline)`` is an ASGI application (Starlette,
 pages rendered on the server, htmx shipped in the package); ``EventTimeline`` is an event
 listener keeping the recent events of each instance, so that ended ones stay visible;
+``MetricsScraper`` reads workers' Prometheus endpoints for the metrics page;
 ``infinitic dashboard -c infinitic.yml`` serves it from a workers' configuration.
 """
 
@@ -10,6 +11,7 @@ import importlib.metadata
 
 from infinitic.dashboard._app import Dashboard, create_app
 from infinitic.dashboard._auth import check_binding
+from infinitic.dashboard._metrics import MetricsScraper, Scrape, TopicRow, histogram_quantile
 from infinitic.dashboard._serve import serve
 from infinitic.dashboard._timeline import EventTimeline, TimelineEvent, WorkflowSummary
 
@@ -18,9 +20,13 @@ __version__: str = importlib.metadata.version("infinitic-dashboard")
 __all__ = [
     "Dashboard",
     "EventTimeline",
+    "MetricsScraper",
+    "Scrape",
     "TimelineEvent",
+    "TopicRow",
     "WorkflowSummary",
     "check_binding",
     "create_app",
+    "histogram_quantile",
     "serve",
 ]

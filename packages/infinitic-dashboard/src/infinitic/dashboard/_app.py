@@ -27,6 +27,7 @@ from infinitic.client import InfiniticClient
 from infinitic.common import read_workflow_state
 from infinitic.common.tag_messages import workflow_tag_key
 from infinitic.dashboard._auth import TokenMiddleware
+from infinitic.dashboard._metrics import MetricsScraper
 from infinitic.dashboard._timeline import EventTimeline
 from infinitic.dashboard._views import event_data, failure_text, instance_view, to_json
 from infinitic.services import name as wire_name
@@ -53,6 +54,7 @@ class Dashboard:
         timeline: EventTimeline | None = None,
         page_size: int = 50,
         refresh_seconds: float = 2.0,
+        metrics: MetricsScraper | None = None,
     ) -> None:
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise ValueError(f"page_size must be within 1..{MAX_PAGE_SIZE}")
@@ -62,6 +64,7 @@ class Dashboard:
         self.timeline = timeline
         self.page_size = page_size
         self.refresh_seconds = refresh_seconds
+        self.metrics = metrics
         self._stand_ins: dict[tuple[str, str], type] = {}
         self._templates = Environment(
             loader=PackageLoader("infinitic.dashboard", "templates"),
@@ -89,6 +92,7 @@ class Dashboard:
             workflows=self.workflows,
             timeline=self.timeline is not None,
             refresh=f"{self.refresh_seconds:g}s",
+            has_metrics=self.metrics is not None,
             **values,
         )
         return HTMLResponse(page, status_code=status)
@@ -150,6 +154,15 @@ class Dashboard:
             return self.render("instance_body.html", **values)
         return self.render("instance.html", **values)
 
+    async def metrics_page(self, request: Request) -> Response:
+        if self.metrics is None:
+            return self.render(
+                "message.html", 404, message="no metrics endpoint given (--metrics-url)"
+            )
+        scrape = await self.metrics.scrape()
+        template = "metrics_body.html" if request.query_params.get("fragment") else "metrics.html"
+        return self.render(template, scrape=scrape, urls=self.metrics.urls)
+
     # -- actions --------------------------------------------------------------------------------
 
     async def action(self, request: Request) -> Response:
@@ -206,6 +219,7 @@ def create_app(
     token: str | None = None,
     page_size: int = 50,
     refresh_seconds: float = 2.0,
+    metrics_urls: Sequence[str] = (),
 ) -> Starlette:
     """The dashboard as an ASGI application (serve it with uvicorn, or :func:`serve`).
 
@@ -217,6 +231,7 @@ def create_app(
         token: required from every request when given (see ``infinitic.dashboard._auth``).
         page_size: instances per page of a tag.
         refresh_seconds: how often an instance's page reloads its state and events.
+        metrics_urls: workers' Prometheus endpoints, for the metrics page (``/metrics``).
     """
     from importlib.resources import files
 
@@ -227,10 +242,12 @@ def create_app(
         timeline=timeline,
         page_size=page_size,
         refresh_seconds=refresh_seconds,
+        metrics=MetricsScraper(metrics_urls) if metrics_urls else None,
     )
     static = StaticFiles(directory=str(files("infinitic.dashboard") / "static"))
     routes = [
         Route("/", dashboard.index),
+        Route("/metrics", dashboard.metrics_page),
         Route("/workflows/{name}", dashboard.instances),
         Route("/workflows/{name}/instances/{workflow_id}", dashboard.instance),
         Route(

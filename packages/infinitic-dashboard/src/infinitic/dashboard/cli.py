@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import click
 
@@ -37,9 +37,9 @@ logger = logging.getLogger("infinitic.dashboard")
 @contextlib.asynccontextmanager
 async def connect(
     path: str, timeline: EventTimeline
-) -> AsyncIterator[tuple[InfiniticClient, Storage, list[str], EventTimeline | None]]:
-    """The client, storage, workflow names and timeline of the configuration at ``path``
-    (see the module)."""
+) -> AsyncIterator[tuple[InfiniticClient, Storage, list[str], EventTimeline | None, list[str]]]:
+    """The client, storage, workflow names, timeline and metrics endpoint (of the workers run
+    here) of the configuration at ``path`` (see the module)."""
     config: InfiniticConfig = load_config(path)
     names = [w.name for w in config.workflows if w.name]
     in_memory = any(normalize_key(str(k)) == "inmemory" for k in config.transport_section)
@@ -47,7 +47,8 @@ async def connect(
         worker = InfiniticWorker.from_config(config)
         worker.add_event_listener(timeline, subscription_name="infinitic-dashboard")
         async with worker:
-            yield worker.client, worker.storage, names, timeline
+            url = worker.metrics.url if worker.metrics is not None else None
+            yield worker.client, worker.storage, names, timeline, [url] if url else []
         return
     bare = config.model_copy(
         update={"services": [], "workflows": [], "event_listener": None, "metrics": None}
@@ -56,7 +57,7 @@ async def connect(
     client = InfiniticClient.from_config(apply_env_overrides(load_yaml(path)))
     try:
         await client.start()
-        yield client, holder.storage, names, None
+        yield client, holder.storage, names, None, []
     finally:
         await client.close()
         await holder.close()
@@ -71,12 +72,21 @@ async def run(
     page_size: int = 50,
     timeline_events: int = 200,
     timeline_seconds: float = 3600.0,
+    metrics_urls: Sequence[str] = (),
 ) -> None:
     """Serve the dashboard of the configuration at ``path`` until interrupted."""
     check_binding(host, token)
     timeline = EventTimeline(max_events=timeline_events, retention_seconds=timeline_seconds)
-    async with connect(path, timeline) as (client, storage, names, kept):
-        app = create_app(client, storage, names, timeline=kept, token=token, page_size=page_size)
+    async with connect(path, timeline) as (client, storage, names, kept, own_metrics):
+        app = create_app(
+            client,
+            storage,
+            names,
+            timeline=kept,
+            token=token,
+            page_size=page_size,
+            metrics_urls=[*metrics_urls, *own_metrics],
+        )
         await serve(app, host=host, port=port)
 
 
@@ -100,6 +110,12 @@ async def run(
 )
 @click.option("--page-size", default=50, show_default=True, type=click.IntRange(1, 500))
 @click.option(
+    "--metrics-url",
+    "metrics_urls",
+    multiple=True,
+    help="A worker's Prometheus endpoint for the metrics page (repeat for each worker).",
+)
+@click.option(
     "--timeline-events",
     default=200,
     show_default=True,
@@ -119,6 +135,7 @@ def dashboard(
     port: int,
     token: str | None,
     page_size: int,
+    metrics_urls: tuple[str, ...],
     timeline_events: int,
     timeline_seconds: float,
 ) -> None:
@@ -136,6 +153,7 @@ def dashboard(
                 page_size=page_size,
                 timeline_events=timeline_events,
                 timeline_seconds=timeline_seconds,
+                metrics_urls=metrics_urls,
             )
         )
     except (ValueError, ConfigurationError) as e:
