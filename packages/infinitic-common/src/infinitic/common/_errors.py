@@ -324,3 +324,27 @@ class MessageDeadLetteredError(InfiniticError):
         super().__init__(f"a message on {topic} was dead-lettered: {reason}")
         self.topic = topic
         self.reason = reason
+
+
+PUBLIC_MODULE = "infinitic.exceptions"
+"""The module users import these classes from, and the one their names show."""
+
+
+def _present_publicly() -> None:
+    """Give every public exception class of this module :data:`PUBLIC_MODULE` as its module.
+
+    Tracebacks, reprs and failures (``FailureInfo.class_name``) name a class by its
+    ``__module__``: without this they would say ``infinitic.common._errors.ValueTooLargeError``,
+    a private path nobody can import from in good faith.
+    """
+    for name, value in list(globals().items()):
+        if (
+            isinstance(value, type)
+            and issubclass(value, BaseException)
+            and not name.startswith("_")
+            and value.__module__ == __name__
+        ):
+            value.__module__ = PUBLIC_MODULE
+
+
+_present_publicly()

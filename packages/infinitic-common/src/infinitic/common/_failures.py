@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import traceback
 from typing import Any
 
@@ -93,6 +94,25 @@ def method_failure(exc: BaseException, workflow_name: str, workflow_id: str) -> 
     )
 
 
+def public_class_name(cls: type) -> str:
+    """The name users know ``cls`` by: its qualified name (bare for builtins), under the
+    closest public package that exports it when its module is private.
+
+    ``pkg._impl.Error`` exported by ``pkg`` is ``pkg.Error``; a class no public ancestor
+    exports keeps its module's path.
+    """
+    if cls.__module__ == "builtins":
+        return cls.__qualname__
+    parts = cls.__module__.split(".")
+    private = [i for i, part in enumerate(parts) if part.startswith("_")]
+    if private:
+        for end in range(private[0], 0, -1):
+            package = ".".join(parts[:end])
+            if getattr(sys.modules.get(package), cls.__qualname__, None) is cls:
+                return f"{package}.{cls.__qualname__}"
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
 def _describe(exc: BaseException) -> FailureInfo:
     cause_exc = getattr(exc, "cause", None) or exc.__cause__
     cause = failure_from_exception(cause_exc) if isinstance(cause_exc, BaseException) else None
@@ -158,15 +178,9 @@ def _describe(exc: BaseException) -> FailureInfo:
             attributes=exc.attributes,
             cause=cause,
         )
-    cls_ = type(exc)
-    name = (
-        cls_.__qualname__
-        if cls_.__module__ == "builtins"
-        else (f"{cls_.__module__}.{cls_.__qualname__}")
-    )
     return FailureInfo(
         kind="remote",
-        class_name=name,
+        class_name=public_class_name(type(exc)),
         message=str(exc),
         stack="".join(traceback.format_exception(exc)),
         attributes=_json_attributes(exc),
