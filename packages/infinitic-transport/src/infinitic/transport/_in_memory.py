@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 from infinitic.exceptions import ConfigurationError
+from infinitic.transport._backlog import DEFAULT_MAX_BACKLOG, DEFAULT_MAX_BACKLOG_BYTES, Backlog
 from infinitic.transport._clock import ManualClock
 from infinitic.transport._interfaces import (
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -38,9 +39,6 @@ from infinitic.transport._interfaces import (
 from infinitic.transport._wait_line import WaitLine
 
 logger = logging.getLogger("infinitic.transport")
-
-#: Messages kept for a topic without subscribers (see ``InMemoryTransport``).
-DEFAULT_MAX_BACKLOG = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +235,9 @@ class InMemoryTransport(Transport):
             its first subscriber); past it the oldest are dropped, with one warning per topic.
             Events topics, which only an event listener reads, would otherwise grow for as long
             as the process runs.
+        max_backlog_bytes: the most bytes (payloads, keys and properties) kept for such a
+            topic (64 MiB by default); past it the oldest are dropped too, with the same
+            warning. The newest message is always kept.
 
     Dead-lettered messages are kept and returned by :meth:`dead_letters`.
     """
@@ -247,11 +248,15 @@ class InMemoryTransport(Transport):
         clock: Callable[[], float] | None = None,
         max_message_bytes: int | None = DEFAULT_MAX_MESSAGE_BYTES,
         max_backlog: int = DEFAULT_MAX_BACKLOG,
+        max_backlog_bytes: int = DEFAULT_MAX_BACKLOG_BYTES,
     ) -> None:
         if max_backlog < 1:
             raise ValueError(f"max_backlog must be at least 1, got {max_backlog}")
+        if max_backlog_bytes < 1:
+            raise ValueError(f"max_backlog_bytes must be at least 1, got {max_backlog_bytes}")
         self.max_message_bytes = max_message_bytes
         self.max_backlog = max_backlog
+        self.max_backlog_bytes = max_backlog_bytes
         self._trimmed: set[str] = set()  # topics whose backlog lost messages (warned once)
         self._clock = clock or time.time
         self._manual = isinstance(clock, ManualClock)
@@ -259,7 +264,7 @@ class InMemoryTransport(Transport):
         if isinstance(clock, ManualClock):
             clock.add_listener(self._release_due)
         self._subscriptions: dict[str, dict[str, _Subscription]] = {}
-        self._backlog: dict[str, deque[TransportMessage]] = {}
+        self._backlog: dict[str, Backlog] = {}
         self._dead_letters: list[DeadLetter] = []
         self._ids = itertools.count(1)
         self._timers: set[asyncio.TimerHandle] = set()
@@ -306,17 +311,27 @@ class InMemoryTransport(Transport):
         if not subs:
             backlog = self._backlog.get(message.topic)
             if backlog is None:
-                backlog = self._backlog[message.topic] = deque(maxlen=self.max_backlog)
-            full = len(backlog) == self.max_backlog
-            backlog.append(message)  # drops the oldest when full
-            if full and message.topic not in self._trimmed:
+                backlog = Backlog(self.max_backlog, self.max_backlog_bytes)
+                self._backlog[message.topic] = backlog
+            bound = backlog.append(message)  # drops the oldest past a bound
+            if bound is not None and message.topic not in self._trimmed:
                 self._trimmed.add(message.topic)
-                logger.warning(
-                    "%s has no subscriber: only its last %d messages are kept (the oldest "
-                    "are dropped; max_backlog of InMemoryTransport)",
-                    message.topic,
-                    self.max_backlog,
-                )
+                if bound == "max_backlog":
+                    logger.warning(
+                        "%s has no subscriber: only its last %d messages are kept (the oldest "
+                        "are dropped; max_backlog of InMemoryTransport)",
+                        message.topic,
+                        self.max_backlog,
+                    )
+                else:
+                    logger.warning(
+                        "%s has no subscriber: only its last %s bytes of messages are kept "
+                        "(%d messages now; the oldest are dropped; max_backlog_bytes of "
+                        "InMemoryTransport)",
+                        message.topic,
+                        f"{self.max_backlog_bytes:,}",
+                        len(backlog),
+                    )
             return
         for sub in subs.values():
             sub.put(message)
