@@ -142,9 +142,21 @@ async def test_a_token_is_required_once_set() -> None:
             assert (await web.get("/static/htmx.min.js")).status_code == 401
 
 
-def test_the_command_refuses_another_interface_without_a_token() -> None:
-    code = cli_main(["dashboard", "-c", "missing.yml", "--host", "0.0.0.0"])
-    assert code == 2
+def test_without_the_package_the_command_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "infinitic.dashboard.cli", None)  # as if not installed
+    assert cli_main(["dashboard", "-c", "infinitic.yml"]) == 2
+    assert "pip install infinitic-dashboard" in capsys.readouterr().err
+
+
+def test_the_command_refuses_another_interface_without_a_token(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "infinitic.yml"
+    config.write_text("transport: {inMemory: {}}\n")
+    assert cli_main(["dashboard", "-c", str(config), "--host", "0.0.0.0"]) == 2
+    assert "bound to 0.0.0.0, it needs a token" in capsys.readouterr().err
 
 
 @pytest.fixture

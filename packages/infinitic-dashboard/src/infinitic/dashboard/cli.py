@@ -54,6 +54,10 @@ async def connect(
         update={"services": [], "workflows": [], "event_listener": None, "metrics": None}
     )
     holder = InfiniticWorker.from_config(bare)  # never started: it builds and owns the storage
+    logger.info(
+        "no event timeline with a broker: ended instances show as completed or unknown (serve "
+        "the dashboard from a worker's process to have one)"
+    )
     client = InfiniticClient.from_config(apply_env_overrides(load_yaml(path)))
     try:
         await client.start()
