@@ -8,7 +8,8 @@ and the rest waits in the broker. It never cancels a pending ``receive()``: a ca
 would swallow the next message (PULSAR-LITE.md, section 9).
 
 Due times are enforced here, whatever the broker does: a message due soon is held unacknowledged
-(at most ``max_held_messages``; the loop waits when that is reached). On Apache Pulsar a message
+(at most ``max_held_messages`` and ``max_held_bytes``, :mod:`._held`; the loop waits when that
+is reached). On Apache Pulsar a message
 due later is republished to the retry topic with its native ``deliver_at`` and acknowledged: the
 broker keeps it until due (and messages arrive due, so this seldom happens). pulsar-lite has no
 delayed delivery: there a message due later is republished to a park topic and acknowledged,
@@ -55,6 +56,7 @@ from infinitic.transport_pulsar._envelope import (
     PARKED_AT,
     Envelope,
 )
+from infinitic.transport_pulsar._held import HeldBudget
 from infinitic.transport_pulsar._memory import release_after
 from infinitic.transport_pulsar._parking import ParkingLadder, park_topic
 from infinitic.transport_pulsar._ready import ReadyQueue
@@ -170,7 +172,7 @@ class PulsarConsumer(Consumer):
         self._crash_allowance = crash_allowance
         self._ready = ReadyQueue(keyed=settings.type is SubscriptionType.KEY_SHARED)
         self._slots = asyncio.Semaphore(settings.concurrency + tuning.max_buffered_messages)
-        self._held = asyncio.Semaphore(tuning.max_held_messages)
+        self._held = HeldBudget(topic, tuning.max_held_messages, tuning.max_held_bytes)
         # Far-future messages wait on park topics where the broker cannot delay them.
         self._ladder = (
             ParkingLadder.of(tuning.park_recheck_seconds, tuning.delay_hold_seconds)
@@ -183,7 +185,16 @@ class PulsarConsumer(Consumer):
         self._holders: set[asyncio.Task[None]] = set()
         self._closing = False
         self._closed = asyncio.Event()
-        self.held_count = 0
+
+    @property
+    def held_count(self) -> int:
+        """How many delayed messages this consumer holds in memory now."""
+        return self._held.count
+
+    @property
+    def held_bytes(self) -> int:
+        """The payload bytes of the delayed messages this consumer holds in memory now."""
+        return self._held.bytes
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -325,7 +336,9 @@ class PulsarConsumer(Consumer):
         recheck_ms = int(self._tuning.park_recheck_seconds * 1000)
         remaining = envelope.due_ms - now_ms
         # Due before the next look at a parked message would happen: hold it if there is room.
-        if remaining <= hold_ms or (remaining <= hold_ms + recheck_ms and not self._held.locked()):
+        if remaining <= hold_ms or (
+            remaining <= hold_ms + recheck_ms and self._held.has_room(envelope.size)
+        ):
             wake_ms = envelope.due_ms
         else:
             parked_at = envelope.parked_at_ms
@@ -339,14 +352,14 @@ class PulsarConsumer(Consumer):
     async def _start_holding(self, envelope: Envelope, wake_ms: int) -> None:
         """Hold a message in memory, looked at again at ``wake_ms``, once there is room (the
         calling receive loop waits until then)."""
-        await self._held.acquire()
-        self.held_count += 1
+        size = envelope.size
+        await self._held.acquire(size)
         self._release_slot(envelope)
-        task = asyncio.create_task(self._hold(envelope, wake_ms))
+        task = asyncio.create_task(self._hold(envelope, wake_ms, size))
         self._holders.add(task)
         task.add_done_callback(self._holders.discard)
 
-    async def _hold(self, envelope: Envelope, wake_ms: int) -> None:
+    async def _hold(self, envelope: Envelope, wake_ms: int, size: int) -> None:
         assert envelope.due_ms is not None
         if self._ladder is not None:
             keep_ms = self._ladder.near_ms
@@ -372,8 +385,7 @@ class PulsarConsumer(Consumer):
         except Exception:
             logger.exception("cannot reschedule a delayed message of %s", self._topic)
         finally:
-            self.held_count -= 1
-            self._held.release()
+            self._held.release(size)
 
     async def _park_again(self, envelope: Envelope, now_ms: int) -> None:
         assert envelope.due_ms is not None
@@ -430,9 +442,13 @@ class PulsarConsumer(Consumer):
         if level is not None:
             await self._park_on(envelope, level, now_ms)
             return
-        if remaining > ladder.hold_ms and self._held.locked() and not envelope.from_retry_topic:
-            # Held messages fill every place: rather than stop this topic's loop until one
-            # is due, let the retry topic's loop wait for a place.
+        if (
+            remaining > ladder.hold_ms
+            and not self._held.has_room(envelope.size)
+            and not envelope.from_retry_topic
+        ):
+            # Held messages fill every place (or the byte budget): rather than stop this
+            # topic's loop until one is due, let the retry topic's loop wait for a place.
             await self._park(envelope, now_ms)
             return
         await self._start_holding(envelope, envelope.due_ms)

@@ -135,6 +135,10 @@ class PulsarConsumerSettings(_Section):
             park topic (see ``park_recheck_seconds``).
         max_held_messages: delayed messages held in memory per consumer (the receive loop
             waits when it is reached, so memory stays bounded).
+        max_held_bytes: payload bytes of the delayed messages held in memory per consumer
+            (32 MiB; a count alone is no bound: 100 messages of 5 MB are 500 MB); past it,
+            as past ``max_held_messages``, the next ones wait in the broker or are parked,
+            with a warning. A message larger than this is held alone.
         park_recheck_seconds: pulsar-lite: the wait of the shortest of the 8 park topics of
             a subscription; park topic k waits ``park_recheck_seconds * 2**k``. A parked
             message costs nothing while it waits, and one republish each time it is looked
@@ -165,6 +169,7 @@ class PulsarConsumerSettings(_Section):
     retry_mode: RetryMode = "republish"
     delay_hold_seconds: float = Field(default=5.0, ge=0)
     max_held_messages: int = Field(default=100, ge=1)
+    max_held_bytes: int = Field(default=32 * 1024 * 1024, ge=1)
     park_recheck_seconds: float = Field(default=10.0, gt=0)
     unacked_redelivery_allowance: int | None = Field(default=None, ge=0)
     subscribe_retries: int = Field(default=5, ge=1)
