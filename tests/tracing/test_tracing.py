@@ -14,6 +14,7 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 from opentelemetry.trace import SpanKind, StatusCode
 
 from infinitic.client import InfiniticClient
@@ -224,6 +225,25 @@ async def test_every_message_carries_the_trace_context_only_when_tracing_is_on(
     else:
         assert carrying == []
         assert spans.get_finished_spans() == ()
+
+
+async def test_an_unsampled_trace_records_nothing_and_stays_unsampled() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ParentBased(ALWAYS_OFF))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.configure(tracer_provider=provider)
+    try:
+        transport = RecordingTransport()
+        async with bank_worker(transport), InfiniticClient(transport=transport) as client:
+            await wire(client, "w1")
+    finally:
+        tracing.configure()
+    assert exporter.get_finished_spans() == ()
+    parents = [p.get("traceparent", "") for _, p in transport.published]
+    assert len(parents) >= 8
+    assert len({p.split("-")[1] for p in parents}) == 1  # one trace id, carried through
+    # never sampled downstream: the trace flags' sampled bit stays clear
+    assert all(int(p.split("-")[3], 16) & 1 == 0 for p in parents), parents
 
 
 def test_span_names_say_what_runs() -> None:

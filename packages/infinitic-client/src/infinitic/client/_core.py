@@ -227,9 +227,7 @@ class ClientCore:
         if self.watch.heard(decoded):
             return  # the answer to a probe of the workflow's state engine
         if tracing.enabled():
-            name = tracing.message_span_name(decoded)
-            attributes = tracing.message_attributes(decoded, message.topic)
-            with tracing.consuming(message.properties, name, attributes):
+            with tracing.handling(message.properties, decoded, message.topic):
                 self._on_outcome(decoded)
         else:
             self._on_outcome(decoded)

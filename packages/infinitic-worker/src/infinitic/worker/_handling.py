@@ -38,9 +38,8 @@ async def _traced(
     topic: str,
 ) -> None:
     """Run ``fn`` in a consumer span continuing the trace of ``message``'s properties."""
-    name = tracing.message_span_name(decoded, component_of(topic))
-    attributes = tracing.message_attributes(decoded, topic)
-    with tracing.consuming(message.properties, name, attributes, benign=(RetryLater,)):
+    component = component_of(topic)
+    with tracing.handling(message.properties, decoded, topic, component, (RetryLater,)):
         await fn(decoded)
 
 

@@ -194,7 +194,7 @@ class WorkflowExecutor:
                 }
             )
         self.executed_tasks += 1
-        if tracing.enabled():
+        if tracing.recording():
             attributes = tracing.message_attributes(task)
             method = _step_method(task)[1]
             if method != "?":  # known when the task carries the method run it delivers to
