@@ -134,12 +134,15 @@ async def test_the_worker_stays_responsive_while_workflow_code_blocks(
 ) -> None:
     worker = make_worker(workflow_task_isolation="thread")
     worker.add_workflow(Sleeper)
+    # A loop frozen by the step goes without a tick for the whole step (1 s); a loop that
+    # runs beside it ticks every few milliseconds, and on a machine loaded several times over
+    # its cores still well within the step (0.63 s was the worst seen at a load of 8 on 2).
     async with running(worker) as client:
-        assert await _max_gap_while(client, 0.8, cpu) < 0.4
+        assert await _max_gap_while(client, 1.0, cpu) < 0.85
     blocking = make_worker(workflow_task_isolation="loop")  # what it was: the loop froze
     blocking.add_workflow(Sleeper)
     async with running(blocking) as client:
-        assert await _max_gap_while(client, 0.8, cpu) >= 0.7
+        assert await _max_gap_while(client, 1.0, cpu) >= 0.95
 
 
 async def test_auto_moves_a_blocking_workflow_to_threads(
@@ -151,7 +154,7 @@ async def test_auto_moves_a_blocking_workflow_to_threads(
         with caplog.at_level(logging.WARNING, logger="infinitic.workflow_engine"):
             assert await _max_gap_while(client, 0.5, True) >= 0.4  # the first one blocks
         assert "its workflow tasks run on threads from now on" in caplog.text
-        assert await _max_gap_while(client, 0.5, True) < 0.3  # the next ones do not
+        assert await _max_gap_while(client, 1.0, True) < 0.85  # the next ones do not
 
 
 @pytest.mark.parametrize("isolation", ["loop", "thread"])
