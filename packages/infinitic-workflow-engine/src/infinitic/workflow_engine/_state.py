@@ -141,12 +141,17 @@ class EncodedParts:
     A step is settled once another step follows it (only the last one may still change, when
     tasks are retried). A command is settled once its outcome was delivered; its packed bytes
     are reused while its status, delivery step and retry sequence are the same (retrying a task
-    changes them).
+    changes them). A running task is packed once too, and its bytes reused while it is the same
+    record, still ongoing, with the same retry sequence: a task record changes in place only
+    when its outcome comes (its status) or ``retry_tasks`` runs it again (its retry sequence),
+    and a workflow of many tasks in parallel re-encoded every one of them at each of its cycles
+    (1,000 parallel tasks: 0.5 million packs, 38 of 46 s).
     """
 
     def __init__(self) -> None:
         self._steps: list[bytes] = []
-        self._commands: dict[str, tuple[tuple[str, int | None, int], bytes]] = {}
+        # command id -> (fingerprint, packed bytes, the running task's record or None)
+        self._commands: dict[str, tuple[tuple[str, int | None, int], bytes, object]] = {}
 
     def drop_steps(self, count: int) -> None:
         """Forget the first ``count`` steps (moved to an archived chunk)."""
@@ -187,18 +192,21 @@ class EncodedParts:
         out = [map_header(len(state.commands))]
         cache = self._commands
         for command_id, command in state.commands.items():
-            if command.status == "ongoing" or (
-                command.delivered_step is None and not command.done_at_creation()
+            running_task = isinstance(command, TaskCommand) and command.status == "ongoing"
+            if not running_task and (
+                command.status == "ongoing"
+                or (command.delivered_step is None and not command.done_at_creation())
             ):
                 cache.pop(command_id, None)
                 out.append(pack(command_id) + pack(command.model_dump(exclude_defaults=True)))
                 continue
             retries = command.retry_sequence if isinstance(command, TaskCommand) else 0
             fingerprint = (command.status, command.delivered_step, retries)
+            record = command if running_task else None
             item = cache.get(command_id)
-            if item is None or item[0] != fingerprint:
+            if item is None or item[0] != fingerprint or item[2] is not record:
                 packed = pack(command_id) + pack(command.model_dump(exclude_defaults=True))
-                item = cache[command_id] = (fingerprint, packed)
+                item = cache[command_id] = (fingerprint, packed, record)
             out.append(item[1])
         if len(cache) > len(state.commands):
             for gone in set(cache) - set(state.commands):
