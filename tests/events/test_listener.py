@@ -86,7 +86,7 @@ async def test_a_failing_listener_retries_its_batch_then_dead_letters_it(
             await arrived.wait()
     batch = decode_message(dead[0].data)
     assert isinstance(batch, EventBatch)
-    ids = {f"{batch.message_id}-{i}" for i in range(len(batch.events))}
+    ids = {f"{part.message_id}-{i}" for part in batch.parts for i in range(len(part.events))}
     tries = [c for c in calls if ids <= set(c)]
     assert len(tries) == 3  # the first delivery and 2 redeliveries
 
@@ -145,9 +145,45 @@ async def test_events_off_send_nothing_extra() -> None:
         )
         assert (waiting > 0) is events
     on, off = counts
-    # one batch per message handled: 4 by the state engine (the start and 3 results), 3 by
-    # the service executors
+    # one wire alone: one message per message handled (nothing to group with), 4 by the state
+    # engine (the start and 3 results), 3 by the service executors
     assert on - off == 7
+
+
+class RemoteEvents(InMemoryTransport):
+    """An in-memory transport whose events publishes take a broker's round trip."""
+
+    async def publish(self, topic: str, data: bytes, **options: Any) -> None:
+        if "-events:" in topic:
+            await asyncio.sleep(0.005)
+        await super().publish(topic, data, **options)
+
+
+async def test_the_events_of_concurrent_cycles_share_messages() -> None:
+    t = RemoteEvents()
+    messages: list[TransportMessage] = []
+
+    async def keep(message: TransportMessage) -> None:
+        messages.append(message)
+
+    await t.subscribe(STATE_EVENTS, "test", keep)
+    w = worker(t)
+    w.add_service(InMemoryBank({"a": 1000, "b": 0}), interface=BankService, concurrency=20)
+    w.add_service(PrintingEmails(), interface=EmailService, concurrency=20)
+    w.add_workflow(BankWorkflow, concurrency=20)  # cycles of 20 instances at once
+    async with w, InfiniticClient(transport=t) as client:
+        ids = await asyncio.gather(*(wire(client, i) for i in range(20)))
+    parts = []
+    for m in messages:
+        batch = decode_message(m.data)
+        assert isinstance(batch, EventBatch)
+        parts.extend(batch.parts)
+    handled = [p.message_id for p in parts]
+    assert len(handled) == len(set(handled)) == 4 * len(ids)  # every cycle's part, once
+    # grouped: the parts handed in while publishes are under way share a message
+    assert len(messages) < len(parts)
+    subjects = {e.subject for p in parts for e in p.events if e.type.endswith(".completed")}
+    assert set(ids) <= subjects
 
 
 async def test_allow_and_deny_lists_choose_whose_events(transport: Transport) -> None:

@@ -1,9 +1,16 @@
-"""Event batches: encoded as other messages, too large ones lose their payloads, not the cycle."""
+"""Event batches: the parts of the cycles sending at once go out as one message, encoded as
+other messages; too large parts lose their payloads (not the cycle), too many parts make several
+messages; a failed publish fails every cycle of its batch."""
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
+
 from infinitic.common import decode_message, encode_message
 from infinitic.common.events import (
+    PUBLISHES_IN_FLIGHT,
     EventBatch,
     EventEmitter,
     EventRecorder,
@@ -13,6 +20,27 @@ from infinitic.common.events import (
 )
 
 
+class Published:
+    """A transport's ``publish`` keeping what it is given (failing while ``down``)."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, bytes]] = []
+        self.down = False
+
+    async def __call__(self, topic: str, data: bytes) -> None:
+        if self.down:
+            raise ConnectionError("broker down")
+        self.messages.append((topic, data))
+
+    def batches(self) -> list[EventBatch]:
+        out = []
+        for _, data in self.messages:
+            batch = decode_message(data)
+            assert isinstance(batch, EventBatch)
+            out.append(batch)
+        return out
+
+
 def _recorder() -> EventRecorder:
     recorder = EventRecorder()
     recorder.workflow("dispatch", "wf-1", {"workflowName": "W", "dispatch": {"methodArgs": [1]}})
@@ -20,41 +48,98 @@ def _recorder() -> EventRecorder:
     return recorder
 
 
-def test_a_batch_decodes_as_the_message_it_encodes() -> None:
-    emitter = EventEmitter(EventTopic.WORKFLOW_STATE.of("W"), "W", "worker-1", "0.1.0")
-    data = emitter.encode("handled-1", _recorder().records, None)
-    decoded = decode_message(data)
-    assert isinstance(decoded, EventBatch)
-    assert decoded.message_id == "handled-1"
+async def test_the_parts_of_one_turn_of_the_loop_go_out_as_one_batch() -> None:
+    published = Published()
+    emitter = EventEmitter(EventTopic.WORKFLOW_STATE.of("W"), "W", "worker-1", "0.1.0", published)
+    first = emitter.publish(emitter.encode("handled-1", _recorder().records, None))
+    second = emitter.publish(emitter.encode("handled-2", _recorder().records[:1], None))
+    assert first is second
+    assert not first.done()  # published on the next turn
+    await first
+    [(topic, _)] = published.messages
+    assert topic == "workflow-state-events:W"
+    [decoded] = published.batches()
     assert decode_message(encode_message(decoded)) == decoded
-    assert len(data) == len(encode_message(decoded))
-    assert [e.type for e in decoded.events] == [
+    assert [p.message_id for p in decoded.parts] == ["handled-1", "handled-2"]
+    assert [e.type for e in decoded.parts[0].events] == [
         "infinitic.workflow.dispatch",
         "infinitic.task.completed",
     ]
-    assert decoded.events[0].component == "workflows/stateEngine"
-    assert decoded.worker_name == "worker-1"
+    assert decoded.parts[0].events[0].component == "workflows/stateEngine"
+    assert decoded.parts[1].events == decoded.parts[0].events[:1]
+    assert (decoded.worker_name, decoded.version, decoded.entity_name) == ("worker-1", "0.1.0", "W")
+    third = emitter.publish(emitter.encode("handled-3", _recorder().records, None))
+    assert third is not first  # a later turn: a batch of its own
+    await third
+    assert len(published.messages) == 2
 
 
-def test_a_value_msgpack_refuses_drops_the_data_not_the_batch() -> None:
-    emitter = EventEmitter(EventTopic.SERVICE_EXECUTOR.of("S"), "S", "w", "v")
+async def test_the_parts_handed_while_publishes_are_under_way_go_out_together() -> None:
+    published = Published()
+    gate = asyncio.Event()
+
+    async def slow(topic: str, data: bytes) -> None:
+        await gate.wait()
+        await published(topic, data)
+
+    emitter = EventEmitter(EventTopic.WORKFLOW_STATE.of("W"), "W", "w", "v", slow)
+    done = []
+    for i in range(PUBLISHES_IN_FLIGHT + 3):
+        done.append(emitter.publish(emitter.encode(f"m{i}", _recorder().records, None)))
+        await asyncio.sleep(0)  # its publish starts, if fewer than the limit are under way
+    gate.set()
+    await asyncio.gather(*done)
+    alone = [[f"m{i}"] for i in range(PUBLISHES_IN_FLIGHT)]
+    together = [f"m{i}" for i in range(PUBLISHES_IN_FLIGHT, PUBLISHES_IN_FLIGHT + 3)]
+    assert [[p.message_id for p in b.parts] for b in published.batches()] == [*alone, together]
+
+
+async def test_a_value_msgpack_refuses_drops_the_data_not_the_batch() -> None:
+    published = Published()
+    emitter = EventEmitter(EventTopic.SERVICE_EXECUTOR.of("S"), "S", "w", "v", published)
     recorder = EventRecorder()
     recorder.task("completed", "task-1", "services/executor", {"result": 2**70})
-    decoded = decode_message(emitter.encode("m", recorder.records, None))
-    assert isinstance(decoded, EventBatch)
-    assert decoded.events[0].data["truncated"] is True
-    assert "beyond 64 bits" in decoded.events[0].data["why"]
+    await emitter.publish(emitter.encode("m", recorder.records, None))
+    [event] = published.batches()[0].parts[0].events
+    assert event.data["truncated"] is True
+    assert "beyond 64 bits" in event.data["why"]
 
 
-def test_a_batch_over_the_limit_drops_the_payloads() -> None:
-    emitter = EventEmitter(EventTopic.SERVICE_EXECUTOR.of("S"), "S", "w", "v")
+async def test_a_part_over_the_limit_drops_the_payloads() -> None:
+    published = Published()
+    emitter = EventEmitter(EventTopic.SERVICE_EXECUTOR.of("S"), "S", "w", "v", published)
     whole = emitter.encode("m", _recorder().records, None)
-    data = emitter.encode("m", _recorder().records, 1000)
+    await emitter.publish(emitter.encode("m", _recorder().records, 1000))
+    [(_, data)] = published.messages
     assert len(whole) > 1000 >= len(data)
-    decoded = decode_message(data)
-    assert isinstance(decoded, EventBatch)
-    assert decoded.events[1].data == {"truncated": True}
-    assert decoded.events[0].data == {"workflowName": "W", "dispatch": {"truncated": True}}
+    events = published.batches()[0].parts[0].events
+    assert events[1].data == {"truncated": True}
+    assert events[0].data == {"workflowName": "W", "dispatch": {"truncated": True}}
+
+
+async def test_parts_over_the_limit_together_go_out_as_several_messages() -> None:
+    published = Published()
+    emitter = EventEmitter(EventTopic.SERVICE_EXECUTOR.of("S"), "S", "w", "v", published)
+    records = _recorder().records[:1]
+    done = [emitter.publish(emitter.encode(f"m{i}", records, 300)) for i in range(20)]
+    await asyncio.gather(*done)
+    assert len(published.messages) > 1
+    assert all(len(data) <= 300 for _, data in published.messages)
+    ids = [p.message_id for b in published.batches() for p in b.parts]
+    assert ids == [f"m{i}" for i in range(20)]
+
+
+async def test_a_failed_publish_fails_every_cycle_of_its_batch() -> None:
+    published = Published()
+    emitter = EventEmitter(EventTopic.WORKFLOW_STATE.of("W"), "W", "w", "v", published)
+    published.down = True
+    done = [emitter.publish(emitter.encode(f"m{i}", _recorder().records, None)) for i in range(3)]
+    for d in done:
+        with pytest.raises(ConnectionError):
+            await d
+    published.down = False
+    await emitter.publish(emitter.encode("m0", _recorder().records, None))  # the cycle again
+    assert [p.message_id for p in published.batches()[0].parts] == ["m0"]
 
 
 def test_event_topics_are_apart_from_the_engines_topics() -> None:

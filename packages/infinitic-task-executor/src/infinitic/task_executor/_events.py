@@ -10,12 +10,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from infinitic.common.events import EventComponent, EventEmitter, EventRecorder, error_data
+from infinitic.common.events import (
+    TASK_TYPE,
+    EventComponent,
+    EventEmitter,
+    RawRecord,
+    error_data,
+)
 from infinitic.common.messages import CommandResult, ExecuteTask, TaskOutcome
 from infinitic.common.tag_messages import CompleteDelegatedTask
-from infinitic.transport import Outbox, Outgoing
+from infinitic.transport import Outbox
 
 _EXECUTOR = EventComponent.SERVICE_EXECUTOR.value
+_DISPATCH = TASK_TYPE + "dispatch"
+_STARTED = TASK_TYPE + "started"
+_DELEGATION_COMPLETED = TASK_TYPE + "delegationCompleted"
 
 
 def _data(m: ExecuteTask) -> dict[str, Any]:
@@ -42,10 +51,11 @@ def task_events(
     delegated: bool,
     now: float,
     max_bytes: int | None,
-) -> Outgoing:
-    """The batch of events of the attempts of ``handled`` whose effects ``out`` holds (one
-    message for a task, every task of a batch for a batched method), to send after ``out``
-    (before the messages handled are acknowledged)."""
+) -> bytes:
+    """The events of the attempts of ``handled`` whose effects ``out`` holds (one message for
+    a task, every task of a batch for a batched method), encoded for
+    :meth:`~infinitic.common.events.EventEmitter.publish` while ``out`` is sent (before the
+    messages handled are acknowledged)."""
     ends: dict[str, tuple[str, dict[str, Any]]] = {}
     for item in out.items:
         m = item.message
@@ -61,15 +71,16 @@ def task_events(
                 ends[task_id] = ("failed", {"error": error_data(m.failure)})
         elif isinstance(m, CompleteDelegatedTask) and m.status == "failed":
             ends[m.task_id] = ("failed", {"error": error_data(m.failure)})
-    recorder = EventRecorder()
+    records: list[RawRecord] = []
+    add = records.append
     for m in handled:
         data = _data(m)
-        recorder.task("dispatch", m.task_id, _EXECUTOR, {**data, "taskArgs": m.method_args})
-        recorder.task("started", m.task_id, _EXECUTOR, data)
-        end = ends.get(m.task_id)
+        task_id = m.task_id
+        add((_DISPATCH, task_id, _EXECUTOR, {**data, "taskArgs": m.method_args}))
+        add((_STARTED, task_id, _EXECUTOR, data))
+        end = ends.get(task_id)
         if end is not None:
-            recorder.task(end[0], m.task_id, _EXECUTOR, {**data, **end[1]})
+            add((TASK_TYPE + end[0], task_id, _EXECUTOR, {**data, **end[1]}))
         elif delegated:
-            recorder.task("delegationCompleted", m.task_id, _EXECUTOR, data)
-    encoded = emitter.encode(handled[0].message_id, recorder.records, max_bytes)
-    return Outgoing(emitter.topic, emitter.placeholder, data=encoded)
+            add((_DELEGATION_COMPLETED, task_id, _EXECUTOR, data))
+    return emitter.encode(handled[0].message_id, records, max_bytes)

@@ -169,8 +169,7 @@ class ServiceExecutor:
             await out.send(t)
             return
         events = task_events(self._events, handled, out, delegated, t.now(), t.max_message_bytes)
-        assert events.data is not None
-        await alongside(out.send(t), t.publish(events.topic, events.data))
+        await alongside(out.send(t), self._events.publish(events))
 
     async def _add_tags(self, m: ExecuteTask) -> None:
         out = Outbox()

@@ -68,22 +68,23 @@ def _json_safe(value: Any) -> Any:
 
 
 def cloud_events(batch: EventBatch, prefix: str) -> list[CloudEvent]:
-    """The CloudEvents of a batch, in order (ids ``<batch id>-<index>``)."""
+    """The CloudEvents of a batch, in order (ids ``<handled message id>-<index>``)."""
     events = []
     when = datetime.fromtimestamp(batch.emitted_at, UTC)
-    for i, record in enumerate(batch.events):
-        data = _json_safe(record.data)
-        data["workerName"] = batch.worker_name
-        data["infiniticVersion"] = batch.version
-        attributes = {
-            "id": f"{batch.message_id}-{i}",
-            "source": f"{prefix}/{record.component}/{batch.entity_name}",
-            "type": record.type,
-            "subject": record.subject,
-            "time": when,
-            "datacontenttype": "application/json",
-        }
-        events.append(CloudEvent(attributes, data))
+    for part in batch.parts:
+        for i, record in enumerate(part.events):
+            data = _json_safe(record.data)
+            data["workerName"] = batch.worker_name
+            data["infiniticVersion"] = batch.version
+            attributes = {
+                "id": f"{part.message_id}-{i}",
+                "source": f"{prefix}/{record.component}/{batch.entity_name}",
+                "type": record.type,
+                "subject": record.subject,
+                "time": when,
+                "datacontenttype": "application/json",
+            }
+            events.append(CloudEvent(attributes, data))
     return events
 
 

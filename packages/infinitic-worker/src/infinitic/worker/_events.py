@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,7 +12,7 @@ from infinitic.common import __version__ as library_version
 from infinitic.common.events import EventEmitter, EventRecorder, EventTopic, alongside
 from infinitic.common.messages import ExecuteWorkflowTask, Message
 from infinitic.exceptions import ConfigurationError
-from infinitic.transport import Consumer, Outbox, Outgoing, Transport
+from infinitic.transport import Consumer, Outbox, Transport
 from infinitic.worker._config_events import EventListenerConfig
 from infinitic.worker._event_listener import EventListener, EventListenerRunner, resolve_listener
 from infinitic.workflow_engine import workflow_task_events
@@ -37,12 +38,15 @@ class WorkerEvents:
         """The emitter of an engine of ``entity`` (None when events are off)."""
         if not self.publish:
             return None
-        return EventEmitter(kind.of(entity), entity, self.worker_name, library_version)
+        return EventEmitter(
+            kind.of(entity), entity, self.worker_name, library_version, self._transport.publish
+        )
 
-    def workflow_task(self, task: Message, outcome: Message) -> Outgoing | None:
-        """The events of a workflow task run by a workflow executor that got it from the
-        broker (inline ones are the state engine's), made before its outcome is sent (so their
-        time comes before what the outcome causes); None with events off."""
+    def workflow_task(self, task: Message, outcome: Message) -> asyncio.Future[None] | None:
+        """Publish the events of a workflow task run by a workflow executor that got it from
+        the broker (inline ones are the state engine's), before its outcome is sent (so their
+        time comes before what the outcome causes). Returns the publish to wait for (see
+        :meth:`send`); None with events off."""
         if not self.publish or not isinstance(task, ExecuteWorkflowTask):
             return None
         emitter = self._executor_emitters.get(task.workflow_name)
@@ -53,16 +57,11 @@ class WorkerEvents:
         recorder = EventRecorder()
         workflow_task_events(recorder, task, outcome)  # type: ignore[arg-type]
         limit = self._transport.max_message_bytes
-        data = emitter.encode(task.message_id, recorder.records, limit)
-        return Outgoing(emitter.topic, emitter.placeholder, data=data)
+        return emitter.publish(emitter.encode(task.message_id, recorder.records, limit))
 
-    async def send(self, out: Outbox, events: Outgoing | None) -> None:
-        """Send ``out`` and ``events`` (before the message handled is acknowledged)."""
-        publish = None
-        if events is not None:
-            assert events.data is not None
-            publish = self._transport.publish(events.topic, events.data)
-        await alongside(out.send(self._transport), publish)
+    async def send(self, out: Outbox, events: asyncio.Future[None] | None) -> None:
+        """Send ``out`` and wait for ``events`` (before the message handled is acknowledged)."""
+        await alongside(out.send(self._transport), events)
 
     def add_listener(
         self,

@@ -10,10 +10,13 @@ sending), and nothing is computed when events are off.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 from infinitic.common.events import (
+    TASK_TYPE,
+    WORKFLOW_TYPE,
     EventComponent,
     EventEmitter,
     EventRecorder,
@@ -60,6 +63,11 @@ _METHOD_END = {
     "timed_out": "methodTimedOut",
 }
 _EXECUTOR = EventComponent.WORKFLOW_EXECUTOR.value
+_STATE_ENGINE = EventComponent.STATE_ENGINE.value
+_TASK_DISPATCH = TASK_TYPE + "dispatch"
+_TASK_STARTED = TASK_TYPE + "started"
+_TASK_COMPLETED = TASK_TYPE + "completed"
+_TASK_FAILED = TASK_TYPE + "failed"
 
 
 def _requester(requester: Requester | None) -> dict[str, Any] | None:
@@ -74,14 +82,13 @@ def _requester(requester: Requester | None) -> dict[str, Any] | None:
     }
 
 
-async def send_with_events(out: Outbox, transport: Transport, events: Outgoing | None) -> None:
-    """Send ``out`` and ``events`` (the batch of the cycle) before the cycle stores anything
-    (see :func:`~infinitic.common.events.alongside`)."""
-    publish = None
-    if events is not None:
-        assert events.data is not None
-        publish = transport.publish(events.topic, events.data)
-    await alongside(out.send(transport), publish)
+async def send_with_events(
+    out: Outbox, transport: Transport, events: asyncio.Future[None] | None
+) -> None:
+    """Send ``out`` and wait for ``events`` (the publishing of the cycle's events, from
+    :meth:`CycleEvents.finish`) before the cycle stores anything (see
+    :func:`~infinitic.common.events.alongside`)."""
+    await alongside(out.send(transport), events)
 
 
 def workflow_task_events(
@@ -99,12 +106,13 @@ def workflow_task_events(
         "taskName": "workflowTask",
     }
     subject = task.workflow_task_id
-    recorder.task("dispatch", subject, _EXECUTOR, data)
-    recorder.task("started", subject, _EXECUTOR, data)
+    add = recorder.records.append
+    add((_TASK_DISPATCH, subject, _EXECUTOR, data))
+    add((_TASK_STARTED, subject, _EXECUTOR, data))
     if isinstance(outcome, WorkflowTaskCompleted):
-        recorder.task("completed", subject, _EXECUTOR, data)
+        add((_TASK_COMPLETED, subject, _EXECUTOR, data))
     elif isinstance(outcome, WorkflowTaskFailed):
-        recorder.task("failed", subject, _EXECUTOR, {**data, "error": error_data(outcome.failure)})
+        add((_TASK_FAILED, subject, _EXECUTOR, {**data, "error": error_data(outcome.failure)}))
 
 
 class CycleEvents:
@@ -160,11 +168,11 @@ class CycleEvents:
         detail: dict[str, Any]
         if isinstance(m, DispatchWorkflow):
             detail = {"workflowTags": m.tags, "methodName": m.method_name, "methodId": wid}
-            self._add("dispatch", wid, base, detail, requester=_requester(m.requester))
+            self._add("dispatch", wid, base, detail, {"requester": _requester(m.requester)})
         elif isinstance(m, DispatchMethod):
             detail = {"methodName": m.method_name, "methodId": m.method_run_id}
             detail["methodArgs"] = m.method_args
-            self._add("dispatchMethod", wid, base, detail, requester=_requester(m.requester))
+            self._add("dispatchMethod", wid, base, detail, {"requester": _requester(m.requester)})
         elif isinstance(m, CancelWorkflow):
             self._add("cancel", wid, base, None)
         elif isinstance(m, RetryTasks):
@@ -205,10 +213,11 @@ class CycleEvents:
         out: Outbox,
         emitter: EventEmitter,
         max_bytes: int | None,
-    ) -> Outgoing | None:
+    ) -> asyncio.Future[None] | None:
         """Before the cycle sends ``out``: its remaining dispatches, the method runs it ended
-        and the end of the instance (``ended``), as the batch to send with ``out`` (see
-        :func:`send_with_events`); None without events."""
+        and the end of the instance (``ended``); they are handed to ``emitter`` to publish
+        while ``out`` is sent. Returns the publish to wait for (see :func:`send_with_events`),
+        None without events."""
         try:
             return self._finish(ended, out, emitter, max_bytes)
         except Exception:
@@ -217,7 +226,7 @@ class CycleEvents:
 
     def _finish(
         self, ended: bool, out: Outbox, emitter: EventEmitter, max_bytes: int | None
-    ) -> Outgoing | None:
+    ) -> asyncio.Future[None] | None:
         state = self._state
         if self._dead:
             return None
@@ -243,8 +252,7 @@ class CycleEvents:
         records = self.recorder.records
         if not records:
             return None
-        data = emitter.encode(self._message.message_id, records, max_bytes)
-        return Outgoing(emitter.topic, emitter.placeholder, data=data)
+        return emitter.publish(emitter.encode(self._message.message_id, records, max_bytes))
 
     # -- the parts ---------------------------------------------------------------------------
 
@@ -254,13 +262,14 @@ class CycleEvents:
         subject: str,
         base: dict[str, Any],
         detail: dict[str, Any] | None,
-        **extra: Any,
+        extra: dict[str, Any] | None = None,
     ) -> None:
-        data = dict(base)
+        data = base.copy()
         if detail is not None:
             data[name] = detail
-        data.update(extra)
-        self.recorder.workflow(name, subject, data)
+        if extra is not None:
+            data.update(extra)
+        self.recorder.records.append((WORKFLOW_TYPE + name, subject, _STATE_ENGINE, data))
 
     def _base(self, state: WorkflowState) -> dict[str, Any]:
         return {"workflowName": state.workflow_name, "workflowVersion": state.workflow_version}
@@ -312,14 +321,11 @@ class CycleEvents:
         else:
             detail["error"] = error_data(m.failure)
         run = state.method_runs.get(record.method_run_id)
-        self._add(
-            name,
-            state.workflow_id,
-            base,
-            detail,
-            methodId=record.method_run_id,
-            methodName=run.method_name if run is not None else None,
-        )
+        extra = {
+            "methodId": record.method_run_id,
+            "methodName": run.method_name if run is not None else None,
+        }
+        self._add(name, state.workflow_id, base, detail, extra)
 
     def _outcome(
         self,
@@ -351,14 +357,8 @@ class CycleEvents:
                 base = self._base(state)
             name, detail, run_id = event
             run = state.method_runs.get(run_id) if run_id is not None else None
-            self._add(
-                name,
-                state.workflow_id,
-                base,
-                detail,
-                methodId=run_id,
-                methodName=run.method_name if run is not None else None,
-            )
+            extra = {"methodId": run_id, "methodName": run.method_name if run is not None else None}
+            self._add(name, state.workflow_id, base, detail, extra)
         self._cursor = len(items)
 
 
