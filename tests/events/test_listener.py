@@ -109,6 +109,41 @@ async def test_a_listener_failing_once_gets_every_event_again(transport: Transpo
         await collector.wait_for(lambda events: failed[0] in {e.get_id() for e in events})
 
 
+class FailingEvents(InMemoryTransport):
+    """An in-memory transport whose second publish on the state engine's events topic fails."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.state_events = 0
+
+    async def publish(self, topic: str, data: bytes, **options: Any) -> None:
+        if topic == STATE_EVENTS:
+            self.state_events += 1
+            if self.state_events == 2:
+                raise ConnectionError("events topic unreachable")
+        await super().publish(topic, data, **options)
+
+
+async def test_a_cycle_whose_events_are_not_published_runs_again() -> None:
+    t = FailingEvents()
+    collector = Collector()
+    w = bank_worker(t)
+    w.add_event_listener(collector, batch={"max_seconds": 0.01})
+    async with w, InfiniticClient(transport=t) as client:
+        wid = await wire(client)
+        events = await collector.wait_for(completed(wid))
+    assert t.state_events == 5  # 4 cycles, one of them twice
+    # the cycle of the first task's result failed on its events: its message came again, and
+    # its state was stored only then, with its events published
+    names = [
+        data["taskCompleted"]["taskName"]
+        for e in events
+        if e.get_type() == "infinitic.workflow.taskCompleted"
+        and isinstance(data := e.get_data(), dict)
+    ]
+    assert names == ["withdraw", "deposit", "send"]
+
+
 async def test_a_sync_listener_runs_in_a_thread(transport: Transport) -> None:
     loop = asyncio.get_running_loop()
     seen: list[CloudEvent] = []
