@@ -66,7 +66,14 @@ async def test_bank_wires(stack: Stack) -> None:
             for i in range(20)
         ]
         results = await asyncio.gather(*deferreds)
-        for d in deferreds:  # terminated instances are removed from storage
+        # Terminated instances are removed from storage. The engine sends the outcome before
+        # it deletes the state (send before save), so a result can come a moment before the
+        # deletion is done: wait for it, boundedly.
+        for d in deferreds:
+            for _ in range(600):  # 30 s at most
+                if await stack.storage.key_value.get(state_key("BankWorkflow", d.id)) is None:
+                    break
+                await asyncio.sleep(0.05)
             assert await stack.storage.key_value.get(state_key("BankWorkflow", d.id)) is None
     assert [r.split(":")[0] for r in results] == [d.id for d in deferreds]
     assert all(r.endswith(f":email-w{i}-0") for i, r in enumerate(results))
