@@ -15,6 +15,7 @@ from infinitic.common.events import (
     EventEmitter,
     EventRecorder,
     EventTopic,
+    alongside,
     service_event_topics,
     workflow_event_topics,
 )
@@ -53,9 +54,8 @@ async def test_the_parts_of_one_turn_of_the_loop_go_out_as_one_batch() -> None:
     emitter = EventEmitter(EventTopic.WORKFLOW_STATE.of("W"), "W", "worker-1", "0.1.0", published)
     first = emitter.publish(emitter.encode("handled-1", _recorder().records, None))
     second = emitter.publish(emitter.encode("handled-2", _recorder().records[:1], None))
-    assert first is second
     assert not first.done()  # published on the next turn
-    await first
+    await asyncio.gather(first, second)
     [(topic, _)] = published.messages
     assert topic == "workflow-state-events:W"
     [decoded] = published.batches()
@@ -68,10 +68,8 @@ async def test_the_parts_of_one_turn_of_the_loop_go_out_as_one_batch() -> None:
     assert decoded.parts[0].events[0].component == "workflows/stateEngine"
     assert decoded.parts[1].events == decoded.parts[0].events[:1]
     assert (decoded.worker_name, decoded.version, decoded.entity_name) == ("worker-1", "0.1.0", "W")
-    third = emitter.publish(emitter.encode("handled-3", _recorder().records, None))
-    assert third is not first  # a later turn: a batch of its own
-    await third
-    assert len(published.messages) == 2
+    await emitter.publish(emitter.encode("handled-3", _recorder().records, None))
+    assert len(published.messages) == 2  # a later turn: a batch of its own
 
 
 async def test_the_parts_handed_while_publishes_are_under_way_go_out_together() -> None:
@@ -140,6 +138,37 @@ async def test_a_failed_publish_fails_every_cycle_of_its_batch() -> None:
     published.down = False
     await emitter.publish(emitter.encode("m0", _recorder().records, None))  # the cycle again
     assert [p.message_id for p in published.batches()[0].parts] == ["m0"]
+
+
+async def test_a_cycle_canceled_while_waiting_leaves_the_others_their_publish() -> None:
+    published = Published()
+    gate = asyncio.Event()
+    both_sent = asyncio.Event()
+    sent_count = 0
+
+    async def slow(topic: str, data: bytes) -> None:
+        await gate.wait()
+        await published(topic, data)
+
+    async def sent() -> None:
+        nonlocal sent_count
+        sent_count += 1
+        if sent_count == 2:
+            both_sent.set()
+
+    emitter = EventEmitter(EventTopic.WORKFLOW_STATE.of("W"), "W", "w", "v", slow)
+
+    async def cycle(i: int) -> None:
+        await alongside(sent(), emitter.publish(emitter.encode(f"m{i}", [], None)))
+
+    canceled, kept = asyncio.create_task(cycle(0)), asyncio.create_task(cycle(1))
+    await both_sent.wait()  # both sent their other messages: they wait for the shared publish
+    canceled.cancel()
+    await asyncio.sleep(0)
+    gate.set()
+    await kept  # not canceled with the other
+    assert canceled.cancelled()
+    assert [p.message_id for p in published.batches()[0].parts] == ["m0", "m1"]
 
 
 def test_event_topics_are_apart_from_the_engines_topics() -> None:

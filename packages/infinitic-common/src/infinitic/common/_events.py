@@ -236,18 +236,21 @@ class EventEmitter:
         """Publish ``part`` (from :meth:`encode`) with the other parts handed in meanwhile.
 
         Returns:
-            A future done once the message holding ``part`` is published (its exception: the
-            publish failed, the handled message must come again).
+            A future of this part alone (a cycle canceled while it waits leaves the other
+            parts' publish alone), done once the message holding ``part`` is published (its
+            exception: the publish failed, the handled message must come again).
         """
+        loop = asyncio.get_running_loop()
         group = self._group
         if group is None:
-            loop = asyncio.get_running_loop()
-            group = self._group = _Group(loop.create_future())
+            group = self._group = _Group()
             if len(self._sending) < PUBLISHES_IN_FLIGHT:
                 loop.call_soon(self._flush)
-            # else: sent when the publish under way is done (see _sent)
+            # else: sent when a publish under way is done (see _sent)
         group.parts.append(part)
-        return group.done
+        done: asyncio.Future[None] = loop.create_future()
+        group.waiters.append(done)
+        return done
 
     def _flush(self) -> None:
         group, self._group = self._group, None
@@ -264,19 +267,21 @@ class EventEmitter:
             self._flush()
 
     async def _send(self, group: _Group) -> None:
-        done = group.done
         try:
             for message in self._messages(group.parts):
                 await self._publish(self.topic, message)
         except BaseException as e:
-            if not done.done():
-                done.set_exception(e if isinstance(e, Exception) else RuntimeError(repr(e)))
-                done.exception()  # retrieved here: a cycle that failed first never awaits it
+            error = e if isinstance(e, Exception) else RuntimeError(repr(e))
+            for done in group.waiters:
+                if not done.done():
+                    done.set_exception(error)
+                    done.exception()  # retrieved: a cycle that failed first never awaits it
             if not isinstance(e, Exception):
                 raise
         else:
-            if not done.done():
-                done.set_result(None)
+            for done in group.waiters:
+                if not done.done():
+                    done.set_result(None)
 
     def _messages(self, parts: list[bytes]) -> list[bytes]:
         """The :class:`EventBatch` messages of ``parts``: one, unless that would be over the
@@ -300,13 +305,13 @@ class EventEmitter:
 
 
 class _Group:
-    """The parts handed to an emitter in one turn of the loop, and their publish."""
+    """The parts handed to an emitter and not published yet, and who waits for them."""
 
-    __slots__ = ("done", "parts")
+    __slots__ = ("parts", "waiters")
 
-    def __init__(self, done: asyncio.Future[None]) -> None:
-        self.done = done
+    def __init__(self) -> None:
         self.parts: list[bytes] = []
+        self.waiters: list[asyncio.Future[None]] = []
 
 
 _PARTS = pack("parts")
@@ -316,7 +321,7 @@ def _why(data: dict[str, Any]) -> str:
     return unpackable(data) or "cannot be encoded"
 
 
-async def alongside(main: Awaitable[None], events: Awaitable[None] | None) -> None:
+async def alongside(main: Awaitable[None], events: asyncio.Future[None] | None) -> None:
     """Await ``main`` (a cycle's sending), then ``events`` (the publishing of its events, from
     :meth:`EventEmitter.publish`, already under way): the cycle goes on once both are done.
 
