@@ -42,6 +42,8 @@ PULSAR_CRASH_ALLOWANCE = 3
 LITE_CRASH_ALLOWANCE = 1000
 # Default consumer-id offsets on pulsar-lite are drawn below this (about 1 ms per id).
 _RANDOM_CONSUMER_ID_OFFSETS = 256
+# Consumer ids burnt per subscription at a time (see _burn_consumer_ids).
+_BURN_CHUNK = 32
 
 
 class PulsarTransport(Transport):
@@ -168,15 +170,26 @@ class PulsarTransport(Transport):
         # pulsar-lite keys consumers by the client-chosen id, which every client numbers from
         # 0: shifting the counter keeps processes from colliding on a subscription. The topics
         # are the same for every process (the broker keeps every topic it has seen), each
-        # process on its own subscription.
+        # process on its own subscription. In chunks: one subscription to 255 topics could
+        # outlast the client's operation timeout on a loaded machine, and failed the start.
+        # A chunk that times out has used its ids all the same (the client numbers a consumer
+        # before it asks the broker), so the burn goes on.
         assert self._consumer_client is not None
         s = self.settings
         topics = [
             f"non-persistent://{s.tenant}/{s.namespace}/__infinitic-consumer-ids-{i}"
             for i in range(count)
         ]
-        consumer = await self._consumer_client.subscribe(topics, f"ids-{uuid.uuid4().hex[:12]}")
-        await consumer.close()
+        for first in range(0, count, _BURN_CHUNK):
+            chunk = topics[first : first + _BURN_CHUNK]
+            try:
+                consumer = await self._consumer_client.subscribe(
+                    chunk, f"ids-{uuid.uuid4().hex[:12]}"
+                )
+            except (pa.PulsarException, pulsar.PulsarException) as e:
+                logger.debug("burning consumer ids %d-%d: %s", first, first + len(chunk), e)
+                continue
+            await consumer.close()
 
     async def _prepare_topic(self, physical: str) -> None:
         if self._admin is not None:
