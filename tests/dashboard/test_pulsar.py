@@ -1,8 +1,10 @@
 """The dashboard of a configuration on a broker (pulsar-lite) and Redis: what
-``infinitic dashboard -c`` connects to when it runs no worker (no timeline then)."""
+``infinitic dashboard -c`` connects to when the workers run elsewhere (a worker of the timeline
+only, listening to their events)."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import httpx
@@ -19,7 +21,7 @@ pytestmark = [pytest.mark.pulsar, pytest.mark.redis, pytest.mark.timeout(120)]
 HX = {"HX-Request": "true"}
 
 
-async def test_a_dashboard_without_worker_on_pulsar_lite(
+async def test_a_dashboard_beside_the_workers_on_pulsar_lite(
     pulsar_lite_url: str, tmp_path: Path
 ) -> None:
     prefix = unique("dash") + ":"
@@ -49,7 +51,8 @@ async def test_a_dashboard_without_worker_on_pulsar_lite(
     try:
         async with worker, connect(str(path), WaitableTimeline()) as found:
             client, storage, names, timeline, metrics = found
-            assert (names, timeline, metrics) == (["DashOrder"], None, [])
+            assert (names, metrics) == (["DashOrder"], [])
+            assert timeline is not None
             order = client.new_workflow(DashOrder, tags={"store:3"})
             deferred = await client.dispatch(order.run, "o-pl")
             wid = deferred.id
@@ -67,8 +70,16 @@ async def test_a_dashboard_without_worker_on_pulsar_lite(
                 assert "sent to channel paid" in sent.text
                 assert await deferred.result() == "o-pl charged 4"
                 await seen.wait_for(lambda: seen.status(wid) == "completed")
-                ended = await web.get(base)
-                assert "completed or unknown" in ended.text  # no timeline without a worker
-                assert "No event timeline." in ended.text
+                app = create_app(client, storage, names, timeline=timeline)
+                async with httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=app), base_url="http://x"
+                ) as timed:
+                    for _ in range(600):  # the timeline hears the end within 30 s
+                        ended = await timed.get(base)
+                        if "o-pl charged 4" in ended.text:
+                            break
+                        await asyncio.sleep(0.05)
+                assert "o-pl charged 4" in ended.text  # the result, from the timeline
+                assert "No event timeline." not in ended.text
     finally:
         await drop_redis_keys(prefix)

@@ -50,6 +50,15 @@ def test_a_worker_without_transport_is_refused(
 def test_nothing_to_run_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["worker", "-c", write(tmp_path, "transport: {inMemory: {}}\n"), "--check"]) == 2
     assert "nothing to run" in capsys.readouterr().err
+    writer = "infinitic_examples.event_listeners.json_lines.JsonLinesWriter"
+    listener = f"eventListener: {{class: {writer}"
+    lonely = write(tmp_path, f"transport: {{inMemory: {{}}}}\n{listener}}}\n")
+    assert main(["worker", "-c", lonely, "--check"]) == 2  # it would listen to nothing
+    assert "nothing to run" in capsys.readouterr().err
+    allowed = ", workflows: {allow: [BankWorkflow]}}"
+    alone = write(tmp_path, f"transport: {{inMemory: {{}}}}\n{listener}{allowed}\n")
+    assert main(["worker", "-c", alone, "--check"]) == 0  # a worker of a listener only
+    assert "valid (0 services, 0 workflows" in capsys.readouterr().out
 
 
 def test_classes_that_are_not_what_they_are_said_to_be(tmp_path: Path) -> None:

@@ -4,9 +4,9 @@ workflows of a workers' configuration file.
 It reads the file's ``transport:`` (to send the actions), ``storage:`` (states and tags) and
 ``workflows:`` (the names shown). With the in-memory transport, nothing else can reach the
 workers, so the command runs the file's services and workflows itself while it serves, with the
-event timeline listening to them. With a broker, the command runs no worker and has no timeline
-(an ended instance shows as "completed or unknown"): embed the dashboard in a worker's process
-for one (README, "Dashboard").
+event timeline listening to them. With a broker, it runs a worker of the timeline only: an event
+listener on the events topics of the file's services and workflows, run by other processes
+(subscription ``infinitic-dashboard``, so a dashboard started again goes on where it stopped).
 
 The ``infinitic`` command of infinitic-worker finds this command when this package is installed.
 """
@@ -33,6 +33,10 @@ from infinitic.worker import InfiniticConfig, InfiniticWorker, load_config
 
 logger = logging.getLogger("infinitic.dashboard")
 
+#: The subscription of the timeline on the events topics: a dashboard started again goes on
+#: where it stopped; two dashboards on one broker need distinct names (they would share it).
+TIMELINE_SUBSCRIPTION = "infinitic-dashboard"
+
 
 @contextlib.asynccontextmanager
 async def connect(
@@ -45,7 +49,7 @@ async def connect(
     in_memory = any(normalize_key(str(k)) == "inmemory" for k in config.transport_section)
     if in_memory:
         worker = InfiniticWorker.from_config(config)
-        worker.add_event_listener(timeline, subscription_name="infinitic-dashboard")
+        worker.add_event_listener(timeline, subscription_name=TIMELINE_SUBSCRIPTION)
         async with worker:
             url = worker.metrics.url if worker.metrics is not None else None
             yield worker.client, worker.storage, names, timeline, [url] if url else []
@@ -53,18 +57,27 @@ async def connect(
     bare = config.model_copy(
         update={"services": [], "workflows": [], "event_listener": None, "metrics": None}
     )
-    holder = InfiniticWorker.from_config(bare)  # never started: it builds and owns the storage
-    logger.info(
-        "no event timeline with a broker: ended instances show as completed or unknown (serve "
-        "the dashboard from a worker's process to have one)"
+    # A worker that runs only the timeline, listening to the events of the file's services and
+    # workflows (run by other processes); it builds and owns the storage and the transport.
+    holder = InfiniticWorker.from_config(bare)
+    services = [s.name for s in config.services if s.name]
+    if not names and not services:  # nothing to listen to: no timeline
+        client = InfiniticClient.from_config(apply_env_overrides(load_yaml(path)))
+        try:
+            await client.start()
+            yield client, holder.storage, names, None, []
+        finally:
+            await client.close()
+            await holder.close()
+        return
+    holder.add_event_listener(
+        timeline,
+        subscription_name=TIMELINE_SUBSCRIPTION,
+        workflows={"allow": names},
+        services={"allow": services},
     )
-    client = InfiniticClient.from_config(apply_env_overrides(load_yaml(path)))
-    try:
-        await client.start()
-        yield client, holder.storage, names, None, []
-    finally:
-        await client.close()
-        await holder.close()
+    async with holder:
+        yield holder.client, holder.storage, names, timeline, []
 
 
 async def run(

@@ -108,8 +108,11 @@ def worker(config: str, check: bool, log_level: str, log_format: str) -> None:
         sys.exit(EXIT_CONFIG)
     try:
         built = InfiniticWorker.from_config(loaded)  # imports the classes, connects nothing
-        if not loaded.services and not loaded.workflows:
-            raise ConfigurationError("nothing to run: list services: or workflows: with a class")
+        if not loaded.services and not loaded.workflows and not built.events.listened([], []):
+            raise ConfigurationError(
+                "nothing to run: list services: or workflows: with a class, or give "
+                "eventListener: allow lists naming the services or workflows to listen to"
+            )
     except ConfigurationError as e:
         click.echo(f"infinitic: {config}: {e}", err=True)
         sys.exit(EXIT_CONFIG)

@@ -87,6 +87,14 @@ class WorkerEvents:
                 raise ConfigurationError(f"eventListener: {problems}") from None
         self._listeners.append((resolve_listener(listener, "eventListener"), config))
 
+    def listened(self, services: list[str], workflows: list[str]) -> bool:
+        """Whether a listener has something to listen to, given the services and workflows
+        the worker runs (its allow lists may name others)."""
+        return any(
+            config.services.chosen(services) or config.workflows.chosen(workflows)
+            for _, config in self._listeners
+        )
+
     @property
     def listeners(self) -> list[tuple[EventListener, EventListenerConfig]]:
         """The registered listeners and their settings."""

@@ -529,10 +529,15 @@ class InfiniticWorker:
                 return
             if self._closed:
                 raise ConfigurationError(f"worker {self.name} is closed")
-            if not self._services and not self._workflows:
+            if (
+                not self._services
+                and not self._workflows
+                and not self.events.listened(list(self._services), list(self._workflows))
+            ):
                 raise ConfigurationError(
                     f"worker {self.name} has nothing to run: register at least one service or "
-                    "workflow first (services: or workflows: in a configuration)"
+                    "workflow first (services: or workflows: in a configuration), or an event "
+                    "listener whose allow lists name some"
                 )
             await storage_check(self.storage, self._storage_description)()
             for storage, description in self._engine_storages():
