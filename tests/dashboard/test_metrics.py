@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 
@@ -59,3 +60,52 @@ async def test_the_metrics_page_reads_the_workers_endpoints() -> None:
             base_url="http://x",
         ) as bare:
             assert (await bare.get("/metrics")).status_code == 404
+
+
+class HeldCards:
+    """Charges once let go: its tasks wait in the topic meanwhile."""
+
+    def __init__(self) -> None:
+        self.go = asyncio.Event()
+
+    async def charge(self, amount: int) -> str:
+        await self.go.wait()
+        return f"charged {amount}"
+
+
+async def test_the_metrics_page_shows_backlogs_where_the_broker_tells_them() -> None:
+    transport, storage = InMemoryTransport(), InMemoryStorage()
+    worker = InfiniticWorker(transport=transport, storage=storage, metrics=WorkerMetrics(port=0))
+    cards = HeldCards()
+    worker.add_service(cards, interface=Cards, concurrency=1)
+    worker.add_workflow(DashOrder)
+    async with worker, InfiniticClient(transport=transport) as client:
+        deferreds = []
+        for i in range(3):
+            deferred = await client.dispatch(client.new_workflow(DashOrder).run, f"o-{i}")
+            await client.get_workflow_by_id(DashOrder, deferred.id).paid.send(i)
+            deferreds.append(deferred)
+        topic = "task-executor:Cards"
+        for _ in range(3000):  # the three tasks reach the service's topic (30 s at most)
+            if await transport.backlog(topic, "infinitic") == 3:
+                break
+            await asyncio.sleep(0.01)
+        assert await transport.backlog(topic, "infinitic") == 3
+        assert await transport.backlog(topic, "nobody") is None  # no such subscription
+        assert worker.metrics is not None
+        assert worker.metrics.url is not None
+        app = create_app(client, storage, ["DashOrder"], metrics_urls=[worker.metrics.url])
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://x"
+        ) as web:
+            page = (await web.get("/metrics")).text
+            assert "<th>backlog</th>" in page
+            row = re.search(rf"<td>{re.escape(topic)}</td>.*?</tr>", page, flags=re.DOTALL)
+            assert row is not None
+            assert '<td class="backlog">3</td>' in row.group(0)  # 1 being handled, 2 waiting
+            cards.go.set()
+            assert [await d.result() for d in deferreds] == [f"o-{i} charged {i}" for i in range(3)]
+            after = (await web.get("/metrics?fragment=1")).text
+            row = re.search(rf"<td>{re.escape(topic)}</td>.*?</tr>", after, flags=re.DOTALL)
+            assert row is not None
+            assert '<td class="backlog">0</td>' in row.group(0)

@@ -412,7 +412,7 @@ async def test_retry_tasks_by_id_and_by_service(
 
 
 async def _state(client: InfiniticClient, storage: InMemoryStorage, stub: object) -> dict:  # type: ignore[type-arg]
-    async with InfiniticClient(transport=client._transport, storage=storage) as reader:
+    async with InfiniticClient(transport=client.transport, storage=storage) as reader:
         state = await reader.get_workflow_state(stub)
     assert state is not None
     return state

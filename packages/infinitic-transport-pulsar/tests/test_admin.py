@@ -138,3 +138,45 @@ async def test_refusal_and_unreachable_api_raise(fake: FakePulsarAdmin) -> None:
     admin = PulsarAdmin(PulsarSettings(web_service_url="http://127.0.0.1:9"), timeout=2)
     with pytest.raises(PulsarAdminError, match="cannot reach"):
         await admin.ensure_namespace()
+
+
+async def test_backlogs_come_from_the_topic_stats(fake: FakePulsarAdmin) -> None:
+    from infinitic.transport_pulsar import PulsarTransport
+
+    stats = "/admin/v2/persistent/acme/prod/workflow-cmd%3AW/stats"
+    fake.routes[("GET", stats)] = (
+        200,
+        {"subscriptions": {"infinitic": {"msgBacklog": 7}, "other": {"msgBacklog": 1}}},
+    )
+    transport = PulsarTransport(
+        PulsarSettings(web_service_url=fake.url, tenant="acme", namespace="prod")
+    )
+    assert await transport.backlog("workflow-cmd:W", "infinitic") == 7
+    assert await transport.backlog("workflow-cmd:W", "nobody") is None
+    assert ("GET", stats) in fake.calls()
+    fake.routes[("GET", stats)] = (404, {"reason": "Topic not found"})
+    assert await transport.backlog("workflow-cmd:W", "infinitic") is None
+    fake.routes[("GET", stats)] = (200, {"subscriptions": {"infinitic": {"msgBacklog": "7"}}})
+    assert await transport.backlog("workflow-cmd:W", "infinitic") is None  # not a count
+    partitioned = PulsarTransport(
+        PulsarSettings(
+            web_service_url=fake.url,
+            tenant="acme",
+            namespace="prod",
+            policies={"topic_partitions": 3},
+        )
+    )
+    fake.routes[("GET", stats.replace("/stats", "/partitioned-stats"))] = (
+        200,
+        {"subscriptions": {"infinitic": {"msgBacklog": 12}}},
+    )
+    assert await partitioned.backlog("workflow-cmd:W", "infinitic") == 12
+
+
+async def test_no_backlog_without_an_admin_api() -> None:
+    from infinitic.transport_pulsar import PulsarTransport
+
+    lite = PulsarTransport.for_pulsar_lite("pulsar://127.0.0.1:6650")
+    assert await lite.backlog("workflow-cmd:W", "infinitic") is None
+    unreachable = PulsarTransport(PulsarSettings(web_service_url="http://127.0.0.1:9"))
+    assert await unreachable.backlog("workflow-cmd:W", "infinitic") is None

@@ -213,7 +213,7 @@ def test_client_from_yaml_reads_only_the_transport(tmp_path: Path) -> None:
 def test_transport_env_override_for_clients(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INFINITIC__TRANSPORT__PULSAR__TENANT", "prod")
     client = InfiniticClient.from_config({"transport": {"pulsar": {"tenant": "dev"}}})
-    assert client._transport.settings.tenant == "prod"  # type: ignore[attr-defined]
+    assert client.transport.settings.tenant == "prod"  # type: ignore[attr-defined]
     assert transport_from_config({"pulsar": {}}).settings.broker_flavor == "auto"  # type: ignore[attr-defined]
 
 

@@ -178,7 +178,8 @@ class InfiniticClient:
         return self._core.name
 
     @property
-    def _transport(self) -> Transport:
+    def transport(self) -> Transport:
+        """The transport this client sends on (shared with the workers)."""
         return self._core.transport
 
     async def start(self) -> None:

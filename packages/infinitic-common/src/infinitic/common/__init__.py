@@ -56,6 +56,7 @@ from infinitic.common._stubs import _Stub as Stub
 from infinitic.common._stubs import _StubMethod as StubMethod
 from infinitic.common._task_context import TaskContext, set_task_context
 from infinitic.common._topics import (
+    ENGINE_SUBSCRIPTION,
     SERVICE_TOPICS,
     WORKFLOW_TOPICS,
     TopicKind,
@@ -69,6 +70,7 @@ from infinitic.common._workflow_api import Deferred, WorkflowRuntimeApi, set_run
 __version__: str = importlib.metadata.version("infinitic-common")
 
 __all__ = [
+    "ENGINE_SUBSCRIPTION",
     "HISTORY_CHUNK_FORMAT",
     "MAX_PREVIOUS_FAILURES",
     "SERVICE_TOPICS",

@@ -41,6 +41,10 @@ class TopicKind(enum.Enum):
         )
 
 
+#: The subscription of every engine and executor on its topics (workers share it; event
+#: listeners and clients have their own).
+ENGINE_SUBSCRIPTION = "infinitic"
+
 SERVICE_TOPICS = (
     TopicKind.TASK_TAG,
     TopicKind.TASK_EXECUTOR,

@@ -10,6 +10,7 @@ for confirmation by the page): ``cancel``, ``retry-workflow-task``, ``retry-task
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Sequence
@@ -24,10 +25,11 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from infinitic.client import InfiniticClient
+from infinitic.common import ENGINE_SUBSCRIPTION as WORKER_SUBSCRIPTION
 from infinitic.common import read_workflow_state
 from infinitic.common.tag_messages import workflow_tag_key
 from infinitic.dashboard._auth import TokenMiddleware
-from infinitic.dashboard._metrics import MetricsScraper
+from infinitic.dashboard._metrics import MetricsScraper, TopicRow
 from infinitic.dashboard._timeline import EventTimeline
 from infinitic.dashboard._views import event_data, failure_text, instance_view, to_json
 from infinitic.services import name as wire_name
@@ -160,8 +162,25 @@ class Dashboard:
                 "message.html", 404, message="no metrics endpoint given (--metrics-url)"
             )
         scrape = await self.metrics.scrape()
+        await self._read_backlogs(scrape.rows)
         template = "metrics_body.html" if request.query_params.get("fragment") else "metrics.html"
-        return self.render(template, scrape=scrape, urls=self.metrics.urls)
+        return self.render(
+            template,
+            scrape=scrape,
+            urls=self.metrics.urls,
+            has_backlog=any(r.backlog is not None for r in scrape.rows),
+        )
+
+    async def _read_backlogs(self, rows: list[TopicRow]) -> None:
+        """Each topic's backlog on the workers' subscription, where the broker tells it (the
+        in-memory transport, Apache Pulsar with its admin API; not pulsar-lite)."""
+        transport = self.client.transport
+        backlogs = await asyncio.gather(
+            *(transport.backlog(r.topic, WORKER_SUBSCRIPTION) for r in rows),
+            return_exceptions=True,
+        )
+        for row, backlog in zip(rows, backlogs, strict=True):
+            row.backlog = backlog if isinstance(backlog, int) else None
 
     # -- actions --------------------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ class TopicRow:
     retries: float = 0.0
     dead_letters: float = 0.0
     buckets: dict[float, float] = field(default_factory=dict)  # le -> cumulative count
+    backlog: int | None = None  # unacknowledged messages, when the broker tells
 
     def quantile(self, q: float) -> float | None:
         """The ``q`` quantile of the handling time in seconds (None: nothing handled)."""

@@ -175,3 +175,27 @@ class PulsarAdmin:
         else:
             await self._ok("PUT", path)
         self._ensured.add(local_name)
+
+    async def backlog(self, local_name: str, subscription: str) -> int | None:
+        """The ``msgBacklog`` of ``subscription`` on a topic (its partitions summed), or None
+        when the topic or the subscription is unknown, or the API does not answer."""
+        s = self._settings
+        kind = "partitioned-stats" if s.policies.topic_partitions > 0 else "stats"
+        path = "/admin/v2/persistent/{}/{}/{}/{}".format(
+            quote(s.tenant, safe=""),
+            quote(s.namespace, safe=""),
+            quote(local_name, safe=""),
+            kind,
+        )
+        try:
+            status, body = await self.request("GET", path)
+        except PulsarAdminError:
+            return None
+        if status >= 300 or not isinstance(body, dict):
+            return None
+        subscriptions = body.get("subscriptions")
+        stats = subscriptions.get(subscription) if isinstance(subscriptions, dict) else None
+        value = stats.get("msgBacklog") if isinstance(stats, dict) else None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            return None
+        return value

@@ -104,6 +104,14 @@ class PulsarTransport(Transport):
     def now(self) -> float:
         return self._clock()
 
+    async def backlog(self, topic: str, subscription: str) -> int | None:
+        """The subscription's backlog from the admin API (``webServiceUrl``); None without it
+        (pulsar-lite has no admin API)."""
+        if self._admin is None:
+            return None
+        local = self._namer.physical(topic).rsplit("/", 1)[-1]
+        return await self._admin.backlog(local, self._namer.subscription_name(subscription))
+
     def physical_topic(self, topic: str) -> str:
         """Return the Pulsar name of a logical topic.
 

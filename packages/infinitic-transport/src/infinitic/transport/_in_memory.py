@@ -421,6 +421,14 @@ class InMemoryTransport(Transport):
         """Return the dead-lettered messages (of ``topic`` only, if given), oldest first."""
         return [d for d in self._dead_letters if topic is None or d.original_topic == topic]
 
+    async def backlog(self, topic: str, subscription: str) -> int | None:
+        """Messages of ``topic`` not yet acknowledged by ``subscription`` (waiting or being
+        handled; a delayed one counts once due); None when the subscription does not exist."""
+        sub = self._subscriptions.get(topic, {}).get(subscription)
+        if sub is None:
+            return None
+        return sub.pending() + sub.in_flight
+
     def pending(self, topic: str, subscription: str) -> int:
         """Return how many messages wait on a subscription (not counting in-flight ones)."""
         sub = self._subscriptions.get(topic, {}).get(subscription)

@@ -172,6 +172,12 @@ class Transport(ABC):
     async def close(self) -> None:
         """Close every consumer (waiting for in-flight messages), then the connection."""
 
+    async def backlog(self, topic: str, subscription: str) -> int | None:
+        """Messages of ``topic`` that ``subscription`` has not acknowledged yet (waiting or
+        being handled), or None when the broker does not tell (or the subscription does not
+        exist). For monitoring: a count read now, not a guarantee."""
+        return None
+
     def now(self) -> float:
         """The transport's clock, in epoch seconds (the reference for ``deliver_at``)."""
         import time

@@ -11,6 +11,7 @@ from typing import Any, Self
 
 from infinitic.client import InfiniticClient
 from infinitic.common import (
+    ENGINE_SUBSCRIPTION,
     RetryPolicy,
     TopicKind,
     check_entity_name,
@@ -65,7 +66,7 @@ from infinitic.workflows import Workflow
 
 logger = logging.getLogger("infinitic.worker")
 
-SUBSCRIPTION = "infinitic"
+SUBSCRIPTION = ENGINE_SUBSCRIPTION
 
 
 class InfiniticWorker:
