@@ -26,7 +26,7 @@ from starlette.staticfiles import StaticFiles
 
 from infinitic.client import InfiniticClient
 from infinitic.common import ENGINE_SUBSCRIPTION as WORKER_SUBSCRIPTION
-from infinitic.common import read_workflow_state
+from infinitic.common import entity_name, read_workflow_state
 from infinitic.common.tag_messages import workflow_tag_key
 from infinitic.dashboard._auth import TokenMiddleware
 from infinitic.dashboard._metrics import MetricsScraper, TopicRow
@@ -57,6 +57,7 @@ class Dashboard:
         page_size: int = 50,
         refresh_seconds: float = 2.0,
         metrics: MetricsScraper | None = None,
+        workflow_classes: Sequence[type] = (),
     ) -> None:
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise ValueError(f"page_size must be within 1..{MAX_PAGE_SIZE}")
@@ -67,6 +68,9 @@ class Dashboard:
         self.page_size = page_size
         self.refresh_seconds = refresh_seconds
         self.metrics = metrics
+        self.classes: dict[str, list[type]] = {}
+        for cls in workflow_classes:  # the versions of a workflow share its name
+            self.classes.setdefault(entity_name(cls), []).append(cls)
         self._stand_ins: dict[tuple[str, str], type] = {}
         self._templates = Environment(
             loader=PackageLoader("infinitic.dashboard", "templates"),
@@ -149,12 +153,28 @@ class Dashboard:
             "name": name,
             "workflow_id": workflow_id,
             "view": instance_view(state) if state is not None else None,
+            "properties": await self._properties(name, state) if state is not None else None,
             "summary": self.timeline.summary(workflow_id) if self.timeline else None,
             "events": self.timeline.events(workflow_id) if self.timeline else [],
         }
         if request.query_params.get("fragment"):
             return self.render("instance_body.html", **values)
         return self.render("instance.html", **values)
+
+    async def _properties(self, name: str, state: dict[str, Any]) -> dict[str, str] | str | None:
+        """An instance's properties, rebuilt by replaying its history against its workflow's
+        code (in a thread: a long history takes a while); None without the class, the reason
+        as text when the replay fails."""
+        classes = self.classes.get(name)
+        if not classes:
+            return None
+        from infinitic.worker.testing import replay_properties
+
+        try:
+            found = await asyncio.to_thread(replay_properties, classes, state)
+        except Exception as e:  # a changed code, a corrupted history: said on the page
+            return f"cannot rebuild them: {e}"
+        return {k: to_json(v) for k, v in sorted(found.items())}
 
     async def metrics_page(self, request: Request) -> Response:
         if self.metrics is None:
@@ -239,6 +259,7 @@ def create_app(
     page_size: int = 50,
     refresh_seconds: float = 2.0,
     metrics_urls: Sequence[str] = (),
+    workflow_classes: Sequence[type] = (),
 ) -> Starlette:
     """The dashboard as an ASGI application (serve it with uvicorn, or :func:`serve`).
 
@@ -251,6 +272,8 @@ def create_app(
         page_size: instances per page of a tag.
         refresh_seconds: how often an instance's page reloads its state and events.
         metrics_urls: workers' Prometheus endpoints, for the metrics page (``/metrics``).
+        workflow_classes: the workflows' classes (their versions too), to show an instance's
+            properties, rebuilt by replaying its history (a state does not store them).
     """
     from importlib.resources import files
 
@@ -262,6 +285,7 @@ def create_app(
         page_size=page_size,
         refresh_seconds=refresh_seconds,
         metrics=MetricsScraper(metrics_urls) if metrics_urls else None,
+        workflow_classes=workflow_classes,
     )
     static = StaticFiles(directory=str(files("infinitic.dashboard") / "static"))
     routes = [

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -80,6 +81,23 @@ async def connect(
         yield holder.client, holder.storage, names, timeline, []
 
 
+def workflow_classes(config: InfiniticConfig) -> list[type]:
+    """The classes of the configuration's workflows (their versions too), to show properties;
+    one that cannot be imported here is left out, with a warning."""
+    classes: list[type] = []
+    for workflow in config.workflows:
+        for path in workflow.class_paths:
+            module, _, attribute = path.rpartition(".")
+            try:
+                found = getattr(importlib.import_module(module), attribute)
+            except (ImportError, AttributeError, ValueError) as e:
+                logger.warning("no properties for %s: cannot import %s: %s", workflow.name, path, e)
+                continue
+            if isinstance(found, type):
+                classes.append(found)
+    return classes
+
+
 async def run(
     path: str,
     host: str,
@@ -103,6 +121,7 @@ async def run(
             token=token,
             page_size=page_size,
             metrics_urls=[*metrics_urls, *own_metrics],
+            workflow_classes=workflow_classes(load_config(path)),
         )
         await serve(app, host=host, port=port)
 

@@ -14,7 +14,7 @@ from infinitic.workflow_engine._handlers import (
 )
 from infinitic.workflow_engine._history import StorageHistoryLoader
 from infinitic.workflow_engine._loop import WorkflowEventLoop
-from infinitic.workflow_engine._replayer import replay_history
+from infinitic.workflow_engine._replayer import replay_history, replay_properties
 from infinitic.workflow_engine._runtime import CheckMode, WorkflowInstance
 from infinitic.workflow_engine._state import (
     WorkflowState,
@@ -44,6 +44,7 @@ __all__ = [
     "decode_state",
     "encode_state",
     "replay_history",
+    "replay_properties",
     "retry_storage",
     "state_key",
     "workflow_task_events",

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from infinitic.common import workflow_version
 from infinitic.common.messages import is_legacy_command, upgrade_command
@@ -36,6 +36,42 @@ def replay_history(
         WorkflowChangedError: the code no longer matches the history (names the position,
             what the history holds and what the code did).
     """
+    steps, _ = _replay(workflow, history, CheckMode(check_mode), keep=lambda _: None)
+    return steps
+
+
+def replay_properties(
+    workflow: type | Sequence[type],
+    history: WorkflowState | Mapping[str, Any] | bytes,
+    *,
+    check_mode: CheckMode | str = CheckMode.SIMPLE,
+) -> dict[str, Any]:
+    """The properties of a workflow instance (the public attributes its code set on ``self``),
+    rebuilt by replaying its history against its code, as a worker does: a state stores the
+    history, not the properties. Workflow code only records commands, so the replay does
+    nothing outside this process.
+
+    Args and errors: those of :func:`replay_history`.
+    """
+    _, properties = _replay(workflow, history, CheckMode(check_mode), keep=_public_attributes)
+    return properties
+
+
+def _public_attributes(instance: WorkflowInstance) -> dict[str, Any]:
+    return {k: v for k, v in vars(instance.instance).items() if not k.startswith("_")}
+
+
+T = TypeVar("T")
+
+
+def _replay(
+    workflow: type | Sequence[type],
+    history: WorkflowState | Mapping[str, Any] | bytes,
+    check_mode: CheckMode,
+    keep: Callable[[WorkflowInstance], T],
+) -> tuple[int, T]:
+    """Replay ``history``; the number of steps replayed, and what ``keep`` takes from the
+    instance before it is closed."""
     if isinstance(history, bytes):
         state = decode_state("history", history)
     elif isinstance(history, WorkflowState):
@@ -63,16 +99,17 @@ def replay_history(
         state.workflow_id,
         frozenset(state.tags),
         state.meta,
-        CheckMode(check_mode),
+        check_mode,
     )
     try:
         for step in steps:
             instance.apply_step(
                 step, state.method_runs, state.commands, replaying=True, signals=state.signals
             )
+        kept = keep(instance)
     finally:
         instance.close()
-    return len(steps)
+    return len(steps), kept
 
 
 def _with_typed_commands(history: Mapping[str, Any]) -> Mapping[str, Any]:
