@@ -52,6 +52,7 @@ workflows:
 def test_public_api() -> None:
     assert infinitic.worker.__all__ == [
         "CacheConfig",
+        "DashboardConfig",
         "EntityListConfig",
         "EventBatchConfig",
         "EventListenerConfig",
@@ -244,9 +245,9 @@ def test_readme_configuration_examples_are_valid() -> None:
     import yaml
 
     blocks = _readme_yaml_blocks()
-    assert len(blocks) == 8
+    assert len(blocks) == 9
     documents = [doc for block in blocks for doc in yaml.safe_load_all(block)]
-    assert len(documents) == 11
+    assert len(documents) == 12
     for document in documents:
         # builds, connects nothing (a worker needs a transport: in memory when none is shown)
         worker = InfiniticWorker.from_config({**MEM, **document}, environ={})

@@ -12,6 +12,7 @@ from infinitic.worker._config import (
     WorkflowConfig,
     load_config,
 )
+from infinitic.worker._config_dashboard import DashboardConfig
 from infinitic.worker._config_events import EntityListConfig, EventBatchConfig, EventListenerConfig
 from infinitic.worker._config_metrics import MetricsConfig
 from infinitic.worker._log_context import (
@@ -28,6 +29,7 @@ __version__: str = importlib.metadata.version("infinitic-worker")
 
 __all__ = [
     "CacheConfig",
+    "DashboardConfig",
     "EntityListConfig",
     "EventBatchConfig",
     "EventListenerConfig",

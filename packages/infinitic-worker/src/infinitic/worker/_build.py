@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
-from infinitic.common import ExponentialBackoff
+from infinitic.common import ExponentialBackoff, entity_name
 from infinitic.exceptions import ConfigurationError
 from infinitic.storage import CompressedKeyValueStorage, InMemoryStorage, Storage
 from infinitic.transport import Transport, normalize_key, transport_from_config
@@ -246,7 +246,9 @@ def _add_service(worker: InfiniticWorker, service: ServiceConfig, where: str) ->
 
 def _add_workflow(
     worker: InfiniticWorker, workflow: WorkflowConfig, where: str, shared_storage: bool
-) -> None:
+) -> list[type]:
+    """Register a workflow of the configuration; returns its classes (none for engines
+    only)."""
     storages = {
         "state_engine_storage": _engine_storage(
             worker, workflow.state_engine, f"{where}.stateEngine"
@@ -262,8 +264,9 @@ def _add_workflow(
     if not workflow.runs_executor:  # engines only: the name, no class
         assert workflow.name is not None  # WorkflowConfig ensures it
         _with_key(where, worker.add_workflow, workflow.name, **_roles(workflow), **storages)
-        return
+        return []
     key = f"{where}.class" if workflow.class_ is not None else f"{where}.classes"
+    classes: list[type] = []
     for path in workflow.class_paths:
         cls = import_object(path, key)
         if not (isinstance(cls, type) and issubclass(cls, Workflow)):
@@ -282,6 +285,8 @@ def _add_workflow(
             **_roles(workflow),
             **storages,
         )
+        classes.append(cls)
+    return classes
 
 
 def _roles(workflow: WorkflowConfig) -> dict[str, Any]:
@@ -339,11 +344,17 @@ def build_worker(worker_cls: type[InfiniticWorker], config: InfiniticConfig) -> 
         _add_service(worker, service, f"services.{i}")
     in_memory = any(normalize_key(str(k)) == "inmemory" for k in config.transport_section)
     shared_storage = config.storage.backend != "in_memory" or in_memory
+    names: list[str] = []
+    classes: list[type] = []
     for i, workflow in enumerate(config.workflows):
-        _add_workflow(worker, workflow, f"workflows.{i}", shared_storage)
+        found = _add_workflow(worker, workflow, f"workflows.{i}", shared_storage)
+        classes += found
+        names += [workflow.name] if workflow.name else [entity_name(c) for c in found[-1:]]
     listener = config.event_listener
     if listener is not None:
         if listener.class_ is None:
             raise ConfigurationError("eventListener.class: missing (the listener's dotted path)")
         worker.add_event_listener(import_object(listener.class_, "eventListener.class"), listener)
+    if config.dashboard is not None:
+        config.dashboard.attach(worker, names, classes)
     return worker

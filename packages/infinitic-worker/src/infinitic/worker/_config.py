@@ -51,6 +51,7 @@ from pydantic_settings import SettingsConfigDict
 
 from infinitic.client import load_yaml
 from infinitic.transport import InfiniticSettings, normalize_key
+from infinitic.worker._config_dashboard import DashboardConfig, empty_dashboard_section
 from infinitic.worker._config_events import EventListenerConfig
 from infinitic.worker._config_metrics import MetricsConfig, empty_metrics_section
 from infinitic.worker._secrets import hide_secrets
@@ -483,6 +484,8 @@ class InfiniticConfig(InfiniticSettings):
             :class:`~infinitic.worker.EventListenerConfig`).
         metrics: the Prometheus endpoint (off without the section; see
             :class:`~infinitic.worker.MetricsConfig`).
+        dashboard: the web dashboard this worker serves (off without the section; package
+            infinitic-dashboard; see :class:`~infinitic.worker.DashboardConfig`).
     """
 
     model_config = SettingsConfigDict(
@@ -510,6 +513,7 @@ class InfiniticConfig(InfiniticSettings):
     events: bool = True
     event_listener: EventListenerConfig | None = None
     metrics: MetricsConfig | None = None
+    dashboard: DashboardConfig | None = None
 
     @property
     def shutdown_grace_period(self) -> float:
@@ -534,7 +538,7 @@ class InfiniticConfig(InfiniticSettings):
     @model_validator(mode="before")
     @classmethod
     def _keys(cls, data: Any) -> Any:
-        return _canonical_keys(cls, empty_metrics_section(data))
+        return _canonical_keys(cls, empty_dashboard_section(empty_metrics_section(data)))
 
 
 def load_config(

@@ -7,7 +7,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 from infinitic.client import InfiniticClient
 from infinitic.common import (
@@ -67,6 +67,14 @@ from infinitic.workflows import Workflow
 logger = logging.getLogger("infinitic.worker")
 
 SUBSCRIPTION = ENGINE_SUBSCRIPTION
+
+
+class Companion(Protocol):
+    """Something that lives as long as a worker (see :meth:`InfiniticWorker.add_companion`)."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 class InfiniticWorker:
@@ -184,6 +192,7 @@ class InfiniticWorker:
         self._owned: list[Callable[[], Awaitable[None]]] = []
         self._storage_description = f"the storage ({type(storage).__name__})"
         self._checks: list[Callable[[], Awaitable[None]]] = []
+        self._companions: list[Companion] = []
         self._storage_names: dict[int, str] = {}
 
     @classmethod
@@ -453,6 +462,19 @@ class InfiniticWorker:
         self.events.add_listener(listener, config, options)
         return self
 
+    def add_companion(self, companion: Companion) -> Self:
+        """Run ``companion`` as long as the worker: started once the worker is (its consumers
+        are on), closed first when the worker closes (e.g. the dashboard of a ``dashboard:``
+        section, package infinitic-dashboard).
+
+        Raises:
+            ConfigurationError: the worker is started.
+        """
+        if self._started:
+            raise ConfigurationError("add companions before starting the worker")
+        self._companions.append(companion)
+        return self
+
     # -- lifecycle ------------------------------------------------------------------------------
 
     def workflow_executor(self, workflow_name: str) -> WorkflowExecutor:
@@ -563,6 +585,8 @@ class InfiniticWorker:
                 await self._close_consumers()
                 raise
             self._started = True
+            for companion in self._companions:
+                await companion.start()
             logger.info(
                 "worker %s started: services %s, workflows %s",
                 self.name,
@@ -752,6 +776,11 @@ class InfiniticWorker:
         if self._closed:
             return
         self._closed = True
+        for companion in reversed(self._companions):
+            try:
+                await companion.close()
+            except Exception as e:  # closing must go on
+                logger.warning("worker %s: error while closing %s: %s", self.name, companion, e)
         if self._client is not None:
             await self._client.close()
         drained = await self._drain(self.shutdown_grace_period)
