@@ -14,7 +14,15 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from infinitic.common import SERVICE_TOPICS, WORKFLOW_TOPICS, TopicKind, encode_message, pack, topic
+from infinitic.common import (
+    ENGINE_SUBSCRIPTION,
+    SERVICE_TOPICS,
+    WORKFLOW_TOPICS,
+    TopicKind,
+    encode_message,
+    pack,
+    topic,
+)
 from infinitic.common.messages import (
     CommandResult,
     DispatchWorkflow,
@@ -60,7 +68,7 @@ NEAR_LIMIT_BYTES = 5_232_000
 CHUNKED_BYTES = 10 * 1024 * 1024
 SERVICES = ("BankService", "EmailService")
 WORKFLOWS = ("BankWorkflow",)
-SUBSCRIPTION = "infinitic"  # the worker's subscription (infinitic.worker)
+SUBSCRIPTION = ENGINE_SUBSCRIPTION  # the workers' subscription
 PARK_LEVELS = 8  # park topics per subscription on pulsar-lite (transport_pulsar._parking)
 NOBODY = Requester.client("fuzz-nobody")  # a client that never reads its responses
 OTHER_WORKFLOW = "FuzzWorkflow"  # names no registered entity

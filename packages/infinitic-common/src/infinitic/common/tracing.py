@@ -40,7 +40,6 @@ except ImportError:  # the tracing extra is not installed
 __all__ = [
     "available",
     "configure",
-    "consuming",
     "enabled",
     "handling",
     "headers",
@@ -132,24 +131,6 @@ def headers() -> dict[str, str] | None:
 
 
 @contextmanager
-def consuming(
-    properties: Mapping[str, str],
-    name: str,
-    attributes: Mapping[str, Any] | None = None,
-    benign: tuple[type[BaseException], ...] = (),
-) -> Iterator[Any]:
-    """A consumer span named ``name``, child of the context carried in ``properties``, current
-    while the block runs; an exception of the block is recorded on it (a ``benign`` one only as
-    the ``infinitic.postponed`` attribute). Yields the span (None when tracing is off)."""
-    if not enabled():
-        yield None
-        return
-    parent = _propagate.extract(properties)
-    with _span(name, _trace.SpanKind.CONSUMER, parent, attributes, benign) as span:
-        yield span
-
-
-@contextmanager
 def handling(
     properties: Mapping[str, str],
     message: Any,
@@ -157,8 +138,10 @@ def handling(
     component: str | None = None,
     benign: tuple[type[BaseException], ...] = (),
 ) -> Iterator[Any]:
-    """:func:`consuming` for a message of ``topic`` handled by ``component``, named and
-    described by :func:`message_span_name` and :func:`message_attributes`. A message of a
+    """A consumer span for a message of ``topic`` handled by ``component``, child of the
+    context carried in ``properties`` and current while the block runs, named and described by
+    :func:`message_span_name` and :func:`message_attributes`; an exception of the block is
+    recorded on it (a ``benign`` one only as the ``infinitic.postponed`` attribute). A message of a
     trace its sender did not sample gets no span of its own: its context is made current as it
     came, so that what is sent while handling it stays in that unsampled trace, for the cost of
     reading a property (a sampler that records a tenth of the traces then costs about a tenth

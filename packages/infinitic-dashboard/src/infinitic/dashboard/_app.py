@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,6 +41,8 @@ logger = logging.getLogger("infinitic.dashboard")
 
 ACTIONS = ("cancel", "retry-workflow-task", "retry-tasks", "complete-timers", "signal")
 MAX_PAGE_SIZE = 500
+#: Instances whose replayed properties are kept (the most recently shown).
+REPLAYED_KEPT = 256
 
 
 class Dashboard:
@@ -71,6 +74,9 @@ class Dashboard:
         self.classes: dict[str, list[type]] = {}
         for cls in workflow_classes:  # the versions of a workflow share its name
             self.classes.setdefault(entity_name(cls), []).append(cls)
+        self._replayed: OrderedDict[
+            tuple[str, str, int], tuple[tuple[Any, Any, bool], dict[str, str] | str]
+        ] = OrderedDict()
         self._stand_ins: dict[tuple[str, str], type] = {}
         self._templates = Environment(
             loader=PackageLoader("infinitic.dashboard", "templates"),
@@ -168,13 +174,30 @@ class Dashboard:
         classes = self.classes.get(name)
         if not classes:
             return None
+        # The same history gives the same properties: an open page refreshes every few seconds,
+        # the replay runs again only when the instance has moved on.
+        key = (name, str(state.get("workflow_id")), len(state.get("steps") or ()))
+        seen = (
+            state.get("incarnation"),
+            state.get("running_task_id"),  # a running or failed last step is not replayed
+            state.get("failed_task") is not None,
+        )
+        cached = self._replayed.get(key)
+        if cached is not None and cached[0] == seen:
+            self._replayed.move_to_end(key)
+            return cached[1]
         from infinitic.worker.testing import replay_properties
 
+        found: dict[str, str] | str
         try:
-            found = await asyncio.to_thread(replay_properties, classes, state)
+            replayed = await asyncio.to_thread(replay_properties, classes, state)
+            found = {k: to_json(v) for k, v in sorted(replayed.items())}
         except Exception as e:  # a changed code, a corrupted history: said on the page
-            return f"cannot rebuild them: {e}"
-        return {k: to_json(v) for k, v in sorted(found.items())}
+            found = f"cannot rebuild them: {e}"
+        self._replayed[key] = (seen, found)
+        while len(self._replayed) > REPLAYED_KEPT:
+            self._replayed.popitem(last=False)
+        return found
 
     async def metrics_page(self, request: Request) -> Response:
         if self.metrics is None:

@@ -33,7 +33,12 @@ class _Server(uvicorn.Server):
 
 
 class HostedDashboard:
-    """The dashboard of a worker's workflows, served while the worker runs.
+    """The dashboard of a worker's ``workflows`` (names) and ``workflow_classes`` (their
+    classes, for properties; their names are shown too), served while the worker runs: built
+    before the worker starts, it registers its timeline and itself (a companion) on it.
+
+    Raises:
+        ValueError: a host other than loopback without a token.
 
     Its timeline listens to the events of the worker's own services and workflows with the
     subscription ``infinitic-dashboard-<worker name>`` (workers that host a dashboard need
@@ -44,15 +49,15 @@ class HostedDashboard:
         self,
         worker: InfiniticWorker,
         *,
-        workflows: Sequence[str],
-        host: str,
-        port: int,
-        token: str | None,
-        page_size: int,
-        timeline_events: int,
-        timeline_seconds: float,
-        metrics_urls: Sequence[str],
-        workflow_classes: Sequence[type],
+        workflows: Sequence[str] = (),
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        token: str | None = None,
+        page_size: int = 50,
+        timeline_events: int = 200,
+        timeline_seconds: float = 3600.0,
+        metrics_urls: Sequence[str] = (),
+        workflow_classes: Sequence[type] = (),
     ) -> None:
         check_binding(host, token)
         self._worker = worker
@@ -67,6 +72,7 @@ class HostedDashboard:
         worker.add_event_listener(
             self.timeline, subscription_name=f"infinitic-dashboard-{worker.name}"
         )
+        worker.add_companion(self)
         self._server: _Server | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -127,37 +133,6 @@ class HostedDashboard:
             await asyncio.wait_for(task, 10)
 
 
-def host_on(
-    worker: InfiniticWorker,
-    *,
-    workflows: Sequence[str] = (),
-    host: str = "127.0.0.1",
-    port: int = 8080,
-    token: str | None = None,
-    page_size: int = 50,
-    timeline_events: int = 200,
-    timeline_seconds: float = 3600.0,
-    metrics_urls: Sequence[str] = (),
-    workflow_classes: Sequence[type] = (),
-) -> HostedDashboard:
-    """Have ``worker`` serve the dashboard of ``workflows`` (names) and ``workflow_classes``
-    (their classes, for properties; their names are shown too) while it runs; call before
-    starting the worker.
-
-    Raises:
-        ValueError: a host other than loopback without a token.
-    """
-    hosted = HostedDashboard(
-        worker,
-        workflows=workflows,
-        host=host,
-        port=port,
-        token=token,
-        page_size=page_size,
-        timeline_events=timeline_events,
-        timeline_seconds=timeline_seconds,
-        metrics_urls=metrics_urls,
-        workflow_classes=workflow_classes,
-    )
-    worker.add_companion(hosted)
-    return hosted
+#: ``host_on(worker, port=..., workflow_classes=[...])``: the worker serves the dashboard while
+#: it runs (call it before starting the worker).
+host_on = HostedDashboard

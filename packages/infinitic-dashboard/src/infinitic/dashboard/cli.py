@@ -31,6 +31,7 @@ from infinitic.exceptions import ConfigurationError
 from infinitic.storage import Storage
 from infinitic.transport import apply_env_overrides, normalize_key
 from infinitic.worker import InfiniticConfig, InfiniticWorker, load_config
+from infinitic.worker.cli import config_option
 
 logger = logging.getLogger("infinitic.dashboard")
 
@@ -127,15 +128,7 @@ async def run(
 
 
 @click.command(name="dashboard", context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "-c",
-    "--config",
-    required=True,
-    envvar="INFINITIC_CONFIG",
-    show_envvar=True,
-    type=click.Path(dir_okay=False),
-    help="the workers' YAML configuration file",
-)
+@config_option(help_text="the workers' YAML configuration file")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
 @click.option("--port", default=8080, show_default=True, type=int, help="Port (0: any free).")
 @click.option(

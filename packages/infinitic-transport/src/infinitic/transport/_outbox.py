@@ -53,19 +53,14 @@ class Outbox:
         elif self.items:
             encoded = [encode_checked(transport, o) for o in self.items]
             traced = tracing.headers()
-            if traced is None:
-                publishes = (
-                    transport.publish(o.topic, data, key=o.key, deliver_at=o.deliver_at)
-                    for o, data in zip(self.items, encoded, strict=True)
-                )
-            else:
-                publishes = (
+            await asyncio.gather(
+                *(
                     transport.publish(
                         o.topic, data, key=o.key, deliver_at=o.deliver_at, properties=traced
                     )
                     for o, data in zip(self.items, encoded, strict=True)
                 )
-            await asyncio.gather(*publishes)
+            )
         self.items.clear()
 
 
@@ -75,20 +70,13 @@ async def send(transport: Transport, outgoing: Outgoing) -> None:
     Raises:
         MessageTooLargeError: the message is over the transport's limit (nothing is sent).
     """
-    data = encode_checked(transport, outgoing)
-    traced = tracing.headers()
-    if traced is None:
-        await transport.publish(
-            outgoing.topic, data, key=outgoing.key, deliver_at=outgoing.deliver_at
-        )
-    else:
-        await transport.publish(
-            outgoing.topic,
-            data,
-            key=outgoing.key,
-            deliver_at=outgoing.deliver_at,
-            properties=traced,
-        )
+    await transport.publish(
+        outgoing.topic,
+        encode_checked(transport, outgoing),
+        key=outgoing.key,
+        deliver_at=outgoing.deliver_at,
+        properties=tracing.headers(),
+    )
 
 
 def encode_checked(transport: Transport, outgoing: Outgoing) -> bytes:

@@ -51,9 +51,9 @@ from pydantic_settings import SettingsConfigDict
 
 from infinitic.client import load_yaml
 from infinitic.transport import InfiniticSettings, normalize_key
-from infinitic.worker._config_dashboard import DashboardConfig, empty_dashboard_section
+from infinitic.worker._config_dashboard import DashboardConfig
 from infinitic.worker._config_events import EventListenerConfig
-from infinitic.worker._config_metrics import MetricsConfig, empty_metrics_section
+from infinitic.worker._config_metrics import MetricsConfig, empty_sections_on
 from infinitic.worker._secrets import hide_secrets
 
 
@@ -538,7 +538,7 @@ class InfiniticConfig(InfiniticSettings):
     @model_validator(mode="before")
     @classmethod
     def _keys(cls, data: Any) -> Any:
-        return _canonical_keys(cls, empty_dashboard_section(empty_metrics_section(data)))
+        return _canonical_keys(cls, empty_sections_on(data, "metrics", "dashboard"))
 
 
 def load_config(

@@ -82,12 +82,3 @@ class DashboardConfig(BaseModel):
             metrics_urls=self.metrics_urls,
             workflow_classes=workflow_classes,
         )
-
-
-def empty_dashboard_section(data: Any) -> Any:
-    """``dashboard:`` with nothing after it serves the dashboard with the defaults."""
-    if isinstance(data, dict):
-        return {
-            k: ({} if v is None and str(k).lower() == "dashboard" else v) for k, v in data.items()
-        }
-    return data

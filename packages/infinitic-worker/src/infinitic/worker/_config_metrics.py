@@ -53,10 +53,9 @@ class MetricsConfig(BaseModel):
         return WorkerMetrics(host=self.host, port=self.port, path=self.path)
 
 
-def empty_metrics_section(data: Any) -> Any:
-    """``metrics:`` with nothing after it turns metrics on with the defaults."""
+def empty_sections_on(data: Any, *names: str) -> Any:
+    """A section among ``names`` (``metrics:``, ``dashboard:``) with nothing after it is on, with
+    its defaults."""
     if isinstance(data, Mapping):
-        return {
-            k: ({} if v is None and str(k).lower() == "metrics" else v) for k, v in data.items()
-        }
+        return {k: ({} if v is None and str(k).lower() in names else v) for k, v in data.items()}
     return data

@@ -1,12 +1,14 @@
 """The ``infinitic`` command line: ``cli`` is the click group (``infinitic --help``), ``main``
 runs it with arguments and returns the exit code (0 done, 1 failed, 2 usage or configuration
-error), ``run`` is the script's entry point. ``python -m infinitic.worker.cli`` is the same as
+error), ``run`` is the script's entry point, ``config_option`` is the ``-c/--config`` option of
+its commands (for commands of other packages). ``python -m infinitic.worker.cli`` is the same as
 ``infinitic``."""
 
 import os
 import sys
 
 from infinitic.worker._cli import cli, installed_versions, main
+from infinitic.worker._cli_common import config_option
 
 
 def run() -> None:
@@ -22,7 +24,7 @@ def run() -> None:
     os._exit(code)
 
 
-__all__ = ["cli", "installed_versions", "main", "run"]
+__all__ = ["cli", "config_option", "installed_versions", "main", "run"]
 
 if __name__ == "__main__":
     run()
