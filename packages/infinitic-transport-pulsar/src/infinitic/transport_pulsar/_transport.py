@@ -24,6 +24,7 @@ from infinitic.transport import (
 )
 from infinitic.transport_pulsar._admin import PulsarAdmin
 from infinitic.transport_pulsar._bridge import LoopBridge
+from infinitic.transport_pulsar._client_log import client_logger_option
 from infinitic.transport_pulsar._consumer import PulsarConsumer
 from infinitic.transport_pulsar._envelope import DELIVER_AT, check_properties, to_millis
 from infinitic.transport_pulsar._errors import PulsarTransportError
@@ -34,7 +35,8 @@ from infinitic.transport_pulsar._topics import TopicNamer
 logger = logging.getLogger("infinitic.transport_pulsar")
 _client_logger = logging.getLogger("infinitic.transport_pulsar.client")
 # The C++ client logs every consumer and producer it opens at INFO (about a thousand lines for
-# one worker start): its warnings and errors only, unless its logger's level is set.
+# one worker start): its warnings and errors only, unless its logger's level is set (read when
+# a client is created; see _client_log for how its lines reach this logger).
 if _client_logger.level == logging.NOTSET:
     _client_logger.setLevel(logging.WARNING)
 # Broker redeliveries tolerated beyond max_redeliveries (see unacked_redelivery_allowance).
@@ -126,7 +128,7 @@ class PulsarTransport(Transport):
             "operation_timeout_seconds": s.operation_timeout_seconds,
             "connection_timeout_ms": int(s.connection_timeout_seconds * 1000),
             "io_threads": s.io_threads,
-            "logger": _client_logger,
+            "logger": client_logger_option(_client_logger),
             "tls_allow_insecure_connection": s.tls_allow_insecure_connection,
             "tls_validate_hostname": s.tls_enable_hostname_verification,
         }
