@@ -27,7 +27,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from bench_path_services import QuietEmails
+from bench_path_services import QuietBank, QuietEmails
 from infinitic.client import InfiniticClient
 from infinitic.storage import (
     InMemoryKeySetStorage,
@@ -38,7 +38,7 @@ from infinitic.storage import (
 )
 from infinitic.transport import InMemoryTransport
 from infinitic.worker import InfiniticWorker, WorkerMetrics
-from infinitic_examples.bank_wire.services import BankService, EmailService, InMemoryBank
+from infinitic_examples.bank_wire.services import BankService, EmailService
 from infinitic_examples.bank_wire.workflows import BankWorkflow
 
 
@@ -163,7 +163,7 @@ async def main(args: argparse.Namespace) -> None:
             # the worker processes' INFINITIC__WORKFLOW_TASK_ISOLATION (auto, thread, loop)
             workflow_task_isolation=os.environ.get("INFINITIC__WORKFLOW_TASK_ISOLATION", "auto"),
         )
-        worker.add_service(InMemoryBank(), interface=BankService, concurrency=args.concurrency)
+        worker.add_service(QuietBank(), interface=BankService, concurrency=args.concurrency)
         worker.add_service(QuietEmails(), interface=EmailService, concurrency=args.concurrency)
         worker.add_workflow(BankWorkflow, concurrency=args.concurrency)
         await worker.start()

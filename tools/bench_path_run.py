@@ -67,7 +67,7 @@ def worker_config(
         },
         "storage": storage,
         "services": [
-            service("BankService", f"{_EXAMPLE}.services.InMemoryBank"),
+            service("BankService", "bench_path_services.QuietBank"),
             service("EmailService", "bench_path_services.QuietEmails"),
         ],
         "workflows": [{"name": "BankWorkflow", "class": workflow, "concurrency": concurrency}],
