@@ -23,6 +23,7 @@ read by the wrong caller.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -82,6 +83,11 @@ class RedisAutoPipeline(AutoBatcher[PipelinedOperation, aioredis.Redis]):
         super().__init__(shared, max_in_flight=max_in_flight, enabled=enabled)
         self._scripts = dict(scripts)
         self._max_batch = max(1, max_batch)
+        # Connections kept between batches (at most one per batch in flight): taking one from
+        # the pool and giving it back costs more than the exchange of a small batch (the
+        # pool's lock, its connection checks and counters, twice).
+        self._kept: list[Any] = []
+        self._kept_from: Any = None  # the pool they belong to
 
     async def call(self, name: str, keys: Sequence[str], commands: Sequence[Command]) -> list[Any]:
         """Send ``commands`` (at once if the storage is idle, else in the next batch) and return
@@ -146,10 +152,37 @@ class RedisAutoPipeline(AutoBatcher[PipelinedOperation, aioredis.Redis]):
                 replies[i] = reply
         return replies
 
-    @staticmethod
-    async def _pipeline(client: aioredis.Redis, commands: list[Command]) -> list[Any]:
+    async def close(self) -> None:
+        await super().close()
+        kept, self._kept = self._kept, []
+        for connection in kept:
+            with contextlib.suppress(Exception):  # the pool is closed with the client anyway
+                await self._kept_from.release(connection)
+
+    async def _connection(self, pool: Any) -> Any:
+        """A kept connection, ready to send (nothing left to read, still open), or one from
+        the pool."""
+        if pool is not self._kept_from:  # a new client (after a reconnection): start over
+            self._kept, self._kept_from = [], pool
+        while self._kept:
+            connection = self._kept.pop()
+            if _ready(connection):
+                return connection
+            await _give_back(pool, connection)
+        return await pool.get_connection()
+
+    def _keep(self, pool: Any, connection: Any) -> bool:
+        """Keep ``connection`` for the next batch unless enough are kept or it is not ready."""
+        if self._closed or pool is not self._kept_from or len(self._kept) >= self._max_in_flight:
+            return False
+        if not _ready(connection):
+            return False
+        self._kept.append(connection)
+        return True
+
+    async def _pipeline(self, client: aioredis.Redis, commands: list[Command]) -> list[Any]:
         pool = client.connection_pool
-        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        connection = await self._connection(pool)
         plain = not pool.connection_kwargs.get("decode_responses", False)
 
         async def exchange() -> list[Any]:
@@ -163,15 +196,38 @@ class RedisAutoPipeline(AutoBatcher[PipelinedOperation, aioredis.Redis]):
             # between two batches is replaced without failing the callers.
             retry = getattr(connection, "retry", None)
             if retry is None:
-                return await exchange()
-            replies: list[Any] = await retry.call_with_retry(exchange, failed)
-            return replies
+                replies: list[Any] = await exchange()
+            else:
+                replies = await retry.call_with_retry(exchange, failed)
         except BaseException:
-            # Replies may still be on their way: nobody else may read them.
-            await connection.disconnect(nowait=True)
+            # Replies may still be on their way: nobody else may read them. The kept ones go
+            # too: what failed this one (a restart, killed clients) likely failed them, and
+            # the next call must find a fresh connection.
+            kept, self._kept = self._kept, []
+            for dropped in (connection, *kept):
+                with contextlib.suppress(Exception):
+                    await dropped.disconnect(nowait=True)
+                await _give_back(pool, dropped)
             raise
-        finally:
+        if not self._keep(pool, connection):
             await pool.release(connection)
+        return replies
+
+
+def _ready(connection: Any) -> bool:
+    """A kept connection can send: it is open, and holds no bytes nobody asked for (a reply
+    of a batch that did not finish would be read by the next one)."""
+    if not getattr(connection, "is_connected", False):
+        return False
+    reader = getattr(connection, "_reader", None)
+    if isinstance(reader, asyncio.StreamReader):
+        return not reader.at_eof() and not getattr(reader, "_buffer", b"")  # no public peek
+    return True
+
+
+async def _give_back(pool: Any, connection: Any) -> None:
+    with contextlib.suppress(Exception):
+        await pool.release(connection)
 
 
 def pack_commands(commands: list[Command]) -> bytes:
