@@ -20,6 +20,13 @@ def test_command_ids_are_deterministic() -> None:
     uuid.UUID(deterministic_id("x", 1))
 
 
+def test_command_ids_never_change() -> None:
+    """Stored histories hold these ids and replays compute them again: a change of the
+    derivation would make every stored workflow fail its replay."""
+    assert deterministic_id("command", "wf-1", "run-1", 3) == "86d7b93b-9092-8306-939d-8c50bd602325"
+    assert command_id("a", "b", 0) == "0f92ebe5-f439-87d9-0f65-803571e38576"
+
+
 def test_a_forked_child_never_repeats_its_parents_random_bits() -> None:
     import os
 

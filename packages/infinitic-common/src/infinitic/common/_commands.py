@@ -267,6 +267,10 @@ _OWN: dict[str, tuple[str, ...]] = {
 def is_legacy_command(raw: Any) -> bool:
     """True if ``raw`` (plain data) is a command record of the single-record form (before state
     format 3): every such record has a ``name``, no typed one has."""
+    if type(raw) is dict:  # decoded data
+        return "name" in raw
+    if hasattr(raw, "__pydantic_fields__"):  # a typed record (an ABC check costs more)
+        return False
     return isinstance(raw, Mapping) and "name" in raw
 
 

@@ -7,6 +7,7 @@ import os
 import threading
 import time
 
+_sha256 = hashlib.sha256
 _lock = threading.Lock()
 _last_ms = 0
 _counter = 0
@@ -47,15 +48,14 @@ def new_id() -> str:
         rand = int.from_bytes(_pool[-8:], "big") & ((1 << 62) - 1)
         del _pool[-8:]
     value = (ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | rand
-    h = f"{value:032x}"
+    h = value.to_bytes(16, "big").hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def deterministic_id(*parts: str | int) -> str:
     """Return an id derived only from ``parts``: the same parts always give the same id."""
-    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()
-    h = digest[:32]
-    return f"{h[:8]}-{h[8:12]}-8{h[13:16]}-{h[16:20]}-{h[20:]}"
+    h = _sha256("\x1f".join([p if type(p) is str else str(p) for p in parts]).encode()).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-8{h[13:16]}-{h[16:20]}-{h[20:32]}"
 
 
 def command_id(workflow_id: str, method_run_id: str, position: int) -> str:

@@ -89,18 +89,19 @@ class _Stub:
     def __getattr__(self, method: str) -> Any:
         if method.startswith("_"):
             raise AttributeError(method)
+        found = self._methods.get(method)  # a method seen before (never a channel)
+        if found is not None:
+            return found
         channel = inspect.getattr_static(self._interface, method, None)
         if isinstance(channel, Channel):
             return self._channel(channel)
-        found = self._methods.get(method)
-        if found is None:
-            if method not in public_methods(self._interface):
-                raise UnknownMethodError(
-                    f"{self._kind} {self._name} has no method {method!r} (its methods: "
-                    f"{', '.join(public_methods(self._interface)) or 'none'})"
-                )
-            sig = method_signature(self._interface, method, self._kind, self._name)
-            found = self._methods[method] = _StubMethod(self, sig)
+        if method not in public_methods(self._interface):
+            raise UnknownMethodError(
+                f"{self._kind} {self._name} has no method {method!r} (its methods: "
+                f"{', '.join(public_methods(self._interface)) or 'none'})"
+            )
+        sig = method_signature(self._interface, method, self._kind, self._name)
+        found = self._methods[method] = _StubMethod(self, sig)
         return found
 
     def _call(self, sig: MethodSignature, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
