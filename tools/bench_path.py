@@ -5,9 +5,11 @@
     python tools/bench_path.py --stacks redis,postgres --workers 2 --wires 500 --json
 
 Stacks: ``memory`` (one process: a worker and a client on the in-memory transport and storage,
-``--memory-wires``), and pulsar-lite with ``redis``, ``postgres`` or ``mysql`` storage. For the
-latter, a pulsar-lite broker (its own process, Prometheus metrics on), W worker processes (the
-``infinitic`` command line on a generated YAML file: the bank wire example's BankWorkflow and
+``--memory-wires``, with the garbage-collector settings README advises an application embedding
+a worker, as the ``infinitic worker`` command applies them to the other stacks' workers), and
+pulsar-lite with ``redis``, ``postgres`` or ``mysql`` storage. For the latter, a pulsar-lite
+broker (its own process, Prometheus metrics on), W worker processes (the ``infinitic`` command
+line on a generated YAML file: the bank wire example's BankWorkflow and
 tools/bench_path_services: QuietBank and QuietEmails, trivial tasks) and a client process
 (tools/bench_path_client.py) run side by side. Each run: a warm-up, then every wire dispatched
 at once and all awaited (the concurrent phase), then wires one at a time (the sequential phase).

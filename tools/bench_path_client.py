@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import sys
@@ -167,6 +168,12 @@ async def main(args: argparse.Namespace) -> None:
         worker.add_service(QuietEmails(), interface=EmailService, concurrency=args.concurrency)
         worker.add_workflow(BankWorkflow, concurrency=args.concurrency)
         await worker.start()
+        if not args.default_gc:
+            # What README ("Running workers") advises an application embedding a worker, and
+            # what the ``infinitic worker`` command does for the other stacks' workers.
+            gc.collect()
+            gc.freeze()
+            gc.set_threshold(20_000, 20, 20)
         client = InfiniticClient(transport=transport)
     else:
         client = InfiniticClient.from_yaml(args.config)
@@ -208,4 +215,10 @@ if __name__ == "__main__":
     parser.add_argument("--sequential", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=50, help="in-memory worker only")
+    parser.add_argument(
+        "--default-gc",
+        action="store_true",
+        help="in-memory worker only: keep CPython's garbage-collector settings (without it, "
+        "the worker's settings of README's 'Running workers')",
+    )
     asyncio.run(main(parser.parse_args()))
