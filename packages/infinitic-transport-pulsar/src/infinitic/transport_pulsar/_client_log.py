@@ -42,6 +42,14 @@ def cpp_level(python_level: int) -> Any:
     return pulsar.LoggerLevel.Error
 
 
+# A line the client writes at WARN for a producer or consumer it created fine: it arms the
+# creation's timeout after asking for the connection, so a connection made at once (the usual
+# case on a local broker) cancels the timer before it is armed, and it fires one operation
+# timeout later on a handler that is ready (and ignores it). A creation that really timed out
+# fails the transport's subscribe or publish, which says so itself.
+_FALSE_WARNINGS = ("Cancel the pending reconnection due to the start timeout",)
+
+
 def parse_line(line: str) -> tuple[int, str]:
     """The Python level and the message of one line of the C++ client (a line it did not
     format, e.g. the rest of a multi-line message, is a WARNING as it is)."""
@@ -49,7 +57,10 @@ def parse_line(line: str) -> tuple[int, str]:
     if match is None:
         return logging.WARNING, line
     level, thread, place, message = match.groups()
-    return _PY_LEVELS.get(level, logging.ERROR), f"{message} ({place}, thread {thread})"
+    python_level = _PY_LEVELS.get(level, logging.ERROR)
+    if python_level == logging.WARNING and message.startswith(_FALSE_WARNINGS):
+        python_level = logging.INFO
+    return python_level, f"{message} ({place}, thread {thread})"
 
 
 class _Forwarder:
