@@ -36,6 +36,12 @@ def _describe(e: ValidationError) -> str:
     return "; ".join(parts)
 
 
+#: Types whose values validate and dump to themselves: a value of exactly one of them (not a
+#: subclass, so no bool for an int) skips its adapter (a third of a workflow task's CPU was
+#: checking and dumping its arguments). Not float: a JSON dump turns inf and nan into None.
+_SELF_DUMPED = (str, int, bool)
+
+
 @dataclass(frozen=True)
 class _Param:
     name: str
@@ -43,6 +49,7 @@ class _Param:
     hint: Any
     kind: inspect._ParameterKind
     default: Any
+    exact: type | None = None  # the hint, when it is one of _SELF_DUMPED
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,8 @@ class MethodSignature:
     params: tuple[_Param, ...]
     returns: TypeAdapter[Any]
     signature: inspect.Signature
+    returns_exact: type | None = None  # the return hint, when it is one of _SELF_DUMPED
+    returns_none: bool = False  # the return hint is None
 
     @functools.cached_property
     def _all_positional(self) -> bool:
@@ -67,14 +76,19 @@ class MethodSignature:
         where = f"{self.entity_kind} {self.entity_name}, method {self.method_name}"
         return f"{where}, parameter {param!r}" if param else where
 
-    def _dump(self, adapter: TypeAdapter[Any], value: Any, where: str) -> Any:
-        """``value`` dumped to JSON-compatible values; refused if it cannot be encoded."""
+    def _dump(self, adapter: TypeAdapter[Any], value: Any, param: str | None) -> Any:
+        """``value`` dumped to JSON-compatible values; refused if it cannot be encoded
+        (``param``: the parameter's name, None for the return value)."""
         # PydanticSerializationError and UnicodeDecodeError (bytes that are not UTF-8 text) are
         # both ValueErrors.
         try:
             return adapter.dump_python(value, mode="json")
         except ValueError as e:
+            where = self._where(param) if param is not None else self._return_where()
             raise InvalidPayloadError(f"{where}: cannot be encoded: {e}") from None
+
+    def _return_where(self) -> str:
+        return f"{self._where()}, return value"
 
     def dump_args(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> list[Any]:
         """Bind a call's arguments, check each against its type and return them dumped.
@@ -96,6 +110,9 @@ class MethodSignature:
             values = [bound.arguments[param.name] for param in self.params]
         out: list[Any] = []
         for param, value in zip(self.params, values, strict=True):
+            if param.exact is not None and type(value) is param.exact:
+                out.append(value)  # checked for encoding with the others below
+                continue
             try:
                 checked = param.adapter.validate_python(value, strict=True)
             except ValidationError:
@@ -110,7 +127,7 @@ class MethodSignature:
                         f"{self._where(param.name)}: expected {_type_name(param.hint)}, "
                         f"got {type(value).__name__} {value!r}"
                     ) from None
-            out.append(self._dump(param.adapter, checked, self._where(param.name)))
+            out.append(self._dump(param.adapter, checked, param.name))
         packed, _ = try_pack(out)  # one encoding; the loops only on a failure or a U+FFFD
         if packed is None:
             for param, dumped in zip(self.params, out, strict=True):
@@ -144,6 +161,9 @@ class MethodSignature:
             )
         out = []
         for param, value in zip(self.params, values, strict=True):
+            if param.exact is not None and type(value) is param.exact:
+                out.append(value)
+                continue
             try:
                 out.append(param.adapter.validate_python(value))
             except ValidationError as e:
@@ -156,21 +176,29 @@ class MethodSignature:
         Raises:
             InvalidPayloadError: the value does not fit the type or cannot be encoded.
         """
-        try:
-            checked = self.returns.validate_python(value)
-        except ValidationError as e:
-            raise InvalidPayloadError(f"{self._where()}, return value: {_describe(e)}") from None
-        where = f"{self._where()}, return value"
-        dumped = self._dump(self.returns, checked, where)
+        if value is None and self.returns_none:
+            return None
+        if self.returns_exact is not None and type(value) is self.returns_exact:
+            checked = dumped = value
+        else:
+            try:
+                checked = self.returns.validate_python(value)
+            except ValidationError as e:
+                raise InvalidPayloadError(f"{self._return_where()}: {_describe(e)}") from None
+            dumped = self._dump(self.returns, checked, None)
         packed, problem = try_pack(dumped)
         if packed is None:
-            raise InvalidPayloadError(f"{where}: cannot be encoded: {problem}")
+            raise InvalidPayloadError(f"{self._return_where()}: cannot be encoded: {problem}")
         if _REPLACEMENT in packed:
-            self._refuse_lossy_keys(checked, where)
+            self._refuse_lossy_keys(checked, self._return_where())
         return dumped
 
     def load_result(self, value: Any) -> Any:
         """Turn a received return value back into the declared return type."""
+        if value is None and self.returns_none:
+            return None
+        if self.returns_exact is not None and type(value) is self.returns_exact:
+            return value
         try:
             return self.returns.validate_python(value)
         except ValidationError as e:
@@ -263,15 +291,19 @@ def method_signature(
                 "supported in interfaces; declare each parameter"
             )
         hint = hints.get(p.name, Any)
-        params.append(_Param(p.name, TypeAdapter(hint), hint, p.kind, p.default))
+        exact = hint if hint in _SELF_DUMPED else None
+        params.append(_Param(p.name, TypeAdapter(hint), hint, p.kind, p.default, exact))
     ret = hints.get("return", Any)
+    returns_none = ret is None or ret is type(None)
     return MethodSignature(
         entity_kind,
         entity_name,
         method_name,
         tuple(params),
-        TypeAdapter(Any if ret is None or ret is type(None) else ret),
+        TypeAdapter(Any if returns_none else ret),
         sig,
+        returns_exact=ret if ret in _SELF_DUMPED else None,
+        returns_none=returns_none,
     )
 
 
