@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 
 from infinitic.common import (
@@ -113,12 +113,46 @@ ABSENT_OUTCOME_WAIT_SECONDS = 30.0
 MAX_INLINE_TASKS = 100
 
 
-class _CountedLock(asyncio.Lock):
-    """A lock that knows how many handlers use or wait for it (dropped at 0)."""
+class _Turns:
+    """One handler at a time per workflow instance, in arrival order.
+
+    An instance nobody handles has no entry; one being handled has the queue of the handlers
+    waiting for it (usually empty). The usual message thus costs two dict operations, where an
+    ``asyncio.Lock`` per instance cost its creation and two coroutine calls.
+    """
+
+    __slots__ = ("_waiting",)
 
     def __init__(self) -> None:
-        super().__init__()
-        self.users = 0
+        self._waiting: dict[str, deque[asyncio.Future[None]]] = {}
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._waiting
+
+    async def take(self, key: str) -> None:
+        """Wait for ``key``'s turn (at once if nobody has it); :meth:`give_up` after."""
+        queue = self._waiting.get(key)
+        if queue is None:
+            self._waiting[key] = deque()
+            return
+        turn = asyncio.get_running_loop().create_future()
+        queue.append(turn)
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self.give_up(key)  # it was handed the turn: pass it on
+            raise
+
+    def give_up(self, key: str) -> None:
+        """End ``key``'s turn: the next waiting handler takes it."""
+        queue = self._waiting[key]
+        while queue:
+            turn = queue.popleft()
+            if not turn.done():  # a waiter cancelled meanwhile is skipped
+                turn.set_result(None)
+                return
+        del self._waiting[key]
 
 
 class WorkflowStateEngine:
@@ -144,7 +178,7 @@ class WorkflowStateEngine:
         self._decoded = DecodedStates(state_cache_bytes)
         self._archive = HistoryArchive(storage, history_chunk_steps)
         self._executor = executor
-        self._locks: dict[str, _CountedLock] = {}
+        self._turns = _Turns()
         # message id -> when this engine first postponed it (its clock), to bound the waits
         self._postponed: OrderedDict[str, float] = OrderedDict()
         self.unknown_instance_messages = 0  # messages dropped for an absent instance
@@ -158,17 +192,11 @@ class WorkflowStateEngine:
         process no message meets a state whose store is still under way.
         """
         workflow_id = message.workflow_id
-        lock = self._locks.get(workflow_id)
-        if lock is None:
-            lock = self._locks[workflow_id] = _CountedLock()
-        lock.users += 1
+        await self._turns.take(workflow_id)
         try:
-            async with lock:
-                await self._handle(message)
+            await self._handle(message)
         finally:
-            lock.users -= 1
-            if lock.users == 0:
-                del self._locks[workflow_id]
+            self._turns.give_up(workflow_id)
 
     async def _handle(self, message: WorkflowMessage) -> None:
         key = state_key(self.workflow_name, message.workflow_id)
