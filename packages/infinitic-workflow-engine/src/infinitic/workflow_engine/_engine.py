@@ -201,8 +201,17 @@ class WorkflowStateEngine:
     async def _handle(self, message: WorkflowMessage) -> None:
         key = state_key(self.workflow_name, message.workflow_id)
         written: str | None = None  # a chunk this cycle wrote before losing its store
-        for _ in range(MAX_CAS_ATTEMPTS):
-            stored = await with_storage_retry(self._storage.get, key)
+        # A dispatch is most likely of a new instance: with an executor here (whose first task
+        # runs once the new state is stored, so nothing is sent before), the creation itself (a
+        # put expecting no state) tells, and only a conflict reads the state. One storage
+        # round trip less on a new workflow's path.
+        optimistic = self._executor is not None and isinstance(message, DispatchWorkflow)
+        for _ in range(MAX_CAS_ATTEMPTS + optimistic):
+            if optimistic:
+                optimistic = False
+                stored = None
+            else:
+                stored = await with_storage_retry(self._storage.get, key)
             state = None
             version = 0
             parts = EncodedParts()
