@@ -79,13 +79,18 @@ async def worker_process(url: str, namespace: str, recheck: float | None) -> Non
 
     class CountingTransport(PulsarTransport):
         async def _send(self, topic: str, data: bytes, **kwargs: Any) -> None:
-            nonlocal parked, fired, last_fired
+            nonlocal fired, last_fired
             await super()._send(topic, data, **kwargs)
-            if topic.endswith("-retry") or "-park-" in topic:
-                parked += 1
-            elif topic == engine_topic:
+            if topic == engine_topic:
                 fired += 1
                 last_fired = time.time()
+
+        async def _republish(self, topic: str, data: bytes, **kwargs: Any) -> None:
+            # Parked copies go through here (retry and park topics), not through _send.
+            nonlocal parked
+            await super()._republish(topic, data, **kwargs)
+            if topic.endswith("-retry") or "-park-" in topic:
+                parked += 1
 
     tuning = PulsarConsumerSettings()
     if recheck is not None:
