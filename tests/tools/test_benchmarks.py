@@ -5,14 +5,12 @@ here: speed is for ``make bench`` on a quiet machine, never for a timed test."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-
-from infinitic.storage.testing import reachable, service_url
+from tests.cli.support import redis_url as reachable_redis_url
 
 TOOLS = Path(__file__).resolve().parents[2] / "tools"
 
@@ -29,11 +27,7 @@ def _run(*args: str, timeout: float = 240) -> str:
 
 @pytest.mark.redis
 def test_bench_path_runs_the_in_memory_and_redis_stacks() -> None:
-    redis_url = service_url("redis")
-    if not reachable(redis_url):
-        if os.environ.get("CI"):
-            pytest.fail(f"Redis is unreachable at {redis_url}")
-        pytest.skip(f"Redis is unreachable at {redis_url}")
+    redis_url = reachable_redis_url()  # skips (fails under CI) when Redis does not answer
     out = _run(
         str(TOOLS / "bench_path.py"),
         "--stacks=memory,redis",

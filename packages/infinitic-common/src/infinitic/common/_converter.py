@@ -49,7 +49,7 @@ class _Param:
     hint: Any
     kind: inspect._ParameterKind
     default: Any
-    exact: type | None = None  # the hint, when it is one of _SELF_DUMPED
+    exact: type | None = None  # the hint, when it is one of _SELF_DUMPED (no value's type is None)
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ class MethodSignature:
             values = [bound.arguments[param.name] for param in self.params]
         out: list[Any] = []
         for param, value in zip(self.params, values, strict=True):
-            if param.exact is not None and type(value) is param.exact:
+            if type(value) is param.exact:
                 out.append(value)  # checked for encoding with the others below
                 continue
             try:
@@ -161,7 +161,7 @@ class MethodSignature:
             )
         out = []
         for param, value in zip(self.params, values, strict=True):
-            if param.exact is not None and type(value) is param.exact:
+            if type(value) is param.exact:
                 out.append(value)
                 continue
             try:
@@ -178,7 +178,7 @@ class MethodSignature:
         """
         if value is None and self.returns_none:
             return None
-        if self.returns_exact is not None and type(value) is self.returns_exact:
+        if type(value) is self.returns_exact:
             checked = dumped = value
         else:
             try:
@@ -197,7 +197,7 @@ class MethodSignature:
         """Turn a received return value back into the declared return type."""
         if value is None and self.returns_none:
             return None
-        if self.returns_exact is not None and type(value) is self.returns_exact:
+        if type(value) is self.returns_exact:
             return value
         try:
             return self.returns.validate_python(value)
