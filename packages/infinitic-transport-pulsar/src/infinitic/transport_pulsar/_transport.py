@@ -30,6 +30,7 @@ from infinitic.transport_pulsar._envelope import DELIVER_AT, check_properties, t
 from infinitic.transport_pulsar._errors import PulsarTransportError
 from infinitic.transport_pulsar._producers import ProducerPool
 from infinitic.transport_pulsar._settings import PulsarSettings
+from infinitic.transport_pulsar._timer_slack import shorten_timer_slack
 from infinitic.transport_pulsar._topics import TopicNamer
 
 logger = logging.getLogger("infinitic.transport_pulsar")
@@ -156,6 +157,9 @@ class PulsarTransport(Transport):
                 raise RuntimeError("PulsarTransport is closed")
             if self._started:
                 return
+            slack = self.settings.consumer.loop_timer_slack_ns
+            if slack is not None:
+                shorten_timer_slack(slack)  # see _timer_slack: empty looks are not sleeps
             try:
                 self._producer_client = self._new_client()
                 self._consumer_client = self._new_client()
