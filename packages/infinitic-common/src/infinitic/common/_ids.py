@@ -11,6 +11,8 @@ _sha256 = hashlib.sha256
 _lock = threading.Lock()
 _last_ms = 0
 _counter = 0
+_prefix_ms = -1  # the millisecond of _prefix
+_prefix = ""  # "<ms hex 8>-<ms hex 4>-7" of _prefix_ms
 # Random bytes drawn from the OS in blocks (one system call per 512 ids); a forked child starts
 # with an empty pool, so it never repeats its parent's bytes.
 _pool = bytearray()
@@ -30,7 +32,7 @@ def new_id() -> str:
     Within one process, ids created in the same millisecond keep their creation order thanks
     to a counter in the random bits.
     """
-    global _last_ms, _counter
+    global _last_ms, _counter, _prefix_ms, _prefix
     with _lock:
         ms = time.time_ns() // 1_000_000
         if ms <= _last_ms:
@@ -43,18 +45,23 @@ def new_id() -> str:
             _counter = 0
         _last_ms = ms
         counter = _counter
+        if ms != _prefix_ms:  # the millisecond's part, formatted once per millisecond
+            h = f"{ms:012x}"
+            _prefix = f"{h[:8]}-{h[8:]}-7"
+            _prefix_ms = ms
+        prefix = _prefix
         if len(_pool) < 8:
             _pool.extend(os.urandom(_POOL_BYTES))
-        rand = int.from_bytes(_pool[-8:], "big") & ((1 << 62) - 1)
+        rand = _pool[-8:]
         del _pool[-8:]
-    value = (ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | rand
-    h = value.to_bytes(16, "big").hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    rand[0] = 0x80 | (rand[0] & 0x3F)  # the variant (0b10) over 62 random bits
+    r = rand.hex()
+    return f"{prefix}{counter:03x}-{r[:4]}-{r[4:]}"
 
 
 def deterministic_id(*parts: str | int) -> str:
     """Return an id derived only from ``parts``: the same parts always give the same id."""
-    h = _sha256("\x1f".join([p if type(p) is str else str(p) for p in parts]).encode()).hexdigest()
+    h = _sha256("\x1f".join(map(str, parts)).encode()).hexdigest()
     return f"{h[:8]}-{h[8:12]}-8{h[13:16]}-{h[16:20]}-{h[20:32]}"
 
 
