@@ -59,6 +59,30 @@ async def test_a_failing_callback_does_not_stop_the_others(
     assert "a Pulsar completion callback failed" in caplog.text
 
 
+async def test_a_post_from_the_loops_own_thread_runs_at_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A C++ call of the loop's thread that calls back at once (a receive finding a message
+    prefetched) settles its future before it returns; from another thread, it waits a drain."""
+    bridge = LoopBridge()
+    ran: list[str] = []
+    bridge.post(ran.append, "here")
+    assert ran == ["here"]
+    bridge.post(_raise)  # logged, never raised into the C++ call
+    assert "a Pulsar completion callback failed" in caplog.text
+    other = threading.Thread(target=bridge.post, args=(ran.append, "there"))
+    other.start()
+    other.join()
+    assert ran == ["here"]
+    await asyncio.sleep(0.01)
+    assert ran == ["here", "there"]
+    assert bridge.wakeups == 1
+
+
+def _raise() -> None:
+    raise ValueError("boom")
+
+
 def test_posting_to_a_closed_loop_never_raises() -> None:
     loop = asyncio.new_event_loop()
     bridge = LoopBridge(loop)
@@ -107,6 +131,40 @@ async def test_the_fast_paths_are_used_on_this_client_version(
                 await asyncio.sleep(0.02)
         await asyncio.sleep(0.5)
     assert again == [b"last"]
+
+
+@pytest.mark.pulsar
+async def test_messages_one_at_a_time_and_in_bursts_all_arrive(
+    lite_url: str, namespace: str
+) -> None:
+    """A consumer that found its queue empty waits with a receive (no look first); one that
+    was called back at once looks without waiting again: single messages and bursts, in turn,
+    all arrive once."""
+    topic = f"task-executor:Idle{uuid.uuid4().hex[:8]}"
+    received: list[bytes] = []
+    async with PulsarTransport.for_pulsar_lite(lite_url, namespace=namespace) as transport:
+        consumer = await transport.subscribe(topic, "s", _collect(received))
+        assert isinstance(consumer, PulsarConsumer)
+        sent: list[bytes] = []
+        for round_ in range(6):
+            if round_ % 2:
+                burst = [b"%d-%d" % (round_, i) for i in range(200)]
+                await asyncio.gather(*(transport.publish(topic, m) for m in burst))
+                sent += burst
+            else:
+                for i in range(5):
+                    message = b"%d-%d" % (round_, i)
+                    await transport.publish(topic, message)
+                    sent.append(message)
+                    async with asyncio.timeout(30):
+                        while message not in received:  # noqa: ASYNC110 - another task
+                            await asyncio.sleep(0.005)
+                assert consumer._sources[0].idle  # it waits rather than looking
+        async with asyncio.timeout(30):
+            while len(received) < len(sent):  # noqa: ASYNC110 - handlers run concurrently
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)
+    assert sorted(received) == sorted(sent)
 
 
 def _collect(into: list[bytes]) -> Callable[[TransportMessage], Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -19,13 +20,16 @@ logger = logging.getLogger("infinitic.transport_pulsar")
 
 
 class LoopBridge:
-    """Runs callables posted from any thread on one event loop, in posting order.
+    """Runs callables posted from any thread on one event loop, in posting order (those posted
+    from the loop's own thread run at once).
 
     Args:
         loop: the loop to run them on (the running loop when built in a coroutine).
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        # The loop's thread, when built on it (in a coroutine): see post.
+        self._thread = threading.get_ident() if loop is None else None
         self._loop = loop or asyncio.get_running_loop()
         self._items: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()
         self._scheduled = False
@@ -35,8 +39,17 @@ class LoopBridge:
     def post(self, fn: Callable[..., None], *args: Any) -> None:
         """Run ``fn(*args)`` on the loop soon; safe from any thread, never raises.
 
-        C++ callbacks call this: an exception there would abort the process.
+        C++ callbacks call this: an exception there would abort the process. A callback the
+        C++ client makes at once, inside a call of the loop's own thread (a receive that finds
+        a message prefetched), runs at once: it settles a future, which only schedules its
+        waiters, and a wake-up of the loop by itself would cost a turn and two system calls.
         """
+        if self._thread is not None and threading.get_ident() == self._thread:
+            try:
+                fn(*args)
+            except Exception:
+                logger.exception("a Pulsar completion callback failed")
+            return
         self._items.append((fn, args))
         # The append comes before the check, and the drain clears the flag before it pops:
         # whatever the interleaving, an item is never left behind without a drain to come.

@@ -106,14 +106,19 @@ class _Source:
             for name in ("receive", "receive_async", "acknowledge", "negative_acknowledge")
         )
         self.native: Any = native if usable else None
+        # The last look found nothing prefetched: the next one is a receive that waits (it
+        # completes at once if a message came meanwhile). A look at an empty queue is a C++
+        # call that raises, and each C++ call may hand the GIL to the client's I/O thread.
+        self.idle = False
 
     def receive_nowait(self) -> Any:
         """A message the client has already prefetched, or None (then await :meth:`receive`)."""
-        if self.native is None:
+        if self.native is None or self.idle:
             return None
         try:
             return self.native.receive(0)
         except Exception:  # Timeout: nothing prefetched; closed: the waiting receive says so
+            self.idle = True
             return None
 
     def receive(self) -> asyncio.Future[Any]:
@@ -123,6 +128,9 @@ class _Source:
             return waiting
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.native.receive_async(functools.partial(self._bridge.post, _received, future))
+        # Completed at once (a message was prefetched; see LoopBridge.post): more may follow,
+        # so the next look is a non-blocking receive again.
+        self.idle = not future.done()
         return future
 
     async def acknowledge(self, raw: Any) -> None:
@@ -263,12 +271,24 @@ class PulsarConsumer(Consumer):
                 if raw is not None:
                     return raw
                 source.pending = source.receive()
-            # Waiting, unlike awaiting the task, never cancels the receive itself.
-            await asyncio.wait({source.pending})
-            task, source.pending = source.pending, None
+            pending = source.pending
             try:
-                return task.result()
+                if source.native is not None:
+                    # Our own future, completed by the C++ callback: awaited directly (a wait
+                    # costs a waiter, callbacks and a turn of the loop more). Only close()
+                    # cancels this pump, which cancels the future, not the receive: a message
+                    # it then gets stays unacknowledged, and the broker delivers it again once
+                    # the consumer is closed.
+                    raw = await pending
+                else:
+                    # A task of pulsar.asyncio's receive: waiting, unlike awaiting it, never
+                    # cancels the receive itself.
+                    await asyncio.wait({pending})
+                    raw = pending.result()
+                source.pending = None
+                return raw
             except pa.PulsarException as e:
+                source.pending = None
                 if self._closing or "AlreadyClosed" in str(e):
                     return None
                 logger.warning("receive failed on %s: %s; retrying", source.topic, e)
