@@ -83,7 +83,7 @@ class Blobs(Protocol):
 
 class BlobsImpl:
     async def make(self, size: int, tag: int) -> bytes:
-        return bytes([tag % 256]) * size
+        return bytes([tag % 128]) * size  # ASCII: a payload of bytes must be UTF-8 text
 
     async def noop(self, i: int) -> int:
         return i
