@@ -54,7 +54,7 @@ from infinitic.common._routes import (
 from infinitic.common._serialization import array_header, map_header, pack, unpack
 from infinitic.common._stubs import _Stub as Stub
 from infinitic.common._stubs import _StubMethod as StubMethod
-from infinitic.common._task_context import TaskContext, reset_task_context, set_task_context
+from infinitic.common._task_context import TaskContext, set_task_context
 from infinitic.common._topics import (
     ENGINE_SUBSCRIPTION,
     SERVICE_TOPICS,
@@ -119,7 +119,6 @@ __all__ = [
     "public_methods",
     "read_history_chunks",
     "read_workflow_state",
-    "reset_task_context",
     "response_topic",
     "retry_policy",
     "set_runtime",

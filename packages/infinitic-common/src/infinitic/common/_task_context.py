@@ -49,9 +49,3 @@ def task_context() -> TaskContext:
 def set_task_context(ctx: TaskContext | None) -> object:
     """Set the current task context (used by the task executor); returns a reset token."""
     return _current_task.set(ctx)
-
-
-def reset_task_context(token: object) -> None:
-    """Put back the task context that :func:`set_task_context` (which returned ``token``)
-    replaced."""
-    _current_task.reset(token)  # type: ignore[arg-type]

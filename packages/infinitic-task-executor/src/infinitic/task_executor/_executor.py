@@ -37,7 +37,6 @@ from infinitic.common import (
     method_signature,
     method_timeout,
     public_methods,
-    reset_task_context,
     retry_policy,
     set_task_context,
     task_outcome_route,
@@ -271,13 +270,16 @@ class ServiceExecutor:
         """Run ``fn(*args)`` (on the loop if async, else in the thread pool) with the task
         context ``ctx`` and the method's execution timeout."""
         timeout = self._execution_timeout(method)
-        if inspect.iscoroutinefunction(fn):
-            return await self._invoke_here(method, fn, args, ctx, what, seconds=timeout)
+        # A task of its own, in a copy of the context: what the code sets in its context (a
+        # library binding request-scoped values) never reaches the next task this handler runs.
         context = contextvars.copy_context()
         context.run(set_task_context, ctx)
-        run = asyncio.get_running_loop().run_in_executor(
-            self._threads, functools.partial(context.run, fn, *args)
-        )
+        if inspect.iscoroutinefunction(fn):
+            run: Any = asyncio.get_running_loop().create_task(fn(*args), context=context)
+        else:
+            run = asyncio.get_running_loop().run_in_executor(
+                self._threads, functools.partial(context.run, fn, *args)
+            )
         try:
             async with asyncio.timeout(timeout):
                 return await run
@@ -288,37 +290,6 @@ class ServiceExecutor:
                 f"task {self.service_name}.{method} ({what}) exceeded its "
                 f"execution timeout of {timeout}s"
             ) from None
-
-    async def _invoke_here(
-        self,
-        method: str,
-        fn: Any,
-        args: list[Any],
-        ctx: TaskContext | None,
-        what: str,
-        *,
-        seconds: float | None,
-    ) -> Any:
-        """Await ``fn(*args)`` in the handler's own task, the task context set around it (a
-        task of its own per call cost a Task and two turns of the loop per task run). The
-        execution timeout cancels the handler's task, hence ``fn``, as it cancelled the task
-        of its own through the handler's wait."""
-        token = set_task_context(ctx)
-        timer: asyncio.Timeout | None = None
-        try:
-            if seconds is None:
-                return await fn(*args)
-            async with asyncio.timeout(seconds) as timer:
-                return await fn(*args)
-        except TimeoutError:
-            if timer is None or not timer.expired():
-                raise  # the user code itself raised TimeoutError
-            raise TaskTimeoutError(
-                f"task {self.service_name}.{method} ({what}) exceeded its "
-                f"execution timeout of {seconds}s"
-            ) from None
-        finally:
-            reset_task_context(token)
 
     def outcome(
         self,
