@@ -12,7 +12,11 @@ from typing import Any, TypeVar
 import pytest
 
 from infinitic.transport_pulsar import PulsarTransport
-from infinitic.transport_pulsar._timer_slack import shorten_timer_slack
+from infinitic.transport_pulsar._timer_slack import (
+    _PR_GET_TIMERSLACK,
+    _PR_SET_TIMERSLACK,
+    shorten_timer_slack,
+)
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux's")
 
@@ -21,11 +25,11 @@ T = TypeVar("T")
 
 def slack() -> int:
     """The calling thread's timer slack, in nanoseconds."""
-    return int(ctypes.CDLL(None).prctl(30, 0, 0, 0, 0))  # PR_GET_TIMERSLACK
+    return int(ctypes.CDLL(None).prctl(_PR_GET_TIMERSLACK, 0, 0, 0, 0))
 
 
 def set_slack(nanoseconds: int) -> None:
-    assert ctypes.CDLL(None).prctl(29, ctypes.c_ulong(nanoseconds), 0, 0, 0) == 0
+    assert ctypes.CDLL(None).prctl(_PR_SET_TIMERSLACK, ctypes.c_ulong(nanoseconds), 0, 0, 0) == 0
 
 
 def in_new_thread(fn: Callable[[], T]) -> T:

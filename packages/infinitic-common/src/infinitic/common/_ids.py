@@ -11,8 +11,7 @@ _sha256 = hashlib.sha256
 _lock = threading.Lock()
 _last_ms = 0
 _counter = 0
-_prefix_ms = -1  # the millisecond of _prefix
-_prefix = ""  # "<ms hex 8>-<ms hex 4>-7" of _prefix_ms
+_prefix = ""  # "<ms hex 8>-<ms hex 4>-7" of _last_ms
 # Random bytes drawn from the OS in blocks (one system call per 512 ids); a forked child starts
 # with an empty pool, so it never repeats its parent's bytes.
 _pool = bytearray()
@@ -32,7 +31,7 @@ def new_id() -> str:
     Within one process, ids created in the same millisecond keep their creation order thanks
     to a counter in the random bits.
     """
-    global _last_ms, _counter, _prefix_ms, _prefix
+    global _last_ms, _counter, _prefix
     with _lock:
         ms = time.time_ns() // 1_000_000
         if ms <= _last_ms:
@@ -43,12 +42,11 @@ def new_id() -> str:
                 _counter = 0
         else:
             _counter = 0
-        _last_ms = ms
-        counter = _counter
-        if ms != _prefix_ms:  # the millisecond's part, formatted once per millisecond
+        if ms != _last_ms:  # the millisecond's part, formatted once per millisecond
             h = f"{ms:012x}"
             _prefix = f"{h[:8]}-{h[8:]}-7"
-            _prefix_ms = ms
+            _last_ms = ms
+        counter = _counter
         prefix = _prefix
         if len(_pool) < 8:
             _pool.extend(os.urandom(_POOL_BYTES))

@@ -45,10 +45,7 @@ class LoopBridge:
         waiters, and a wake-up of the loop by itself would cost a turn and two system calls.
         """
         if self._thread is not None and threading.get_ident() == self._thread:
-            try:
-                fn(*args)
-            except Exception:
-                logger.exception("a Pulsar completion callback failed")
+            _run(fn, args)
             return
         self._items.append((fn, args))
         # The append comes before the check, and the drain clears the flag before it pops:
@@ -66,11 +63,14 @@ class LoopBridge:
         self._scheduled = False
         items = self._items
         while items:
-            fn, args = items.popleft()
-            try:
-                fn(*args)
-            except Exception:
-                logger.exception("a Pulsar completion callback failed")
+            _run(*items.popleft())
+
+
+def _run(fn: Callable[..., None], args: tuple[Any, ...]) -> None:
+    try:
+        fn(*args)
+    except Exception:
+        logger.exception("a Pulsar completion callback failed")
 
 
 def settle(future: asyncio.Future[Any], error: BaseException | None, value: Any = None) -> None:

@@ -273,26 +273,25 @@ class PulsarConsumer(Consumer):
                 source.pending = source.receive()
             pending = source.pending
             try:
-                if source.native is not None:
-                    # Our own future, completed by the C++ callback: awaited directly (a wait
-                    # costs a waiter, callbacks and a turn of the loop more). Only close()
-                    # cancels this pump, which cancels the future, not the receive: a message
-                    # it then gets stays unacknowledged, and the broker delivers it again once
-                    # the consumer is closed.
-                    raw = await pending
-                else:
+                if source.native is None:
                     # A task of pulsar.asyncio's receive: waiting, unlike awaiting it, never
-                    # cancels the receive itself.
+                    # cancels the receive itself (it is done when awaited below).
                     await asyncio.wait({pending})
-                    raw = pending.result()
-                source.pending = None
-                return raw
+                # Our own future, completed by the C++ callback, is awaited directly (a wait
+                # costs a waiter, callbacks and a turn of the loop more). Only close() cancels
+                # this pump, which cancels the future, not the receive: a message it then gets
+                # stays unacknowledged, and the broker delivers it again once the consumer is
+                # closed.
+                raw = await pending
             except pa.PulsarException as e:
                 source.pending = None
                 if self._closing or "AlreadyClosed" in str(e):
                     return None
                 logger.warning("receive failed on %s: %s; retrying", source.topic, e)
                 await asyncio.sleep(0.5)
+                continue
+            source.pending = None
+            return raw
 
     async def _pump(self, source: _Source) -> None:
         while not self._closing:
