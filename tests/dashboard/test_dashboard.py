@@ -142,6 +142,23 @@ async def test_a_token_is_required_once_set() -> None:
             assert (await web.get("/static/htmx.min.js")).status_code == 401
 
 
+async def test_pages_load_htmx_with_its_eval_and_scripts_off() -> None:
+    """The vendored htmx can eval expressions (hx-on, js: values, trigger filters) and run
+    scripts in swapped HTML; the dashboard uses neither, and shows workflow data (names, tags,
+    arguments): every page turns both off before htmx loads, so that data is never code."""
+    transport, storage = InMemoryTransport(), InMemoryStorage()
+    async with InfiniticClient(transport=transport) as client:
+        app = create_app(client, storage, ["DashOrder"])
+        async with http(app) as web:
+            for path in ("/", "/workflows/DashOrder"):  # every page extends base.html
+                page = (await web.get(path)).text
+                config = page.index('<meta name="htmx-config"')
+                assert config < page.index('<script src="/static/htmx.min.js">'), path
+                tag = page[config : page.index(">", config)]
+                assert '"allowEval": false' in tag, path
+                assert '"allowScriptTags": false' in tag, path
+
+
 def test_without_the_package_the_command_says_what_to_install(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
