@@ -14,7 +14,7 @@ from typing import Protocol
 import pytest
 
 from infinitic.client import InfiniticClient
-from infinitic.exceptions import TaskFailedError, WorkflowTimedOutError
+from infinitic.exceptions import RemoteError, TaskFailedError, WorkflowTimedOutError
 from infinitic.services import ExponentialBackoff, NoRetry, retry, timeout
 from infinitic.storage import InMemoryStorage
 from infinitic.workflow_engine import state_key
@@ -136,3 +136,57 @@ async def test_the_implementation_wins_over_nothing(make_worker: WorkerFactory) 
     async with running(worker) as client:
         assert await client.new_workflow(Naps).nap(0.2) == "rested"  # under the declared 5 s
         assert impl.calls["nap"] == 1
+
+
+class Upstream(Protocol):
+    async def call(self, seconds: float) -> str: ...
+
+    def call_sync(self, seconds: float) -> str: ...
+
+
+class UpstreamImpl:
+    """Raises its own TimeoutError (an upstream call that gave up), or sleeps."""
+
+    @timeout(seconds=0.2)
+    async def call(self, seconds: float) -> str:
+        if seconds < 0:
+            raise TimeoutError("upstream gave up")
+        await asyncio.sleep(seconds)
+        return "answered"
+
+    @timeout(seconds=0.2)
+    def call_sync(self, seconds: float) -> str:
+        if seconds < 0:
+            raise TimeoutError("upstream gave up")
+        time.sleep(seconds)
+        return "answered"
+
+
+class CallsUpstream(Workflow):
+    upstream = new_service(Upstream)
+
+    async def call(self, seconds: float, sync: bool) -> str:
+        try:
+            if sync:
+                return await self.upstream.call_sync(seconds)
+            return await self.upstream.call(seconds)
+        except TaskFailedError as e:
+            cause = e.cause
+            assert isinstance(cause, RemoteError)
+            return f"{cause.class_name}: {cause.message}"
+
+
+@pytest.mark.parametrize("sync", [False, True])
+async def test_a_timeout_error_of_the_code_is_not_the_execution_timeout(
+    make_worker: WorkerFactory, sync: bool
+) -> None:
+    worker = make_worker()
+    worker.add_service(UpstreamImpl(), interface=Upstream, retry=NoRetry())
+    worker.add_workflow(CallsUpstream)
+    async with running(worker) as client:
+        assert await client.new_workflow(CallsUpstream).call(0, sync) == "answered"
+        own = await client.new_workflow(CallsUpstream).call(-1, sync)
+        assert own == "TimeoutError: upstream gave up"
+        late = await client.new_workflow(CallsUpstream).call(0.6, sync)
+        assert late.startswith("infinitic.task_executor.TaskTimeoutError: task Upstream.call")
+        assert late.endswith("exceeded its execution timeout of 0.2s")

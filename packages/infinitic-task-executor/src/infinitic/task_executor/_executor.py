@@ -54,6 +54,7 @@ from infinitic.common.tag_messages import (
 from infinitic.exceptions import InvalidPayloadError, MessageTooLargeError, UnknownMethodError
 from infinitic.task_executor._batch import TaskBatcher
 from infinitic.task_executor._events import task_events
+from infinitic.task_executor._in_context import run_in_context
 from infinitic.transport import Outbox, Outgoing, Transport, encode_checked
 
 logger = logging.getLogger("infinitic.task_executor")
@@ -270,21 +271,23 @@ class ServiceExecutor:
         """Run ``fn(*args)`` (on the loop if async, else in the thread pool) with the task
         context ``ctx`` and the method's execution timeout."""
         timeout = self._execution_timeout(method)
-        # A task of its own, in a copy of the context: what the code sets in its context (a
-        # library binding request-scoped values) never reaches the next task this handler runs.
+        # A copy of the context for each run: what the code sets in its context (a library
+        # binding request-scoped values) never reaches the next task this handler runs. Async
+        # code runs in this task, each of its steps inside the copy (no Task of its own).
         context = contextvars.copy_context()
         context.run(set_task_context, ctx)
         if inspect.iscoroutinefunction(fn):
-            run: Any = asyncio.get_running_loop().create_task(fn(*args), context=context)
+            run: Any = run_in_context(fn(*args), context)
         else:
             run = asyncio.get_running_loop().run_in_executor(
                 self._threads, functools.partial(context.run, fn, *args)
             )
+        scope = asyncio.timeout(timeout)
         try:
-            async with asyncio.timeout(timeout):
+            async with scope:
                 return await run
         except TimeoutError:
-            if run.done() and not run.cancelled() and isinstance(run.exception(), TimeoutError):
+            if not scope.expired():
                 raise  # the user code itself raised TimeoutError
             raise TaskTimeoutError(
                 f"task {self.service_name}.{method} ({what}) exceeded its "
