@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -165,6 +166,51 @@ async def test_messages_one_at_a_time_and_in_bursts_all_arrive(
                 await asyncio.sleep(0.02)
         await asyncio.sleep(0.3)
     assert sorted(received) == sorted(sent)
+
+
+@pytest.mark.pulsar
+async def test_a_waited_for_message_is_queued_as_it_comes_unless_it_is_due_later(
+    lite_url: str, namespace: str
+) -> None:
+    """A message that completes a waiting receive is queued for a handler in the completion
+    itself (its handler starts a turn of the event loop sooner); one due later still goes
+    through the receive loop, which delays it."""
+    topic = f"task-executor:AtOnce{uuid.uuid4().hex[:8]}"
+    received: list[tuple[bytes, float]] = []
+
+    async def handle(message: TransportMessage) -> None:
+        received.append((message.data, time.time()))
+
+    async with PulsarTransport.for_pulsar_lite(lite_url, namespace=namespace) as transport:
+        consumer = await transport.subscribe(topic, "s", handle)
+        assert isinstance(consumer, PulsarConsumer)
+        routed: list[bytes] = []
+        route = consumer._route
+
+        async def counting(envelope: Any) -> None:
+            routed.append(envelope.data())
+            await route(envelope)
+
+        consumer._route = counting  # type: ignore[method-assign]
+        for i in range(5):
+            async with asyncio.timeout(30):  # the consumer waits for the next message
+                while not (consumer._sources[0].idle and consumer._sources[0].pending):  # noqa: ASYNC110
+                    await asyncio.sleep(0.005)
+            await transport.publish(topic, b"now-%d" % i)
+            async with asyncio.timeout(30):
+                while len(received) <= i:  # noqa: ASYNC110 - another task
+                    await asyncio.sleep(0.005)
+        assert [data for data, _ in received] == [b"now-%d" % i for i in range(5)]
+        assert routed == []  # none went through the receive loop
+        await asyncio.sleep(0.05)
+        due = time.time() + 0.5
+        await transport.publish(topic, b"later", deliver_at=due)
+        async with asyncio.timeout(30):
+            while len(received) < 6:  # noqa: ASYNC110 - another task
+                await asyncio.sleep(0.01)
+        assert routed == [b"later"]
+        assert received[-1][0] == b"later"
+        assert received[-1][1] >= due - 0.01
 
 
 def _collect(into: list[bytes]) -> Callable[[TransportMessage], Any]:

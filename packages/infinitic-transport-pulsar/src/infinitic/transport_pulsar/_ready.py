@@ -104,6 +104,10 @@ class ReadyQueue:
 
     async def notify(self) -> None:
         """Wake as many waiting workers as there are runnable messages (all once closed)."""
+        self.wake()
+
+    def wake(self) -> None:
+        """:meth:`notify`, from a callback."""
         self._idle.wake(len(self._idle) if self._closed else self._runnable())
 
     async def close(self) -> list[Envelope]:
