@@ -45,7 +45,6 @@ def run_in_context(
         except StopIteration as stop:
             result: T = stop.value
             return result
-        send = None
         try:
             # A future the code awaits (the awaiting task waits for it, then resumes the code,
             # which takes the future's result itself), or None (a bare yield: one loop turn).

@@ -49,7 +49,7 @@ from infinitic.transport import (
     SubscriptionType,
     dead_letter_topic,
 )
-from infinitic.transport_pulsar._bridge import LoopBridge
+from infinitic.transport_pulsar._bridge import LoopBridge, settle
 from infinitic.transport_pulsar._envelope import (
     ATTEMPTS,
     DELIVER_AT,
@@ -161,17 +161,14 @@ def _received(
     result: pulsar.Result,
     message: Any,
 ) -> None:
-    if future.done():  # the consumer closed: the message stays unacknowledged
-        return
-    if result != pulsar.Result.Ok:
-        future.set_exception(pa.PulsarException(result))
-        return
-    if on_message is not None:
+    error = None if result == pulsar.Result.Ok else pa.PulsarException(result)
+    # A done future: the consumer closed, and the message stays unacknowledged.
+    if error is None and on_message is not None and not future.done():
         try:
             message = on_message(message)
         except Exception:  # the receive loop routes it (and logs what fails there)
             logger.exception("cannot queue a message at once; the receive loop routes it")
-    future.set_result(message)
+    settle(future, error, message)
 
 
 class PulsarConsumer(Consumer):
@@ -200,7 +197,12 @@ class PulsarConsumer(Consumer):
         self._tuning = tuning
         self._bridge = bridge
         self._use_nack = use_nack and settings.type is not SubscriptionType.KEY_SHARED
-        self._crash_allowance = crash_allowance
+        # Only this copy's broker redeliveries count: a copy republished after a failure or a
+        # postponement starts again at 0, and failures are counted apart (see _failed).
+        # Messages merely buffered by a consumer that crashed are redelivered too, so the
+        # allowance must cover a few crashes; a message that keeps killing its consumer still
+        # ends dead-lettered.
+        self._redelivery_limit = settings.max_redeliveries + crash_allowance
         self._ready = ReadyQueue(keyed=settings.type is SubscriptionType.KEY_SHARED)
         self._slots = asyncio.Semaphore(settings.concurrency + tuning.max_buffered_messages)
         self._held = HeldBudget(topic, tuning.max_held_messages, tuning.max_held_bytes)
@@ -329,19 +331,11 @@ class PulsarConsumer(Consumer):
                 self._slots.release()
                 return
             if raw is not ROUTED:  # else queued as it came, its handler woken then
-                if isinstance(raw, Envelope):
-                    envelope = raw
-                else:
-                    envelope = Envelope.wrap(
+                if not isinstance(raw, Envelope):  # (an envelope: not ready when it came)
+                    raw = Envelope.wrap(
                         raw, source, topic=self._topic, from_retry_topic=source.retry
                     )
-                try:
-                    await self._route(envelope)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    logger.exception("cannot route a message of %s", self._topic)
-                    await self._nack(envelope)
+                await self._route_or_nack(raw, "a message")
             # Let the handler woken for it start before looking for the next message: a look
             # at an empty queue costs about 0.1 ms (the C++ client raises a timeout).
             await asyncio.sleep(0)
@@ -363,36 +357,39 @@ class PulsarConsumer(Consumer):
         return ROUTED
 
     def _ready_now(self, envelope: Envelope) -> bool:
-        """Whether a received message goes to a handler now (see _route)."""
+        """Whether a received message goes to a handler now: its properties are possible, it
+        is within its redeliveries and it is due."""
         return (
             envelope.problem is None
-            and envelope.broker_redeliveries
-            <= self._settings.max_redeliveries + self._crash_allowance
+            and envelope.broker_redeliveries <= self._redelivery_limit
             and (envelope.due_ms is None or envelope.due_ms <= int(self._broker.now() * 1000))
         )
 
+    async def _route_or_nack(self, envelope: Envelope, what: str) -> None:
+        try:
+            await self._route(envelope)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("cannot route %s of %s", what, self._topic)
+            await self._nack(envelope)
+
     async def _route(self, envelope: Envelope) -> None:
-        """Dead-letter, delay or queue a received message."""
-        # Only this copy's broker redeliveries: a copy republished after a failure or a
-        # postponement starts again at 0, and failures are counted apart (see _failed). Messages
-        # merely buffered by a consumer that crashed are redelivered too, so the allowance must
-        # cover a few crashes; a message that keeps killing its consumer still ends here.
+        """Queue a received message for a handler, or dead-letter or delay it."""
+        if self._ready_now(envelope):
+            await self._ready.put(envelope)
+            return
         if envelope.problem is not None:
             await self._dead_letter(envelope, envelope.problem)
             return
-        limit = self._settings.max_redeliveries + self._crash_allowance
-        if envelope.broker_redeliveries > limit:
+        if envelope.broker_redeliveries > self._redelivery_limit:
             reason = (
                 f"delivered {envelope.broker_redeliveries + 1} times without being acknowledged "
                 "(the consumer crashed or closed while holding it)"
             )
             await self._dead_letter(envelope, reason)
             return
-        now_ms = int(self._broker.now() * 1000)
-        if envelope.due_ms is not None and envelope.due_ms > now_ms:
-            await self._delay(envelope, now_ms)
-            return
-        await self._ready.put(envelope)
+        await self._delay(envelope, int(self._broker.now() * 1000))
 
     # -- delays ---------------------------------------------------------------------------
 
@@ -569,13 +566,7 @@ class PulsarConsumer(Consumer):
                 await asyncio.sleep((look_ms - now_ms) / 1000)
             await self._slots.acquire()
             envelope.holds_slot = True
-            try:
-                await self._route(envelope)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("cannot route a parked message of %s", self._topic)
-                await self._nack(envelope)
+            await self._route_or_nack(envelope, "a parked message")
 
     # -- handling -------------------------------------------------------------------------
 
