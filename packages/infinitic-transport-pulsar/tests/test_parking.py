@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from infinitic.transport import ConsumerSettings, TransportMessage
+from infinitic.transport import ConsumerSettings, RetryLater, TransportMessage
 from infinitic.transport_pulsar import (
     EmbeddedPulsarLite,
     PulsarConsumerSettings,
@@ -178,6 +178,63 @@ async def test_a_near_timer_is_not_delayed_by_many_far_ones(
         assert len(t.parks) == 300
         assert set(t.parks.values()) == {1}  # each far timer republished once, then left
         assert consumer.held_count == 0
+
+
+@pulsar
+async def test_a_message_postponed_for_a_moment_is_held_and_handed_again_by_its_consumer(
+    make: Callable[..., CountingTransport], topic: str
+) -> None:
+    # An outcome that comes a millisecond before the state expecting it is postponed for a
+    # few: through the retry topic, two broker messages took longer than the wait asked for.
+    async with make(delay_hold_seconds=0.5, park_recheck_seconds=0.1) as t:
+        postponed: Counter[bytes] = Counter()
+        recorder = Recorder()
+
+        async def early(message: TransportMessage) -> None:
+            delay = 0.01 if message.data == b"soon" else 1.0  # past delay_hold_seconds
+            if postponed[message.data] < 3:
+                postponed[message.data] += 1
+                raise RetryLater(delay, "the state that expects it is not stored yet")
+            await recorder(message)
+
+        consumer = await t.subscribe(topic, "engine", early, ConsumerSettings(concurrency=2))
+        assert isinstance(consumer, PulsarConsumer)
+        started = t.now()
+        await t.publish(topic, b"soon", key="k")
+        await until(lambda: recorder.count() == 1)
+        assert recorder.at[b"soon"][0] - started >= 0.03  # three waits of 10 ms
+        assert t.retries == 0  # held here, unacknowledged
+        assert not t.parks
+        assert consumer.held_count == 0
+        await t.publish(topic, b"late", key="k")
+        await until(lambda: recorder.count() == 2)
+        assert recorder.at[b"late"][0] - started >= 3.0
+        assert t.retries == 3  # a longer wait goes through the retry topic, as before
+        assert postponed == {b"soon": 3, b"late": 3}
+
+
+@pulsar
+async def test_a_message_held_for_a_moment_comes_back_to_another_consumer_if_its_own_closes(
+    make: Callable[..., CountingTransport], topic: str
+) -> None:
+    async with make(delay_hold_seconds=5.0) as t:
+        first_seen = asyncio.Event()
+
+        async def forever_early(message: TransportMessage) -> None:
+            first_seen.set()
+            raise RetryLater(2.0, "not now")
+
+        first = await t.subscribe(topic, "engine", forever_early, ConsumerSettings())
+        assert isinstance(first, PulsarConsumer)
+        await t.publish(topic, b"m", key="k")
+        await asyncio.wait_for(first_seen.wait(), WAIT)
+        await until(lambda: first.held_count == 1)
+        await first.close()  # held unacknowledged: the broker delivers it again
+        assert first.held_count == 0
+        recorder = Recorder()
+        await t.subscribe(topic, "engine", recorder, ConsumerSettings())
+        await until(lambda: recorder.count() == 1)
+        assert t.retries == 0
 
 
 @pulsar

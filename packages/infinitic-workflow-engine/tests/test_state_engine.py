@@ -126,11 +126,15 @@ async def test_result_arriving_before_its_workflow_task_completed_is_buffered() 
     early = CommandResult(
         workflow_name="W", workflow_id="wf", command_id=cid, status="completed", value="early"
     )
-    with pytest.raises(RetryLater):  # fresh: the state that records the command may be coming
-        await engine.handle(early)
-    now[0] += 1.0
-    with pytest.raises(RetryLater):
-        await engine.handle(early)
+    # Fresh: the state that records the command may be coming, usually within milliseconds;
+    # postponed for as long as it has been postponed so far, from 2 ms up to 50 ms.
+    delays = []
+    for elapsed in (0.0, 0.001, 0.002, 0.006, 0.02, 0.04, 0.1, 1.0):
+        now[0] = 1000.0 + elapsed
+        with pytest.raises(RetryLater) as later:
+            await engine.handle(early)
+        delays.append(later.value.delay)
+    assert delays == pytest.approx([0.002, 0.002, 0.002, 0.006, 0.02, 0.04, 0.05, 0.05])
     # Still unknown a while later: kept in the state (the dispatcher may have crashed first)
     now[0] += 1.5
     await engine.handle(early)
@@ -150,6 +154,34 @@ async def test_result_arriving_before_its_workflow_task_completed_is_buffered() 
     assert state.commands[cid].value == "early"
     assert state.early_results == {}
     assert state.commands[cid].delivered_step == 1
+
+
+async def test_an_outcome_of_a_task_whose_state_is_not_stored_yet_comes_back_sooner_first() -> None:
+    transport, kv = CapturingTransport(), InMemoryKeyValueStorage()
+    now = [1000.0]
+    engine = WorkflowStateEngine("W", transport, kv, clock=lambda: now[0])
+    await engine.handle(
+        DispatchWorkflow(workflow_name="W", workflow_id="wf", method_name="run", method_args=[])
+    )
+    task = next(m for t, m in transport.sent if isinstance(m, ExecuteWorkflowTask))
+    stored = await kv.get(state_key("W", "wf"))
+    assert stored is not None
+    # The outcome of a task dispatched by a state another engine is still storing.
+    outcome = WorkflowTaskCompleted(
+        workflow_name="W",
+        workflow_id="wf",
+        workflow_task_id="a task of the next state",
+        state_version=stored.version,
+        incarnation=task.incarnation,
+        step=1,
+    )
+    delays = []
+    for elapsed in (0.0, 0.003, 0.5):
+        now[0] = 1000.0 + elapsed
+        with pytest.raises(RetryLater) as later:
+            await engine.handle(outcome)
+        delays.append(later.value.delay)
+    assert delays == pytest.approx([0.002, 0.003, 0.05])
 
 
 def test_messages_round_trip_through_the_envelope() -> None:

@@ -628,9 +628,36 @@ class PulsarConsumer(Consumer):
 
     async def _later(self, envelope: Envelope, later: RetryLater) -> None:
         """A message that came too early: its failure count is kept (postponing is not
-        failing)."""
+        failing).
+
+        Due within ``delay_hold_seconds``, it is held here unacknowledged (when there is room)
+        and handed to a handler again when due: no trip through the retry topic, two broker
+        messages whose round trip was longer than the short waits asked for (an outcome that
+        came a millisecond before the state expecting it). Otherwise, and while closing, it is
+        republished to the retry topic as a delayed message is. A process that dies holding
+        it leaves it unacknowledged: the broker delivers it again.
+        """
         logger.debug("message %s of %s postponed: %s", envelope.origin_id, self._topic, later)
+        if (
+            not self._closing
+            and later.delay <= self._tuning.delay_hold_seconds
+            and self._held.has_room(envelope.size)
+        ):
+            self._held.take(envelope.size)
+            self._release_slot(envelope)
+            task = asyncio.create_task(self._hand_again(envelope, later.delay))
+            self._holders.add(task)
+            task.add_done_callback(self._holders.discard)
+            return
         await self._retry_later(envelope, later.delay, failures=self._failures(envelope))
+
+    async def _hand_again(self, envelope: Envelope, delay: float) -> None:
+        """Hand a postponed message, held since, to a handler after ``delay`` seconds."""
+        try:
+            await asyncio.sleep(delay)
+            await self._ready.put(envelope)
+        finally:
+            self._held.release(envelope.size)
 
     async def _retry_later(self, envelope: Envelope, delay: float, *, failures: int) -> None:
         """Republish a message to the retry topic, due after ``delay`` seconds with

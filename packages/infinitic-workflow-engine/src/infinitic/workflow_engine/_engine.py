@@ -98,7 +98,11 @@ logger = logging.getLogger("infinitic.workflow_engine")
 MAX_CAS_ATTEMPTS = 20
 RECENT_SIGNALS = 1000  # signal ids remembered per instance, to drop duplicates
 DEFAULT_STATE_CACHE_BYTES = 16 * 2**20
-#: An outcome or result that came before the state expecting it comes back after this delay.
+#: An outcome or result that came before the state expecting it comes back after a delay that
+#: doubles from the first to the last: the state is usually stored a millisecond or two later
+#: (its engine awaits its sends' receipts, then stores), sometimes much later (a storage stall,
+#: a crash before the store).
+EARLY_RETRY_FIRST_SECONDS = 0.002
 EARLY_RETRY_SECONDS = 0.05
 #: Messages whose postponement this engine keeps track of.
 MAX_POSTPONED = 10_000
@@ -572,10 +576,16 @@ class WorkflowStateEngine:
         now = self._clock()
         first = self._postponed.setdefault(m.message_id, now)
         if now - first < limit:
-            while len(self._postponed) > MAX_POSTPONED:
-                self._postponed.popitem(last=False)
-            raise RetryLater(EARLY_RETRY_SECONDS, reason)
+            raise self._early(m, reason, now, first)
         self._postponed.pop(m.message_id, None)
+
+    def _early(self, m: Message, reason: str, now: float, first: float) -> RetryLater:
+        """Postpone ``m``, first postponed by this engine at ``first``: for as long as it has
+        been postponed so far, from EARLY_RETRY_FIRST_SECONDS to EARLY_RETRY_SECONDS."""
+        while len(self._postponed) > MAX_POSTPONED:
+            self._postponed.popitem(last=False)
+        delay = min(EARLY_RETRY_SECONDS, max(EARLY_RETRY_FIRST_SECONDS, now - first))
+        return RetryLater(delay, reason)
 
     def _is_running(self, state: WorkflowState, version: int, m: WorkflowTaskOutcome) -> bool:
         """True if ``m`` is the outcome of the running workflow task.
@@ -589,11 +599,13 @@ class WorkflowStateEngine:
         if m.workflow_task_id == state.running_task_id:
             return True
         if version <= m.state_version:
-            raise RetryLater(
-                EARLY_RETRY_SECONDS,
+            now = self._clock()
+            first = self._postponed.setdefault(m.message_id, now)
+            reason = (
                 f"outcome of workflow task {m.workflow_task_id} before its state (version "
-                f"{m.state_version + 1}, stored: {version})",
+                f"{m.state_version + 1}, stored: {version})"
             )
+            raise self._early(m, reason, now, first)
         # Completed already, or computed from a state that was never stored.
         self.superseded_outcomes += 1
         logger.debug(
