@@ -111,11 +111,18 @@ class SignalRecord(BaseModel):
 
 
 class Step(BaseModel):
-    """A workflow task: its index, its instant (the workflow's ``now``) and its deliveries."""
+    """A workflow task: its index, its instant (the workflow's ``now``) and its deliveries.
+
+    ``task_id`` is the workflow task last dispatched for the step (None in histories written
+    before it was recorded): once the step is over, the one whose outcome the history holds,
+    so an executor can tell whether a live instance it keeps ran exactly this history up to
+    that step.
+    """
 
     index: int
     instant: float
     deliveries: list[Delivery]
+    task_id: str | None = None
 
 
 class MethodOutcomeInfo(BaseModel):

@@ -772,6 +772,8 @@ class WorkflowStateEngine:
         # conflict, or by another engine) is another task, whose outcome the state can tell.
         task_id = new_id()
         state.running_task_id = task_id
+        if state.steps:  # recorded with the step: see Step.task_id
+            state.steps[-1].task_id = task_id
         if index > 0:
             # Only what this step delivers: an executor holding the live instance needs no
             # more, and one that does not reads the whole history from storage.

@@ -26,7 +26,10 @@ from infinitic.common import (
     workflow_version,
 )
 from infinitic.common.messages import (
+    CommandRecord,
     ExecuteWorkflowTask,
+    MethodRun,
+    SignalRecord,
     WorkflowTaskCompleted,
     WorkflowTaskFailed,
 )
@@ -143,20 +146,50 @@ class WorkflowExecutor:
         """The configured retry policy of workflow tasks (None: the declared one, if any)."""
         return self._task_retry
 
-    def _cached(self, task: ExecuteWorkflowTask) -> WorkflowInstance | None:
+    def _cached(
+        self, task: ExecuteWorkflowTask
+    ) -> tuple[WorkflowInstance | None, tuple[str, WorkflowInstance] | None]:
+        """The live instance that ran the step before ``task``'s, or else a live instance
+        that is behind (it ran an earlier step: another engine or executor ran the ones
+        since), with the workflow task it ran last: it may catch up (see :meth:`_caught_up`)."""
         item = self._cache.pop(task.workflow_id, None)
         if item is None:
-            return None
+            return None, None
         last_task_id, instance = item
+        previous = task.steps[-1].index - 1
         if (
-            task.previous_task_id is None
-            or last_task_id != task.previous_task_id
-            or instance.last_step != task.steps[-1].index - 1
-            or instance.inline_digest != task.inline_digest
+            task.previous_task_id is not None
+            and last_task_id == task.previous_task_id
+            and instance.last_step == previous
+            and instance.inline_digest == task.inline_digest
         ):
-            instance.close()  # not this history (e.g. another worker ran a step): replay
-            return None
-        return instance
+            return instance, None
+        if task.previous_task_id is not None and instance.last_step < previous:
+            return None, item
+        instance.close()  # not this history: replay
+        return None, None
+
+    @staticmethod
+    def _caught_up(
+        task: ExecuteWorkflowTask, behind: tuple[str, WorkflowInstance]
+    ) -> WorkflowInstance | None:
+        """``behind``'s instance if the whole history ``task`` holds ended its last step with
+        the workflow task the instance ran last: it then replays only the steps since (two
+        worker processes on a broker without key affinity run the steps of one instance in
+        turn; each replayed the whole history, a cost growing as its square)."""
+        last_task_id, instance = behind
+        steps = task.steps
+        last = instance.last_step
+        if (
+            task.complete_history
+            and 0 <= last < len(steps)
+            and steps[last].index == last
+            and steps[last].task_id is not None
+            and steps[last].task_id == last_task_id
+        ):
+            return instance
+        instance.close()
+        return None
 
     async def execute(
         self, task: ExecuteWorkflowTask, history: HistoryLoader | None = None
@@ -170,7 +203,7 @@ class WorkflowExecutor:
         (a state engine running the task passes the state it holds). ``cpu_seconds`` and
         ``executed_tasks`` accumulate what running code costs.
         """
-        instance = self._cached(task) if self._cache_size > 0 else None
+        instance, behind = self._cached(task) if self._cache_size > 0 else (None, None)
         if instance is None and not task.complete_history:
             load = history or self._history
             if load is None:
@@ -193,6 +226,8 @@ class WorkflowExecutor:
                     "complete_history": True,
                 }
             )
+        if behind is not None:
+            instance = self._caught_up(task, behind)
         self.executed_tasks += 1
         if tracing.recording():
             attributes = tracing.message_attributes(task)
@@ -412,6 +447,8 @@ class _TaskCode:
         instance = self._instance
         try:
             with check if check is not None else contextlib.nullcontext():
+                if instance is not None and instance.last_step < task.steps[-1].index - 1:
+                    instance = self._catch_up(instance, method_runs, commands, signals)
                 if instance is None:
                     instance = WorkflowInstance(
                         self._cls,
@@ -438,3 +475,33 @@ class _TaskCode:
             self.cpu_seconds = time.thread_time() - started
             if check is not None:
                 self.violation = check.violation
+
+    def _catch_up(
+        self,
+        instance: WorkflowInstance,
+        method_runs: Mapping[str, MethodRun],
+        commands: Mapping[str, CommandRecord],
+        signals: Mapping[str, SignalRecord],
+    ) -> WorkflowInstance | None:
+        """Replay on ``instance`` the steps it did not run, up to the one before the task's
+        (the task holds the whole history); None, with the instance closed, if it then does
+        not match the history: the caller replays it all on a new instance."""
+        task = self._task
+        last = task.steps[-1].index
+        try:
+            for past in task.steps:
+                if instance.last_step < past.index < last:
+                    instance.apply_step(
+                        past, method_runs, commands, replaying=True, signals=signals
+                    )
+                    self.replayed_steps += 1
+        except Exception:
+            logger.debug(
+                "a live instance of %s could not catch up", task.workflow_id, exc_info=True
+            )
+            instance.close()
+            return None
+        if instance.last_step != last - 1 or instance.inline_digest != task.inline_digest:
+            instance.close()
+            return None
+        return instance
