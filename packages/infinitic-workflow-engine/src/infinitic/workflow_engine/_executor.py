@@ -205,27 +205,17 @@ class WorkflowExecutor:
         """
         instance, behind = self._cached(task) if self._cache_size > 0 else (None, None)
         if instance is None and not task.complete_history:
-            load = history or self._history
-            if load is None:
-                raise ConfigurationError("this executor needs a history loader (storage)")
-            state = await load(task)
-            if state is None:
-                logger.info(
-                    "obsolete workflow task %s of %s %s dropped",
-                    task.workflow_task_id,
-                    task.workflow_name,
-                    task.workflow_id,
-                )
+            try:
+                whole = await self._whole(task, history)
+            except BaseException:
+                if behind is not None:
+                    behind[1].close()
+                raise
+            if whole is None:
+                if behind is not None:
+                    behind[1].close()
                 return None
-            task = task.model_copy(
-                update={
-                    "method_runs": list(state.method_runs.values()),
-                    "steps": state.steps,
-                    "commands": list(state.commands.values()),
-                    "signals": list(state.signals.values()),
-                    "complete_history": True,
-                }
-            )
+            task = whole
         if behind is not None:
             instance = self._caught_up(task, behind)
         self.executed_tasks += 1
@@ -238,6 +228,32 @@ class WorkflowExecutor:
             with tracing.internal(name, attributes):
                 return await self._execute(task, instance)
         return await self._execute(task, instance)
+
+    async def _whole(
+        self, task: ExecuteWorkflowTask, history: HistoryLoader | None
+    ) -> ExecuteWorkflowTask | None:
+        """``task`` with the whole history (None: the task is obsolete)."""
+        load = history or self._history
+        if load is None:
+            raise ConfigurationError("this executor needs a history loader (storage)")
+        state = await load(task)
+        if state is None:
+            logger.info(
+                "obsolete workflow task %s of %s %s dropped",
+                task.workflow_task_id,
+                task.workflow_name,
+                task.workflow_id,
+            )
+            return None
+        return task.model_copy(
+            update={
+                "method_runs": list(state.method_runs.values()),
+                "steps": state.steps,
+                "commands": list(state.commands.values()),
+                "signals": list(state.signals.values()),
+                "complete_history": True,
+            }
+        )
 
     async def _execute(
         self, task: ExecuteWorkflowTask, instance: WorkflowInstance | None
