@@ -4,6 +4,7 @@ other ran, not the whole history at each of its turns."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from infinitic.common import command_id, decode_message
@@ -14,7 +15,7 @@ from infinitic.common.messages import (
     MethodOutcome,
     Requester,
 )
-from infinitic.storage import InMemoryKeyValueStorage
+from infinitic.storage import InMemoryKeyValueStorage, VersionedValue
 from infinitic.transport import InMemoryTransport
 from infinitic.workflow_engine import (
     WorkflowExecutor,
@@ -50,16 +51,30 @@ class Chain(Workflow):
         return total
 
 
+class CountingStorage(InMemoryKeyValueStorage):
+    """Counts the reads of several values (archived chunks are read so)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.many_reads = 0
+
+    async def get_many(self, keys: Sequence[str]) -> dict[str, VersionedValue]:
+        self.many_reads += 1
+        return await super().get_many(keys)
+
+
 class Pair:
     """Two state engines, each with its own executor, on one storage; the test says which
     one handles each task's result."""
 
-    def __init__(self) -> None:
-        self.kv = InMemoryKeyValueStorage()
+    def __init__(self, chunk_steps: int = 64) -> None:
+        self.kv = CountingStorage()
         self.transport = CapturingTransport()
         self.executors = [WorkflowExecutor({"Chain": Chain}) for _ in range(2)]
         self.engines = [
-            WorkflowStateEngine("Chain", self.transport, self.kv, executor=e)
+            WorkflowStateEngine(
+                "Chain", self.transport, self.kv, executor=e, history_chunk_steps=chunk_steps
+            )
             for e in self.executors
         ]
 
@@ -133,5 +148,42 @@ async def test_an_instance_behind_another_history_is_not_caught_up() -> None:
     await pair.result(10, engine=1)  # step 11, on B
     assert pair.executors[1].replayed_steps - before == 11  # steps 0 to 10, on a new instance
     for i in range(11, N):
+        await pair.result(i, engine=(i + 1) % 2)
+    assert pair.outcome() == EXPECTED
+
+
+async def test_an_instance_behind_catches_up_without_reading_the_archived_history() -> None:
+    pair = Pair(chunk_steps=4)  # the history goes to chunks of 4 steps as it grows
+    await pair.start(N)
+    for i in range(N):
+        await pair.result(i, engine=(i + 1) % 2)
+    assert pair.outcome() == EXPECTED
+    assert pair.replayed() <= N + 1
+    # B's first turn replays the whole history (step 0, not archived yet); every later turn
+    # catches up on the steps in the state at hand: no chunk is read for it.
+    assert pair.kv.many_reads <= 1
+
+
+async def test_a_catch_up_that_fails_on_the_state_at_hand_replays_the_whole_history() -> None:
+    pair = Pair(chunk_steps=4)
+    await pair.start(N)
+    for i in range(12):
+        await pair.result(i, engine=(i + 1) % 2)
+    # The stored digest of inline values no longer matches what B's instance computed: its
+    # catch-up is refused, and the task runs again on the whole history (chunks read).
+    stored = await pair.kv.get(state_key("Chain", "wf"))
+    assert stored is not None
+    state = decode_state("k", stored.value)
+    assert state.archived_steps > 0
+    state.inline_digest = "not what the instance computed"
+    await pair.kv.put(
+        state_key("Chain", "wf"), encode_state(state), expected_version=stored.version
+    )
+    reads, before = pair.kv.many_reads, pair.executors[1].replayed_steps
+    await pair.result(12, engine=1)  # step 13, on B, whose instance ran step 11
+    assert pair.kv.many_reads > reads
+    # one step caught up and refused, then steps 0 to 12 on a new instance
+    assert pair.executors[1].replayed_steps - before == 1 + 13
+    for i in range(13, N):
         await pair.result(i, engine=(i + 1) % 2)
     assert pair.outcome() == EXPECTED

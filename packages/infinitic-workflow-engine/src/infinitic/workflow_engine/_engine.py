@@ -342,7 +342,7 @@ class WorkflowStateEngine:
                 raise
 
         try:
-            return await executor.execute(task, whole)
+            return await executor.execute(task, whole, recent=state)
         except Exception:  # not an error of workflow code (that is a WorkflowTaskFailed)
             if unreadable:
                 raise

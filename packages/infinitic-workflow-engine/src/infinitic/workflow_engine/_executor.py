@@ -180,19 +180,22 @@ class WorkflowExecutor:
         last_task_id, instance = behind
         steps = task.steps
         last = instance.last_step
+        at = last - steps[0].index if steps else -1  # a history may start after archived steps
         if (
-            task.complete_history
-            and 0 <= last < len(steps)
-            and steps[last].index == last
-            and steps[last].task_id is not None
-            and steps[last].task_id == last_task_id
+            0 <= at < len(steps)
+            and steps[at].index == last
+            and steps[at].task_id is not None
+            and steps[at].task_id == last_task_id
         ):
             return instance
         instance.close()
         return None
 
     async def execute(
-        self, task: ExecuteWorkflowTask, history: HistoryLoader | None = None
+        self,
+        task: ExecuteWorkflowTask,
+        history: HistoryLoader | None = None,
+        recent: WorkflowState | None = None,
     ) -> WorkflowTaskCompleted | WorkflowTaskFailed | None:
         """Run the last step of ``task``, replaying the history first when this executor does
         not hold the live instance; never raises for errors of workflow code, of history
@@ -200,10 +203,21 @@ class WorkflowExecutor:
         retry policy gives the task another try). Returns None for an obsolete task.
 
         ``history`` loads the whole history for this task instead of the executor's loader
-        (a state engine running the task passes the state it holds). ``cpu_seconds`` and
-        ``executed_tasks`` accumulate what running code costs.
+        (a state engine running the task passes the state it holds), and ``recent`` is that
+        state without its archived chunks, enough for a live instance that is behind to catch
+        up when it misses no archived step. ``cpu_seconds`` and ``executed_tasks`` accumulate
+        what running code costs.
         """
         instance, behind = self._cached(task) if self._cache_size > 0 else (None, None)
+        given = task
+        if behind is not None and not task.complete_history and recent is not None:
+            # The steps since the instance's last one are usually all in the state at hand
+            # (an archived chunk holds only older ones): no need to read the whole history.
+            partial = _with_history(task, recent, complete=False)
+            if recent.archived_steps <= behind[1].last_step:
+                instance, behind = self._caught_up(partial, behind), None
+                if instance is not None:
+                    task = partial
         if instance is None and not task.complete_history:
             try:
                 whole = await self._whole(task, history)
@@ -219,6 +233,15 @@ class WorkflowExecutor:
         if behind is not None:
             instance = self._caught_up(task, behind)
         self.executed_tasks += 1
+        try:
+            return await self._traced(task, instance)
+        except _NeedWholeHistory:  # a catch-up on the state at hand failed: replay it all
+            whole = await self._whole(given, history)
+            return None if whole is None else await self._traced(whole, None)
+
+    async def _traced(
+        self, task: ExecuteWorkflowTask, instance: WorkflowInstance | None
+    ) -> WorkflowTaskCompleted | WorkflowTaskFailed:
         if tracing.recording():
             attributes = tracing.message_attributes(task)
             method = _step_method(task)[1]
@@ -245,15 +268,7 @@ class WorkflowExecutor:
                 task.workflow_id,
             )
             return None
-        return task.model_copy(
-            update={
-                "method_runs": list(state.method_runs.values()),
-                "steps": state.steps,
-                "commands": list(state.commands.values()),
-                "signals": list(state.signals.values()),
-                "complete_history": True,
-            }
-        )
+        return _with_history(task, state, complete=True)
 
     async def _execute(
         self, task: ExecuteWorkflowTask, instance: WorkflowInstance | None
@@ -276,6 +291,8 @@ class WorkflowExecutor:
         code = _TaskCode(task, cls, instance, self._check_mode, self._strict)
         try:
             ran = await self._runners[task.workflow_name].run(code.run, guarded)
+        except _NeedWholeHistory:
+            raise
         except StepInterrupted:
             run_id, method = _step_method(task)
             if guarded.method == "?":
@@ -465,6 +482,8 @@ class _TaskCode:
             with check if check is not None else contextlib.nullcontext():
                 if instance is not None and instance.last_step < task.steps[-1].index - 1:
                     instance = self._catch_up(instance, method_runs, commands, signals)
+                if instance is None and not task.complete_history:
+                    raise _NeedWholeHistory()  # part of the history only: no replay from it
                 if instance is None:
                     instance = WorkflowInstance(
                         self._cls,
@@ -521,3 +540,23 @@ class _TaskCode:
             instance.close()
             return None
         return instance
+
+
+class _NeedWholeHistory(Exception):
+    """A live instance could not catch up on the part of the history a task held: the task
+    runs again on the whole history."""
+
+
+def _with_history(
+    task: ExecuteWorkflowTask, state: WorkflowState, *, complete: bool
+) -> ExecuteWorkflowTask:
+    """``task`` with the history ``state`` holds (the whole of it if ``complete``)."""
+    return task.model_copy(
+        update={
+            "method_runs": list(state.method_runs.values()),
+            "steps": state.steps,
+            "commands": list(state.commands.values()),
+            "signals": list(state.signals.values()),
+            "complete_history": complete,
+        }
+    )
