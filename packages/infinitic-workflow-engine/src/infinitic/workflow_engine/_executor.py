@@ -210,14 +210,18 @@ class WorkflowExecutor:
         """
         instance, behind = self._cached(task) if self._cache_size > 0 else (None, None)
         given = task
-        if behind is not None and not task.complete_history and recent is not None:
-            # The steps since the instance's last one are usually all in the state at hand
-            # (an archived chunk holds only older ones): no need to read the whole history.
+        if (
+            behind is not None
+            and not task.complete_history
+            and recent is not None
+            and recent.archived_steps <= behind[1].last_step
+        ):
+            # The steps since the instance's last one are all in the state at hand (an
+            # archived chunk holds only older ones): no need to read the whole history.
             partial = _with_history(task, recent, complete=False)
-            if recent.archived_steps <= behind[1].last_step:
-                instance, behind = self._caught_up(partial, behind), None
-                if instance is not None:
-                    task = partial
+            instance, behind = self._caught_up(partial, behind), None
+            if instance is not None:
+                task = partial
         if instance is None and not task.complete_history:
             try:
                 whole = await self._whole(task, history)
