@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Protocol
+from typing import Protocol
 
 import pytest
 
 from infinitic.client import InfiniticClient
-from infinitic.common import command_id, decode_message, read_workflow_state, workflow_state_key
+from infinitic.common import command_id, read_workflow_state, workflow_state_key
 from infinitic.common.messages import (
     CommandResult,
     DispatchWorkflow,
@@ -30,14 +30,7 @@ from infinitic.workflow_engine import (
 )
 from infinitic.workflows import Channel, Workflow, new_service
 
-
-class CapturingTransport(InMemoryTransport):
-    def __init__(self) -> None:
-        super().__init__()
-        self.sent: list[Any] = []
-
-    async def publish(self, topic: str, data: bytes, **kwargs: Any) -> None:
-        self.sent.append(decode_message(data))
+from .capturing import CapturingTransport
 
 
 def task_command(cid: str, step: int) -> TaskCommand:

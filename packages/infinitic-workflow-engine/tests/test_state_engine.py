@@ -114,7 +114,10 @@ async def test_duplicate_messages_have_no_double_effect() -> None:
     assert outcomes[0].value == 5
 
 
-async def test_result_arriving_before_its_workflow_task_completed_is_buffered() -> None:
+async def _dispatched() -> tuple[
+    WorkflowStateEngine, InMemoryKeyValueStorage, list[float], ExecuteWorkflowTask
+]:
+    """An engine whose clock is ``now[0]``, after a dispatch: its first workflow task."""
     transport, kv = CapturingTransport(), InMemoryKeyValueStorage()
     now = [1000.0]
     engine = WorkflowStateEngine("W", transport, kv, clock=lambda: now[0])
@@ -122,6 +125,11 @@ async def test_result_arriving_before_its_workflow_task_completed_is_buffered() 
         DispatchWorkflow(workflow_name="W", workflow_id="wf", method_name="run", method_args=[])
     )
     task = next(m for t, m in transport.sent if isinstance(m, ExecuteWorkflowTask))
+    return engine, kv, now, task
+
+
+async def test_result_arriving_before_its_workflow_task_completed_is_buffered() -> None:
+    engine, kv, now, task = await _dispatched()
     cid = command_id("wf", "wf", 0)
     early = CommandResult(
         workflow_name="W", workflow_id="wf", command_id=cid, status="completed", value="early"
@@ -157,13 +165,7 @@ async def test_result_arriving_before_its_workflow_task_completed_is_buffered() 
 
 
 async def test_an_outcome_of_a_task_whose_state_is_not_stored_yet_comes_back_sooner_first() -> None:
-    transport, kv = CapturingTransport(), InMemoryKeyValueStorage()
-    now = [1000.0]
-    engine = WorkflowStateEngine("W", transport, kv, clock=lambda: now[0])
-    await engine.handle(
-        DispatchWorkflow(workflow_name="W", workflow_id="wf", method_name="run", method_args=[])
-    )
-    task = next(m for t, m in transport.sent if isinstance(m, ExecuteWorkflowTask))
+    engine, kv, now, task = await _dispatched()
     stored = await kv.get(state_key("W", "wf"))
     assert stored is not None
     # The outcome of a task dispatched by a state another engine is still storing.

@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -643,21 +644,11 @@ class PulsarConsumer(Consumer):
             and later.delay <= self._tuning.delay_hold_seconds
             and self._held.has_room(envelope.size)
         ):
-            self._held.take(envelope.size)
-            self._release_slot(envelope)
-            task = asyncio.create_task(self._hand_again(envelope, later.delay))
-            self._holders.add(task)
-            task.add_done_callback(self._holders.discard)
+            # Held as a delayed message is (never handed over before due: rounded up)
+            envelope.due_ms = math.ceil((self._broker.now() + later.delay) * 1000)
+            await self._start_holding(envelope, envelope.due_ms)
             return
         await self._retry_later(envelope, later.delay, failures=self._failures(envelope))
-
-    async def _hand_again(self, envelope: Envelope, delay: float) -> None:
-        """Hand a postponed message, held since, to a handler after ``delay`` seconds."""
-        try:
-            await asyncio.sleep(delay)
-            await self._ready.put(envelope)
-        finally:
-            self._held.release(envelope.size)
 
     async def _retry_later(self, envelope: Envelope, delay: float, *, failures: int) -> None:
         """Republish a message to the retry topic, due after ``delay`` seconds with

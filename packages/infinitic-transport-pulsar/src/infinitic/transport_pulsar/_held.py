@@ -51,10 +51,6 @@ class HeldBudget:
             finally:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)
-        self.take(size)
-
-    def take(self, size: int) -> None:
-        """Count a message of ``size`` bytes as held (when :meth:`has_room` said it fits)."""
         self.count += 1
         self.bytes += size
 

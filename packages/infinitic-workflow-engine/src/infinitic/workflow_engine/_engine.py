@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections import OrderedDict, deque
 from collections.abc import Callable
 
@@ -572,20 +573,17 @@ class WorkflowStateEngine:
 
     def _postpone(self, m: Message, limit: float, reason: str) -> None:
         """Raise RetryLater for ``m`` unless this engine has been postponing it for ``limit``
-        seconds already (then the caller goes on without waiting any more)."""
+        seconds already (then the caller goes on without waiting any more). It comes back
+        after as long as it has been postponed so far, from EARLY_RETRY_FIRST_SECONDS to
+        EARLY_RETRY_SECONDS."""
         now = self._clock()
         first = self._postponed.setdefault(m.message_id, now)
         if now - first < limit:
-            raise self._early(m, reason, now, first)
+            while len(self._postponed) > MAX_POSTPONED:
+                self._postponed.popitem(last=False)
+            delay = min(EARLY_RETRY_SECONDS, max(EARLY_RETRY_FIRST_SECONDS, now - first))
+            raise RetryLater(delay, reason)
         self._postponed.pop(m.message_id, None)
-
-    def _early(self, m: Message, reason: str, now: float, first: float) -> RetryLater:
-        """Postpone ``m``, first postponed by this engine at ``first``: for as long as it has
-        been postponed so far, from EARLY_RETRY_FIRST_SECONDS to EARLY_RETRY_SECONDS."""
-        while len(self._postponed) > MAX_POSTPONED:
-            self._postponed.popitem(last=False)
-        delay = min(EARLY_RETRY_SECONDS, max(EARLY_RETRY_FIRST_SECONDS, now - first))
-        return RetryLater(delay, reason)
 
     def _is_running(self, state: WorkflowState, version: int, m: WorkflowTaskOutcome) -> bool:
         """True if ``m`` is the outcome of the running workflow task.
@@ -599,13 +597,11 @@ class WorkflowStateEngine:
         if m.workflow_task_id == state.running_task_id:
             return True
         if version <= m.state_version:
-            now = self._clock()
-            first = self._postponed.setdefault(m.message_id, now)
             reason = (
                 f"outcome of workflow task {m.workflow_task_id} before its state (version "
                 f"{m.state_version + 1}, stored: {version})"
             )
-            raise self._early(m, reason, now, first)
+            self._postpone(m, math.inf, reason)  # for as long as it takes
         # Completed already, or computed from a state that was never stored.
         self.superseded_outcomes += 1
         logger.debug(

@@ -223,15 +223,13 @@ class WorkflowExecutor:
             if instance is not None:
                 task = partial
         if instance is None and not task.complete_history:
+            whole = None
             try:
                 whole = await self._whole(task, history)
-            except BaseException:
-                if behind is not None:
+            finally:
+                if whole is None and behind is not None:  # obsolete, or unreadable
                     behind[1].close()
-                raise
             if whole is None:
-                if behind is not None:
-                    behind[1].close()
                 return None
             task = whole
         if behind is not None:
