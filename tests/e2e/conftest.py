@@ -40,6 +40,10 @@ def make_worker(
             # before it: each scenario then replays from a history read back from its chunks.
             "inline_workflow_tasks": not workflow_cache_size,
             "history_chunk_steps": 64 if workflow_cache_size else 1,
+            # With the cache, service executors also hand their results to the state engine at
+            # once (as on a broker; on this transport it is off by default), so every scenario
+            # runs with and without local copies of results.
+            "local_results": bool(workflow_cache_size),
         }
         options.update(kwargs)
         return InfiniticWorker(**options)  # type: ignore[arg-type]

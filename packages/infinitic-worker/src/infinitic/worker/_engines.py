@@ -24,6 +24,8 @@ from infinitic.transport import (
 from infinitic.worker._dead_letters import tell_waiters
 from infinitic.worker._events import WorkerEvents
 from infinitic.worker._handling import tracked_handler
+from infinitic.worker._local_results import LocalResults
+from infinitic.worker._log_context import nested_handling
 from infinitic.worker._metered_storage import metered_storage
 from infinitic.worker._metrics import WorkerMetrics
 from infinitic.worker._roles import ServiceRoles, WorkflowRoles
@@ -63,6 +65,7 @@ class EngineStarting:
     _code_options: tuple[str, float | None, bool | None]
     _task_options: dict[str, tuple[float | None, RetryPolicy | None]]
     _inline_workflow_tasks: bool
+    _local_results: LocalResults | None
     _history_chunk_steps: int
 
     def _settings(self, type_: SubscriptionType, concurrency: int) -> ConsumerSettings:
@@ -109,7 +112,8 @@ class EngineStarting:
             executor = ServiceExecutor(
                 s.name,
                 s.implementation,
-                transport=self.transport,
+                # results for this worker's own state engines are handed to them at once too
+                transport=self._local_results or self.transport,
                 interface=s.interface,
                 concurrency=s.concurrency,
                 retry=s.retry,
@@ -223,6 +227,15 @@ class EngineStarting:
         se = w.state_engine_concurrency
         await self._subscribe(TopicKind.WORKFLOW_EVENTS, n, WorkflowEventHandler(n, t).handle, se)
         await self._subscribe(TopicKind.WORKFLOW_ENGINE, n, run_engine, se)
+        if self._local_results is not None:  # results of this worker's service executors
+            name = topic(TopicKind.WORKFLOW_ENGINE, n)
+            tracked = self._tracked(name, run_engine)
+
+            async def run_local(message: TransportMessage) -> None:
+                with nested_handling():  # the service executor's message stays the context
+                    await tracked(message)
+
+            self._local_results.route(name, run_local)
         # Outcomes published there by executors of an earlier version.
         await self._subscribe(
             TopicKind.WORKFLOW_TASK_EVENTS, n, WorkflowTaskEventHandler(n, t).handle, se

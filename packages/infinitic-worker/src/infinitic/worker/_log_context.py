@@ -21,6 +21,8 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import IO, Any
 
@@ -79,6 +81,18 @@ def enter_handling(topic: str) -> HandlingContext:
     context = HandlingContext(topic)
     _current.set(context)
     return context
+
+
+@contextmanager
+def nested_handling() -> Iterator[None]:
+    """Handle a message inside the handling of another (a worker's service executor handing a
+    result to its own state engine): the outer message's context is the current one again
+    after."""
+    token = _current.set(_current.get())
+    try:
+        yield
+    finally:
+        _current.reset(token)
 
 
 def current_log_context() -> dict[str, str | None]:

@@ -22,12 +22,14 @@ from infinitic.storage import Storage
 from infinitic.task_executor import ServiceExecutor
 from infinitic.transport import (
     Consumer,
+    InMemoryTransport,
     Transport,
 )
 from infinitic.worker._config import InfiniticConfig, load_config
 from infinitic.worker._config_events import EventListenerConfig
 from infinitic.worker._engines import EngineStarting
 from infinitic.worker._events import WorkerEvents
+from infinitic.worker._local_results import LocalResults
 from infinitic.worker._metrics import WorkerMetrics
 from infinitic.worker._preflight import storage_check
 from infinitic.worker._roles import (
@@ -75,6 +77,12 @@ class InfiniticWorker(EngineStarting):
             with this worker's executor of that workflow, in the cycle that dispatches them, so
             a task and its outcome never cross the broker and the state is stored once for both
             (False: every workflow task goes through the ``workflow-task-executor`` topic).
+        local_results: a result of this worker's service executors for a workflow whose state
+            engine runs in this worker is handed to that engine directly, not through the
+            broker (the executor acknowledges its task once the engine has stored it; a result
+            the engine cannot take at once is published as usual); None: on unless the
+            transport keeps messages in this process anyway
+            (:class:`~infinitic.transport.InMemoryTransport`).
         shutdown_grace_period: seconds :meth:`close` waits for in-flight messages once it
             stopped receiving; what still runs then is abandoned (unacknowledged, so the broker
             delivers it again: nothing is lost).
@@ -109,6 +117,7 @@ class InfiniticWorker(EngineStarting):
         redelivery_delay: float = 1.0,
         history_chunk_steps: int = 64,
         inline_workflow_tasks: bool = True,
+        local_results: bool | None = None,
         shutdown_grace_period: float = 30.0,
         events: bool = True,
         metrics: WorkerMetrics | None = None,
@@ -159,6 +168,9 @@ class InfiniticWorker(EngineStarting):
         self._handler_tasks: set[asyncio.Task[Any]] = set()
         self._abandon = asyncio.Event()
         self._inline_workflow_tasks = bool(inline_workflow_tasks)
+        if local_results is None:
+            local_results = not isinstance(transport, InMemoryTransport)
+        self._local_results = LocalResults(transport) if local_results else None
         self._services: dict[str, ServiceRoles] = {}
         self._workflows: dict[str, WorkflowRoles] = {}
         self._consumers: list[Consumer] = []
@@ -583,6 +595,8 @@ class InfiniticWorker(EngineStarting):
                 logger.warning("worker %s: error while closing %s: %s", self.name, companion, e)
         if self._client is not None:
             await self._client.close()
+        if self._local_results is not None:  # what finishes now goes through the broker
+            self._local_results.stop()
         drained = await self._drain(self.shutdown_grace_period)
         if self.metrics is not None:
             await self.metrics.close()
