@@ -29,11 +29,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bench_path_services import QuietBank, QuietEmails
-from infinitic.client import InfiniticClient
+from infinitic.client import InfiniticClient, load_yaml
+from infinitic.common import read_workflow_state
 from infinitic.storage import (
     InMemoryKeySetStorage,
     InMemoryKeyValueStorage,
     KeyValueStorage,
+    RedisKeyValueStorage,
+    RedisSettings,
     Storage,
     VersionedValue,
 )
@@ -88,12 +91,60 @@ async def command() -> str:
     return line.strip() or "quit"
 
 
+class Stalls:
+    """Says, on stderr (the client's log), which wires have waited for their result longer
+    than ``seconds``, each with its stored state when the workers' storage is Redis: a wire
+    that never ends is a bug to see, not a phase that only times out."""
+
+    def __init__(self, seconds: float, config: str | None) -> None:
+        self.seconds = seconds
+        self.pending: dict[str, tuple[str, float]] = {}  # workflow id -> (wire, dispatched)
+        self._kv: RedisKeyValueStorage | None = None
+        if config is not None:
+            redis = (load_yaml(config).get("storage") or {}).get("redis")
+            if redis and redis.get("url"):
+                self._kv = RedisKeyValueStorage(
+                    RedisSettings(url=redis["url"], key_prefix=redis.get("keyPrefix", "infinitic:"))
+                )
+
+    async def watch(self) -> None:
+        reported: set[str] = set()
+        while True:
+            await asyncio.sleep(self.seconds / 4)
+            now = time.perf_counter()
+            for workflow_id, (wire, since) in list(self.pending.items()):
+                if workflow_id in reported or now - since < self.seconds:
+                    continue
+                reported.add(workflow_id)
+                state: Any = "(no storage to read)"
+                if self._kv is not None:
+                    try:
+                        state = await read_workflow_state(self._kv, "BankWorkflow", workflow_id)
+                    except Exception as e:
+                        state = f"unreadable: {e!r}"
+                print(
+                    f"STALLED wire {wire} workflow {workflow_id}: no result after "
+                    f"{now - since:.0f} s; state: {json.dumps(state, default=str)}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+
+STALLS: Stalls | None = None
+
+
 async def one_wire(client: InfiniticClient, wire_id: str, i: int) -> float:
     """Dispatch one wire and await its result; return its latency in seconds."""
     started = time.perf_counter()
     wf = client.new_workflow(BankWorkflow)
     deferred = await client.dispatch(wf.wire, wire_id, f"acc-{i}", f"acc-{i + 1}", 1)
-    result = await deferred
+    if STALLS is not None:
+        STALLS.pending[deferred.id] = (wire_id, started)
+    try:
+        result = await deferred
+    finally:
+        if STALLS is not None:
+            STALLS.pending.pop(deferred.id, None)
     elapsed = time.perf_counter() - started
     if not result.startswith(f"{deferred.id}:email-{wire_id}-"):
         raise AssertionError(f"wire {wire_id}: unexpected result {result!r}")
@@ -183,6 +234,9 @@ async def main(args: argparse.Namespace) -> None:
             return {}
         return {"messages": transport.published_count, "reads": kv.reads, "writes": kv.writes}
 
+    global STALLS
+    STALLS = Stalls(args.stall_seconds, args.config)
+    watching = asyncio.create_task(STALLS.watch())
     try:
         async with client:
             warm = await concurrent(client, "warm", args.warmup)
@@ -202,6 +256,7 @@ async def main(args: argparse.Namespace) -> None:
                 else:
                     emit("error", message=f"unknown command {what!r}")
     finally:
+        watching.cancel()
         if worker is not None:
             await worker.close()
 
@@ -215,6 +270,12 @@ if __name__ == "__main__":
     parser.add_argument("--sequential", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=50, help="in-memory worker only")
+    parser.add_argument(
+        "--stall-seconds",
+        type=float,
+        default=60.0,
+        help="report (on stderr) a wire without a result after this long, with its state",
+    )
     parser.add_argument(
         "--default-gc",
         action="store_true",
