@@ -45,7 +45,10 @@ def test_bench_path_runs_the_in_memory_and_redis_stacks() -> None:
         assert run["errors"] == {"warmup": 0, "concurrent": 0, "sequential": 0}, run
         assert run["workflows_per_s"] > 0
         assert run["log_errors"] == 0, run["log_top"]
-        assert 8 <= run["messages_per_wf"] < 12  # 8 per wire, and event batches on the broker
+        # 8 per wire in memory; 5 on a broker, where a worker running everything hands its
+        # services' results to its state engine; and event batches
+        least = 8 if run["stack"] == "memory" else 5
+        assert least <= run["messages_per_wf"] < least + 4, run["messages_per_wf"]
 
 
 def test_bench_timers_parks_and_measures_idle_timers() -> None:
