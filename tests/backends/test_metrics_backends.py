@@ -65,9 +65,16 @@ async def test_bank_wires_are_measured(stack: Stack) -> None:
         await asyncio.gather(
             *(client.new_workflow(BankWorkflow).wire(f"w{i}", "a", "b", 1) for i in range(wires))
         )
-        for _ in range(400):  # the last store of an instance follows its result
+        # The last store of an instance follows its result, and a task's attempt is measured
+        # once its handler returns: after the workflow completed when this worker's own state
+        # engine applied its result.
+        sent = {"service": "EmailService", "method": "send"}
+        for _ in range(400):
             samples = await scrape(metrics)
-            if value(samples, ended, workflow="BankWorkflow") == wires:
+            if (
+                value(samples, ended, workflow="BankWorkflow") == wires
+                and value(samples, "infinitic_task_duration_seconds_count", **sent) == wires
+            ):
                 break
             await asyncio.sleep(0.05)
     assert value(samples, ended, workflow="BankWorkflow") == wires

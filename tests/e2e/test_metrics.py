@@ -87,10 +87,19 @@ async def test_bank_wires_are_counted(make_worker: WorkerFactory, workflow_cache
     async with running(bank_worker(make_worker, metrics=metrics)) as client:
         for i in range(wires):
             await client.new_workflow(BankWorkflow).wire(f"w{i}", "alice", "bob", 1)
+        # The last task's attempt is measured once its handler returns, which (its result
+        # applied by this worker's own state engine) may be after the workflow completed.
         samples = await scrape_until(
             metrics,
             lambda x: (
                 value(x, "infinitic_workflow_completions_total", workflow="BankWorkflow") >= wires
+                and value(
+                    x,
+                    "infinitic_task_duration_seconds_count",
+                    service="EmailService",
+                    method="send",
+                )
+                >= wires
             ),
         )
     assert metrics.port is None

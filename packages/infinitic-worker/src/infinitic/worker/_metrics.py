@@ -242,7 +242,8 @@ class WorkerMetrics:
         )
         tasks = HistogramMetricFamily(
             "infinitic_task_duration_seconds",
-            "Time a service executor took for one task attempt (its outcome or retry sent)",
+            "Time a service executor took for one task attempt (its outcome or retry sent, or "
+            "applied by the state engine of the same worker)",
             labels=["service", "method"],
         )
         # Several subscriptions of one topic (a workflow's versions) add up.
