@@ -136,3 +136,34 @@ def test_a_nested_handling_leaves_the_outer_message_the_log_context() -> None:
         enter_handling("workflow-engine:W")
         assert _current.get() is not outer
     assert _current.get() is outer
+
+
+async def test_a_handling_past_its_time_is_cancelled_and_the_message_published() -> None:
+    inner = Recording()
+    local = LocalResults(inner, seconds=0.05)
+    cancelled = asyncio.Event()
+
+    async def handler(message: TransportMessage) -> None:  # a state engine whose storage is down
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    local.route("workflow-engine:W", handler)
+    await asyncio.wait_for(local.publish("workflow-engine:W", b"result", key="wf"), 5)
+    assert cancelled.is_set()
+    assert [(t, d) for t, d, _ in inner.published] == [("workflow-engine:W", b"result")]
+    assert (local.handled, local.published) == (0, 1)
+
+
+def test_the_configuration_turns_local_results_on_or_off() -> None:
+    from infinitic.worker import InfiniticWorker
+
+    def built(**keys: object) -> InfiniticWorker:
+        config = {"transport": {"inMemory": {}}, "storage": {"inMemory": {}}, **keys}
+        return InfiniticWorker.from_config(config, environ={})
+
+    assert built()._local_results is None  # in memory: nothing to save
+    assert built(localResults=True)._local_results is not None
+    assert built(local_results=False)._local_results is None

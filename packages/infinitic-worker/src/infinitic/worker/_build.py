@@ -334,6 +334,7 @@ def build_worker(worker_cls: type[InfiniticWorker], config: InfiniticConfig) -> 
         redelivery_delay=config.redelivery_delay_seconds,
         shutdown_grace_period=config.shutdown_grace_period,
         events=config.events,
+        local_results=config.local_results,
         metrics=config.metrics.build() if config.metrics is not None else None,
     )
     worker._own(transport.close, storage.close)

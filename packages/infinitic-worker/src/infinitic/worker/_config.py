@@ -480,6 +480,9 @@ class InfiniticConfig(InfiniticSettings):
         shutdown_grace_period_in_seconds: Infinitic's older key for
             ``transport.shutdownGracePeriodSeconds`` (see :attr:`shutdown_grace_period`).
         events: the engines publish what they do for event listeners (default true).
+        local_results: a service executor's result for a state engine of the same worker is
+            handed to it directly, not through the broker (null, the default: on unless the
+            transport is ``inMemory``; see ``InfiniticWorker``).
         event_listener: a listener of CloudEvents run by this worker (see
             :class:`~infinitic.worker.EventListenerConfig`).
         metrics: the Prometheus endpoint (off without the section; see
@@ -511,6 +514,7 @@ class InfiniticConfig(InfiniticSettings):
     redelivery_delay_seconds: float = Field(default=1.0, ge=0)
     shutdown_grace_period_in_seconds: float | None = Field(default=None, ge=0)
     events: bool = True
+    local_results: bool | None = None
     event_listener: EventListenerConfig | None = None
     metrics: MetricsConfig | None = None
     dashboard: DashboardConfig | None = None

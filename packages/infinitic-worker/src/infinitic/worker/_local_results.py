@@ -11,6 +11,12 @@ already), and the executor acknowledges its task. A result that the engine canno
 came before the state expecting it, or the handling failed) is published as usual, and the
 broker delivers it to whichever engine: nothing depends on the local attempt.
 
+A task stays unacknowledged while the engine's cycle runs (a millisecond or two, against the
+broker's receipt before), so a worker that dies meanwhile has a few more tasks run again. A cycle
+that takes longer than ``LOCAL_SECONDS`` (the storage is down, say: the cycle retries) is
+cancelled, as a worker's crash would cut it, and the result published: the executor goes on
+with its tasks whatever the state engine's storage does.
+
 Why nothing is lost: the task's own message is acknowledged only after the cycle returns (send
 before acknowledge, as with the broker); a worker that dies before that leaves the task
 unacknowledged, the broker delivers it again, the task runs again and its result comes again
@@ -19,6 +25,7 @@ unacknowledged, the broker delivers it again, the task runs again and its result
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -36,6 +43,8 @@ logger = logging.getLogger("infinitic.worker")
 
 #: The ``message_id`` of a message handed over here (a broker's id names a stored message).
 LOCAL_MESSAGE_ID = "local"
+#: How long a handling here may take before the message is published instead.
+LOCAL_SECONDS = 1.0
 
 
 class LocalResults(Transport):
@@ -45,10 +54,13 @@ class LocalResults(Transport):
 
     Args:
         inner: the worker's transport.
+        seconds: how long a handling here may take (then it is cancelled and the message
+            published).
     """
 
-    def __init__(self, inner: Transport) -> None:
+    def __init__(self, inner: Transport, seconds: float = LOCAL_SECONDS) -> None:
         self._inner = inner
+        self._seconds = seconds
         self.max_message_bytes = inner.max_message_bytes
         self._routes: dict[str, MessageHandler] = {}
         self._stopped = False
@@ -82,7 +94,8 @@ class LocalResults(Transport):
                 properties=dict(properties) if properties else {},
             )
             try:
-                await handler(message)
+                async with asyncio.timeout(self._seconds):
+                    await handler(message)
             except RetryLater:
                 pass  # came before its state here: the broker delivers it again later
             except Exception as e:

@@ -82,7 +82,10 @@ class InfiniticWorker(EngineStarting):
             broker (the executor acknowledges its task once the engine has stored it; a result
             the engine cannot take at once is published as usual); None: on unless the
             transport keeps messages in this process anyway
-            (:class:`~infinitic.transport.InMemoryTransport`).
+            (:class:`~infinitic.transport.InMemoryTransport`). A task then stays
+            unacknowledged while the engine's cycle runs (about a millisecond more than the
+            broker's receipt took): a crash re-runs a few more tasks (False if that matters
+            more than the round trip).
         shutdown_grace_period: seconds :meth:`close` waits for in-flight messages once it
             stopped receiving; what still runs then is abandoned (unacknowledged, so the broker
             delivers it again: nothing is lost).
