@@ -112,7 +112,7 @@ class EngineStarting:
             executor = ServiceExecutor(
                 s.name,
                 s.implementation,
-                # results for this worker's own state engines are handed to them at once too
+                # results for this worker's own state engines go to them directly
                 transport=self._local_results or self.transport,
                 interface=s.interface,
                 concurrency=s.concurrency,
