@@ -103,9 +103,9 @@ class Stalls:
         if config is not None:
             redis = (load_yaml(config).get("storage") or {}).get("redis")
             if redis and redis.get("url"):
-                self._kv = RedisKeyValueStorage(
-                    RedisSettings(url=redis["url"], key_prefix=redis.get("keyPrefix", "infinitic:"))
-                )
+                # the workers' prefix when their file sets one, else RedisSettings' default
+                prefix = {"key_prefix": redis["keyPrefix"]} if "keyPrefix" in redis else {}
+                self._kv = RedisKeyValueStorage(RedisSettings(url=redis["url"], **prefix))
 
     async def watch(self) -> None:
         reported: set[str] = set()
@@ -130,44 +130,43 @@ class Stalls:
                 )
 
 
-STALLS: Stalls | None = None
-
-
-async def one_wire(client: InfiniticClient, wire_id: str, i: int) -> float:
+async def one_wire(client: InfiniticClient, stalls: Stalls, wire_id: str, i: int) -> float:
     """Dispatch one wire and await its result; return its latency in seconds."""
     started = time.perf_counter()
     wf = client.new_workflow(BankWorkflow)
     deferred = await client.dispatch(wf.wire, wire_id, f"acc-{i}", f"acc-{i + 1}", 1)
-    if STALLS is not None:
-        STALLS.pending[deferred.id] = (wire_id, started)
+    stalls.pending[deferred.id] = (wire_id, started)
     try:
         result = await deferred
     finally:
-        if STALLS is not None:
-            STALLS.pending.pop(deferred.id, None)
+        stalls.pending.pop(deferred.id, None)
     elapsed = time.perf_counter() - started
     if not result.startswith(f"{deferred.id}:email-{wire_id}-"):
         raise AssertionError(f"wire {wire_id}: unexpected result {result!r}")
     return elapsed
 
 
-async def concurrent(client: InfiniticClient, label: str, wires: int) -> dict[str, Any]:
+async def concurrent(
+    client: InfiniticClient, stalls: Stalls, label: str, wires: int
+) -> dict[str, Any]:
     """Dispatch ``wires`` wires at once and await them all."""
     started = time.perf_counter()
     outcomes = await asyncio.gather(
-        *(one_wire(client, f"{label}-{i}", i) for i in range(wires)), return_exceptions=True
+        *(one_wire(client, stalls, f"{label}-{i}", i) for i in range(wires)), return_exceptions=True
     )
     elapsed = time.perf_counter() - started
     return summary(outcomes, elapsed)
 
 
-async def sequential(client: InfiniticClient, label: str, wires: int) -> dict[str, Any]:
+async def sequential(
+    client: InfiniticClient, stalls: Stalls, label: str, wires: int
+) -> dict[str, Any]:
     """Run ``wires`` wires one after the other."""
     outcomes: list[float | BaseException] = []
     started = time.perf_counter()
     for i in range(wires):
         try:
-            outcomes.append(await one_wire(client, f"{label}-{i}", i))
+            outcomes.append(await one_wire(client, stalls, f"{label}-{i}", i))
         except Exception as e:
             outcomes.append(e)
     return summary(outcomes, time.perf_counter() - started)
@@ -234,25 +233,24 @@ async def main(args: argparse.Namespace) -> None:
             return {}
         return {"messages": transport.published_count, "reads": kv.reads, "writes": kv.writes}
 
-    global STALLS
-    STALLS = Stalls(args.stall_seconds, args.config)
-    watching = asyncio.create_task(STALLS.watch())
+    stalls = Stalls(args.stall_seconds, args.config)
+    watching = asyncio.create_task(stalls.watch())
     try:
         async with client:
-            warm = await concurrent(client, "warm", args.warmup)
-            warm_seq = await sequential(client, "warm-seq", min(args.warmup, 10))
+            warm = await concurrent(client, stalls, "warm", args.warmup)
+            warm_seq = await sequential(client, stalls, "warm-seq", min(args.warmup, 10))
             emit("ready", errors=warm["errors"] + warm_seq["errors"], counters=counters())
             while (what := await command()) != "quit":
                 if what == "concurrent":
                     sampler = Sampler(kv) if kv is not None else None
                     sampling = asyncio.create_task(sampler.run()) if sampler else None
-                    result = await concurrent(client, "wire", args.wires)
+                    result = await concurrent(client, stalls, "wire", args.wires)
                     if sampling is not None:
                         sampling.cancel()
                     samples = sampler.samples if sampler else []
                     emit("concurrent", **result, counters=counters(), samples=samples)
                 elif what == "sequential":
-                    emit("sequential", **await sequential(client, "seq", args.sequential))
+                    emit("sequential", **await sequential(client, stalls, "seq", args.sequential))
                 else:
                     emit("error", message=f"unknown command {what!r}")
     finally:

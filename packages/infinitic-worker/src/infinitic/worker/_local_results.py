@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from typing import Any
 
 from infinitic.transport import (
     Consumer,
@@ -113,10 +112,7 @@ class LocalResults(Transport):
             topic, data, key=key, deliver_at=deliver_at, properties=properties
         )
 
-    # -- the rest is the inner transport's ---------------------------------------------------
-
-    async def start(self) -> None:
-        await self._inner.start()
+    # -- what else a Transport is: the inner one's (a service executor only publishes) ----------
 
     async def subscribe(
         self,
@@ -131,11 +127,5 @@ class LocalResults(Transport):
         """Hand nothing more; the inner transport is its owner's to close."""
         self.stop()
 
-    async def backlog(self, topic: str, subscription: str) -> int | None:
-        return await self._inner.backlog(topic, subscription)
-
     def now(self) -> float:
         return self._inner.now()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
