@@ -252,6 +252,13 @@ class Context(Workflow):
             "uuid": u,
         }
 
+    async def deferred_reprs(self) -> list[str]:
+        """What a task's Deferred says of itself before and after its outcome."""
+        d = self.tools.add(2, 3)
+        before = repr(d)
+        await d
+        return [before, repr(d)]
+
     async def inline_once(self) -> list[float]:
         values = []
         for _ in range(3):

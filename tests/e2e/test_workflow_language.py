@@ -253,6 +253,13 @@ async def test_workflow_context_is_deterministic(client: InfiniticClient) -> Non
     assert random_values[0] != random_values[1]
 
 
+async def test_a_deferred_names_its_command_and_status(client: InfiniticClient) -> None:
+    assert await client.new_workflow(Context).deferred_reprs() == [
+        "<Deferred task Tools.add ongoing>",
+        "<Deferred task Tools.add completed>",
+    ]
+
+
 async def test_inline_runs_once_and_is_replayed(client: InfiniticClient) -> None:
     values = await client.new_workflow(Context).inline_once()
     assert len(set(values)) == 3

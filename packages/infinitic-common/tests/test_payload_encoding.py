@@ -127,3 +127,42 @@ def test_a_real_replacement_character_is_not_refused() -> None:
     scores = {"caf\ufffd": 1}
     assert sig("keyed").dump_args((scores,), {}) == [scores, None]
     assert sig("keyed").dump_result(scores) == scores
+
+
+def test_a_failed_pack_leaves_nothing_behind_for_the_next() -> None:
+    """pack reuses its packers: one that failed half way starts the next value empty."""
+    with pytest.raises(InvalidPayloadError):
+        pack({"a": [1, "b", 2**70]})
+    assert unpack(pack({"b": 1})) == {"b": 1}
+
+
+def test_a_pack_that_packs_while_packing_gets_its_own_packer() -> None:
+    """A mapping subclass whose ``items`` packs (Python code run by msgpack in the middle of a
+    pack) does not share the outer pack's buffer."""
+
+    class Packing(dict[str, Any]):
+        def items(self):  # type: ignore[no-untyped-def, override]
+            assert unpack(pack({"inner": [1, 2, 3]})) == {"inner": [1, 2, 3]}
+            return super().items()
+
+    value = {"outer": Packing(a=1), "tail": ["x", b"y", None, 1.5]}
+    assert unpack(pack(value)) == {"outer": {"a": 1}, "tail": ["x", b"y", None, 1.5]}
+
+
+def test_threads_pack_at_once_without_mixing_values() -> None:
+    import threading
+
+    errors: list[str] = []
+
+    def run(n: int) -> None:
+        for i in range(2000):
+            value = {"thread": n, "i": i, "items": list(range(n))}
+            if unpack(pack(value)) != value:
+                errors.append(f"thread {n} value {i}")
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []

@@ -65,7 +65,15 @@ class Deferred(HasStatus, asyncio.Future[T], Generic[T]):
     ``is_ongoing()``, ``is_failed()``... tell where it stands at this point of the history.
     """
 
-    def __init__(self, *, loop: asyncio.AbstractEventLoop, id: str, description: str) -> None:
+    def __init__(
+        self,
+        *,
+        loop: asyncio.AbstractEventLoop,
+        id: str,
+        description: str | Callable[[], str],
+    ) -> None:
+        """``description`` (what the command is, for ``repr``) may be a function giving it:
+        it is then formatted only if asked for."""
         super().__init__(loop=loop)
         self._id = id
         self._description = description
@@ -108,7 +116,9 @@ class Deferred(HasStatus, asyncio.Future[T], Generic[T]):
         return "failed"
 
     def __repr__(self) -> str:
-        return f"<Deferred {self._description} {self.status}>"
+        described = self._description
+        what = described if isinstance(described, str) else described()
+        return f"<Deferred {what} {self.status}>"
 
 
 class _Renewed(Deferred[T]):

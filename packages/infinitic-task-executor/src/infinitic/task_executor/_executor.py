@@ -105,6 +105,11 @@ class ServiceExecutor:
             max_workers=concurrency, thread_name_prefix=f"infinitic-{service_name}"
         )
         self._tag_topic = topic(TopicKind.TASK_TAG, service_name)
+        # What the declarations (decorators) say of each method of the interface, read once
+        # (unknown method names, from bad messages, are not kept).
+        self._public = frozenset(public_methods(self._interface))
+        self._delegated: dict[str, bool] = {}
+        self._timeouts: dict[str, float | None] = {}
         self._batches: dict[str, BatchSettings] = {}
         for method in public_methods(self._interface):
             settings = batch_settings(self._impl, method) or batch_settings(self._interface, method)
@@ -118,7 +123,12 @@ class ServiceExecutor:
     def _execution_timeout(self, method: str) -> float | None:
         if self._timeout is not None:
             return self._timeout
-        return method_timeout(type(self._impl), method)
+        if method in self._timeouts:
+            return self._timeouts[method]
+        timeout = method_timeout(type(self._impl), method)
+        if method in self._public:
+            self._timeouts[method] = timeout
+        return timeout
 
     @property
     def consumer_concurrency(self) -> int:
@@ -129,7 +139,12 @@ class ServiceExecutor:
 
     def is_delegated(self, method: str) -> bool:
         """True when ``method`` is declared delegated (on the implementation or interface)."""
-        return is_delegated(self._impl, method) or is_delegated(self._interface, method)
+        known = self._delegated.get(method)
+        if known is None:
+            known = is_delegated(self._impl, method) or is_delegated(self._interface, method)
+            if method in self._public:
+                self._delegated[method] = known
+        return known
 
     def batch_settings(self, method: str) -> BatchSettings | None:
         """The batch settings of ``method`` (declared on the implementation or interface)."""
@@ -282,6 +297,8 @@ class ServiceExecutor:
             run = asyncio.get_running_loop().run_in_executor(
                 self._threads, functools.partial(context.run, fn, *args)
             )
+        if timeout is None:  # no scope to enter and leave
+            return await run
         scope = asyncio.timeout(timeout)
         try:
             async with scope:

@@ -157,7 +157,7 @@ class WorkflowInstance:
         self._outcomes: list[MethodOutcomeInfo] = []
         self._in_inline = False
         self._receivers: dict[str, Receiving[Any]] = {}
-        self._rng = random.Random(workflow_id)
+        self._rng: random.Random | None = None  # seeded by the id at its first use
         self.errors: dict[str, Exception] = {}  # method run id -> what its code raised
         self.fatal: WorkflowChangedError | None = None
         context = contextvars.copy_context()
@@ -314,8 +314,8 @@ class WorkflowInstance:
         """
         recorded = self._recorded.get(record.command_id)
         if self.check_mode is not CheckMode.NONE:
-            where = self._where(record.method_run_id, record.position)
             if recorded is None and self._replaying:
+                where = self._where(record.method_run_id, record.position)
                 raise _Changed(
                     self,
                     WorkflowChangedError(self.workflow_name, where, "nothing", record.describe()),
@@ -327,6 +327,7 @@ class WorkflowInstance:
                 or recorded.step != record.step
                 or (strict and recorded.arguments != record.arguments)
             ):
+                where = self._where(record.method_run_id, record.position)
                 found = record.describe()
                 held = recorded.describe()
                 if recorded.step != record.step and held == found:
@@ -344,11 +345,11 @@ class WorkflowInstance:
         deferred: Deferred[Any]
         if isinstance(record, TaskCommand):
             deferred = _TaskDeferred(
-                loop=self.loop, id=record.command_id, description=record.describe()
+                loop=self.loop, id=record.command_id, description=record.describe
             )
             deferred.load_result = load_result
         else:
-            deferred = Deferred(loop=self.loop, id=record.command_id, description=record.describe())
+            deferred = Deferred(loop=self.loop, id=record.command_id, description=record.describe)
         self._pending[record.command_id] = _Pending(record, deferred, load_result=load_result)
         return deferred
 
@@ -474,7 +475,7 @@ class WorkflowInstance:
         """A command that is done once sent (nothing comes back): its Deferred is complete."""
         self._new_command(record)
         deferred: Deferred[None] = Deferred(
-            loop=self.loop, id=record.command_id, description=record.describe()
+            loop=self.loop, id=record.command_id, description=record.describe
         )
         deferred.set_result(None)
         return deferred
@@ -522,6 +523,8 @@ class WorkflowInstance:
         return True
 
     def random(self) -> random.Random:
+        if self._rng is None:  # seeding costs a hash: most workflows never draw a number
+            self._rng = random.Random(self.workflow_id)
         return self._rng
 
     @property
