@@ -166,3 +166,21 @@ def test_threads_pack_at_once_without_mixing_values() -> None:
     for t in threads:
         t.join()
     assert errors == []
+
+
+def test_a_large_value_leaves_no_large_buffer_behind() -> None:
+    """A packer's buffer grows to the largest value it packed: one that packed a large value is
+    not kept (a worker that once stored a 5 MB state would hold 5 MB more for good)."""
+    import tracemalloc
+
+    large = {"blob": b"x" * (5 * 2**20)}
+    pack({"warm": 1})
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        assert len(pack(large)) > 5 * 2**20
+        assert unpack(pack({"small": 1})) == {"small": 1}
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert after - before < 2**20 + 2**16  # at most a fresh packer's 1 MiB buffer

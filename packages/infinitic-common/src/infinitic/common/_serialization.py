@@ -20,11 +20,17 @@ def _packer() -> msgpack.Packer:
     return msgpack.Packer(use_bin_type=True, datetime=False, autoreset=True)
 
 
+#: A packer's buffer grows to the largest value it packed and never shrinks: one that packed
+#: more than this is dropped (its buffer freed) rather than kept. msgpack starts a packer's
+#: buffer at 1 MiB.
+_KEPT_PACKER_BYTES = 2**20
+
+
 class _Packers(threading.local):
     """Each thread's idle packers. ``msgpack.packb`` makes a packer (and its buffer) per call,
     which costs three times the packing of a small message; a packer is reused instead, taken
     out while it packs, so a pack that runs Python code which packs (a mapping subclass's
-    ``items``) gets another one. A failed pack leaves a packer empty (msgpack resets it)."""
+    ``items``) gets another one. A pack that fails drops its packer."""
 
     def __init__(self) -> None:
         self.idle = [_packer()]
@@ -36,10 +42,10 @@ _PACKERS = _Packers()
 def _packb(value: Any) -> bytes:
     idle = _PACKERS.idle
     packer = idle.pop() if idle else _packer()
-    try:
-        return packer.pack(value)  # type: ignore[no-any-return]
-    finally:
+    data: bytes = packer.pack(value)  # raising, the packer is dropped (rare: bad payloads)
+    if len(data) <= _KEPT_PACKER_BYTES:
         idle.append(packer)
+    return data
 
 
 def pack(value: Any) -> bytes:

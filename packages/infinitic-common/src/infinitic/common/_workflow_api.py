@@ -65,15 +65,7 @@ class Deferred(HasStatus, asyncio.Future[T], Generic[T]):
     ``is_ongoing()``, ``is_failed()``... tell where it stands at this point of the history.
     """
 
-    def __init__(
-        self,
-        *,
-        loop: asyncio.AbstractEventLoop,
-        id: str,
-        description: str | Callable[[], str],
-    ) -> None:
-        """``description`` (what the command is, for ``repr``) may be a function giving it:
-        it is then formatted only if asked for."""
+    def __init__(self, *, loop: asyncio.AbstractEventLoop, id: str, description: str) -> None:
         super().__init__(loop=loop)
         self._id = id
         self._description = description
@@ -116,9 +108,7 @@ class Deferred(HasStatus, asyncio.Future[T], Generic[T]):
         return "failed"
 
     def __repr__(self) -> str:
-        described = self._description
-        what = described if isinstance(described, str) else described()
-        return f"<Deferred {what} {self.status}>"
+        return f"<Deferred {self._description} {self.status}>"
 
 
 class _Renewed(Deferred[T]):

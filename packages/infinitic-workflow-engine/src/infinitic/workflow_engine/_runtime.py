@@ -345,11 +345,11 @@ class WorkflowInstance:
         deferred: Deferred[Any]
         if isinstance(record, TaskCommand):
             deferred = _TaskDeferred(
-                loop=self.loop, id=record.command_id, description=record.describe
+                loop=self.loop, id=record.command_id, description=record.describe()
             )
             deferred.load_result = load_result
         else:
-            deferred = Deferred(loop=self.loop, id=record.command_id, description=record.describe)
+            deferred = Deferred(loop=self.loop, id=record.command_id, description=record.describe())
         self._pending[record.command_id] = _Pending(record, deferred, load_result=load_result)
         return deferred
 
@@ -475,7 +475,7 @@ class WorkflowInstance:
         """A command that is done once sent (nothing comes back): its Deferred is complete."""
         self._new_command(record)
         deferred: Deferred[None] = Deferred(
-            loop=self.loop, id=record.command_id, description=record.describe
+            loop=self.loop, id=record.command_id, description=record.describe()
         )
         deferred.set_result(None)
         return deferred
