@@ -107,6 +107,10 @@ class Stalls:
                 prefix = {"key_prefix": redis["keyPrefix"]} if "keyPrefix" in redis else {}
                 self._kv = RedisKeyValueStorage(RedisSettings(url=redis["url"], **prefix))
 
+    async def close(self) -> None:
+        if self._kv is not None:
+            await self._kv.close()
+
     async def watch(self) -> None:
         reported: set[str] = set()
         while True:
@@ -255,6 +259,7 @@ async def main(args: argparse.Namespace) -> None:
                     emit("error", message=f"unknown command {what!r}")
     finally:
         watching.cancel()
+        await stalls.close()
         if worker is not None:
             await worker.close()
 

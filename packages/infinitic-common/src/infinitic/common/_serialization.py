@@ -150,7 +150,7 @@ def array_header(size: int) -> bytes:
     return _HEADERS.pack_array_header(size)  # type: ignore[no-any-return]
 
 
-_HEADERS = msgpack.Packer(use_bin_type=True, datetime=False, autoreset=True)
+_HEADERS = _packer()
 
 
 def unpack(data: bytes) -> Any:

@@ -111,7 +111,7 @@ class ServiceExecutor:
         self._delegated: dict[str, bool] = {}
         self._timeouts: dict[str, float | None] = {}
         self._batches: dict[str, BatchSettings] = {}
-        for method in public_methods(self._interface):
+        for method in self._public:
             settings = batch_settings(self._impl, method) or batch_settings(self._interface, method)
             if settings is not None:
                 self._batches[method] = settings
