@@ -50,6 +50,7 @@ from infinitic.common._routes import (
     method_outcome_routes,
     task_failure,
     task_outcome_route,
+    task_result_route,
 )
 from infinitic.common._serialization import array_header, map_header, pack, unpack
 from infinitic.common._stubs import _Stub as Stub
@@ -126,6 +127,7 @@ __all__ = [
     "tag_messages",
     "task_failure",
     "task_outcome_route",
+    "task_result_route",
     "topic",
     "type_names",
     "unpack",

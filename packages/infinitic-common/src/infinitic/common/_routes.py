@@ -9,12 +9,16 @@ those topics (from earlier versions, or sent there on purpose).
 
 from __future__ import annotations
 
+from typing import Any
+
 from infinitic.common._failures import FailureInfo
 from infinitic.common._ids import deterministic_id
 from infinitic.common._messages import (
     CommandResult,
     Message,
     MethodOutcome,
+    Requester,
+    Status,
     TaskOutcome,
     method_outcome_failure,
 )
@@ -27,12 +31,18 @@ Route = tuple[str, Message, str | None]
 def task_failure(m: TaskOutcome) -> FailureInfo:
     """The failure a requester of ``m`` sees: a task failure naming service, method and task
     id, caused by what the task raised."""
+    return _task_failed(m.service_name, m.method_name, m.task_id, m.failure)
+
+
+def _task_failed(
+    service_name: str, method_name: str, task_id: str, cause: FailureInfo | None
+) -> FailureInfo:
     return FailureInfo(
         kind="task_failed",
-        service_name=m.service_name,
-        method_name=m.method_name,
-        id=m.task_id,
-        cause=m.failure,
+        service_name=service_name,
+        method_name=method_name,
+        id=task_id,
+        cause=cause,
     )
 
 
@@ -40,22 +50,57 @@ def task_outcome_route(m: TaskOutcome) -> Route | None:
     """Where the outcome of a task goes (None if nobody asked)."""
     r = m.requester
     if r.workflow_name and r.workflow_id and r.command_id:
-        return (
-            topic(TopicKind.WORKFLOW_ENGINE, r.workflow_name),
-            CommandResult(
-                workflow_name=r.workflow_name,
-                workflow_id=r.workflow_id,
-                command_id=r.command_id,
-                status=m.status,
-                value=m.value,
-                failure=task_failure(m) if m.failure is not None else None,
-                message_id=deterministic_id(m.message_id, "forward"),
-            ),
-            r.workflow_id,
+        return task_result_route(
+            r,
+            m.message_id,
+            task_id=m.task_id,
+            service_name=m.service_name,
+            method_name=m.method_name,
+            status=m.status,
+            value=m.value,
+            cause=m.failure,
         )
     if r.client_name:
         return response_topic(r.client_name), m, None
     return None
+
+
+def task_result_route(
+    requester: Requester,
+    outcome_id: str,
+    *,
+    task_id: str,
+    service_name: str,
+    method_name: str,
+    status: Status,
+    value: Any,
+    cause: FailureInfo | None,
+) -> Route:
+    """The ``CommandResult`` of a task for the workflow that asked for it (``requester`` names
+    its workflow, instance and command): what :func:`task_outcome_route` gives for the
+    :class:`TaskOutcome` of id ``outcome_id`` and these fields (``cause``: its failure), built
+    without that outcome by an executor whose requester is a workflow."""
+    workflow_name, workflow_id, command_id = (
+        requester.workflow_name,
+        requester.workflow_id,
+        requester.command_id,
+    )
+    if not (workflow_name and workflow_id and command_id):
+        raise ValueError(f"the requester of task {task_id} is not a workflow's command")
+    failure = None if cause is None else _task_failed(service_name, method_name, task_id, cause)
+    return (
+        topic(TopicKind.WORKFLOW_ENGINE, workflow_name),
+        CommandResult(
+            workflow_name=workflow_name,
+            workflow_id=workflow_id,
+            command_id=command_id,
+            status=status,
+            value=value,
+            failure=failure,
+            message_id=deterministic_id(outcome_id, "forward"),
+        ),
+        workflow_id,
+    )
 
 
 def method_outcome_routes(m: MethodOutcome) -> list[Route]:

@@ -23,14 +23,10 @@ class TopicKind(enum.Enum):
     WORKFLOW_TASK_EXECUTOR = ("workflow-task-executor", True)
     WORKFLOW_TASK_EVENTS = ("workflow-task-events", False)
 
-    @property
-    def prefix(self) -> str:
-        return self.value[0]
-
-    @property
-    def keyed(self) -> bool:
-        """True when the topic is consumed key-shared (per-key order)."""
-        return self.value[1]
+    def __init__(self, prefix: str, keyed: bool) -> None:
+        # Plain attributes: read for every message sent (an enum property is two Python calls).
+        self.prefix = prefix
+        self.keyed = keyed  # True when the topic is consumed key-shared (per-key order)
 
     @property
     def delayed(self) -> bool:

@@ -28,6 +28,7 @@ from infinitic.common import (
     MethodSignature,
     NoRetry,
     RetryPolicy,
+    Route,
     TaskContext,
     TopicKind,
     attempt_failure,
@@ -40,11 +41,12 @@ from infinitic.common import (
     retry_policy,
     set_task_context,
     task_outcome_route,
+    task_result_route,
     topic,
     tracing,
 )
 from infinitic.common.events import EventEmitter, alongside
-from infinitic.common.messages import ExecuteTask, Message, TaskOutcome
+from infinitic.common.messages import ExecuteTask, Message, Status, TaskOutcome
 from infinitic.common.tag_messages import (
     AddTagToTask,
     CompleteDelegatedTask,
@@ -335,19 +337,37 @@ class ServiceExecutor:
                 key=m.task_id,
             )
             return
-        outcome = TaskOutcome(
-            task_id=m.task_id,
-            service_name=m.service_name,
-            method_name=m.method_name,
-            status="completed" if failure is None else "failed",
-            value=value,
-            failure=info,
-            requester=m.requester,
-            tags=m.tags,
-            meta=m.meta,
-            message_id=deterministic_id(m.message_id, "outcome"),
-        )
-        route = task_outcome_route(outcome)  # straight to the requester: no relay hop
+        outcome_id = deterministic_id(m.message_id, "outcome")
+        status: Status = "completed" if failure is None else "failed"
+        r = m.requester
+        route: Route | None
+        if r.workflow_name and r.workflow_id and r.command_id:
+            # straight to the requesting workflow's state engine (no relay hop), as the
+            # CommandResult that task_outcome_route makes of the TaskOutcome (not built)
+            route = task_result_route(
+                r,
+                outcome_id,
+                task_id=m.task_id,
+                service_name=m.service_name,
+                method_name=m.method_name,
+                status=status,
+                value=value,
+                cause=info,
+            )
+        else:
+            outcome = TaskOutcome(
+                task_id=m.task_id,
+                service_name=m.service_name,
+                method_name=m.method_name,
+                status=status,
+                value=value,
+                failure=info,
+                requester=r,
+                tags=m.tags,
+                meta=m.meta,
+                message_id=outcome_id,
+            )
+            route = task_outcome_route(outcome)  # a client's, or nobody's
         if route is not None:
             item = Outgoing(route[0], route[1], key=route[2])
             if failure is None:

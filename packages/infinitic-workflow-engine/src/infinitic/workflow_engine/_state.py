@@ -135,6 +135,12 @@ def encode_state(state: WorkflowState, parts: EncodedParts | None = None) -> byt
     return parts.encode(state)
 
 
+#: What every encoded state starts with, and the keys of its packed parts (packed once).
+_ENVELOPE = map_header(2) + pack("format") + pack(STATE_FORMAT_VERSION) + pack("state")
+_STEPS_KEY = pack("steps")
+_COMMANDS_KEY = pack("commands")
+
+
 class EncodedParts:
     """The packed settled items of one workflow state's history (see :func:`encode_state`).
 
@@ -164,20 +170,11 @@ class EncodedParts:
         size = len(body)
         if state.steps:
             size += 1
-            pairs.append(pack("steps") + self._packed_steps(state))
+            pairs.append(_STEPS_KEY + self._packed_steps(state))
         if state.commands:
             size += 1
-            pairs.append(pack("commands") + self._packed_commands(state))
-        return b"".join(
-            [
-                map_header(2),
-                pack("format"),
-                pack(STATE_FORMAT_VERSION),
-                pack("state"),
-                map_header(size),
-                *pairs,
-            ]
-        )
+            pairs.append(_COMMANDS_KEY + self._packed_commands(state))
+        return b"".join([_ENVELOPE, map_header(size), *pairs])
 
     def _packed_steps(self, state: WorkflowState) -> bytes:
         steps = state.steps
