@@ -19,7 +19,10 @@ latency p50/p99 of the sequential phase; for the concurrent phase, CPU ms per wo
 process (/proc/<pid>/stat), messages the broker accepted per workflow (its
 ``pulsar_broker_in_messages_total``; the in-memory transport's own count), storage reads and
 writes per workflow and the mean stored state size (see tools/bench_path_stores.py for how
-each server is asked); peak RSS of each process (VmHWM). Redis runs on a private redis-server
+each server is asked); peak RSS of each process (VmHWM); the host's speed just before the run
+(``host``: milliseconds for a fixed piece of pure Python, the best of 7, also printed before
+and after all runs). Hosts of this kind run at speeds up to twice apart (a shared host's
+moments too), and every figure but the counts scales with it. Redis runs on a private redis-server
 unless ``--redis-url`` is given; PostgreSQL and MySQL are POSTGRES_URL and MYSQL_URL (loopback
 defaults), in a schema or database of their own, dropped at the end.
 """
@@ -37,7 +40,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench_path_procs import TOOLS, load_average
+from bench_path_procs import TOOLS, host_speed_ms, load_average
 from bench_path_run import LABELS, run_once
 
 STACKS = tuple(LABELS)
@@ -49,7 +52,9 @@ dispatch to result, ms); sq50, sq99: latency of the sequential phase (ms); CPU (
 workflow; workers, client, broker) and msg (messages the broker accepted), rd/wr (storage
 reads/writes) per workflow: concurrent phase; RSS: peak (MiB); stateB: mean stored state size
 (bytes); err: failed wires / log errors / log warnings; load: 1-minute load average at start;
-*: overstated (other clients of a server-wide counter were busy; see the notes)."""
+host: the host's speed just before the run (ms for a fixed piece of pure Python; less is
+faster): figures of runs on hosts of other speeds compare in proportion; *: overstated (other
+clients of a server-wide counter were busy; see the notes)."""
 
 
 def cell(value: Any, digits: int = 1) -> str:
@@ -72,7 +77,7 @@ def table(records: list[dict[str, Any]]) -> str:
     head = (
         f"{'stack':<25}{'W':>2}{'wf/s':>6}{'p50':>7}{'p99':>7}{'sq50':>6}{'sq99':>6} |"
         f"{'CPU wkr':>11}{'cli':>5}{'brk':>5} |{'RSS wkr':>9}{'cli':>4}{'brk':>4} |"
-        f"{'msg':>5}{'rd':>6}{'wr':>6}{'stateB':>7} |{'err':>8}{'load':>5}"
+        f"{'msg':>5}{'rd':>6}{'wr':>6}{'stateB':>7} |{'err':>8}{'load':>5}{'host':>5}"
     )
     lines = [head, "-" * len(head)]
     for r in records:
@@ -95,6 +100,7 @@ def table(records: list[dict[str, Any]]) -> str:
             f"{r['label']:<25}{w:>2}{r['workflows_per_s']:>6.0f}{latency} |"
             f"{cw:>11}{cc:>5}{cb:>5} |{rw:>9}{rc:>4}{rb:>4} |"
             f"{storage}{cell(r['state_bytes'], 0):>7} |{errors:>8}{r['load1_start']:>5.1f}"
+            f"{cell(r.get('host_speed_ms'), 0):>5}"
         )
     return "\n".join(lines)
 
@@ -139,7 +145,9 @@ async def main(args: argparse.Namespace) -> list[dict[str, Any]]:
                     await wait_for_quiet(args)
                 what = "" if stack == "memory" else f", {workers} worker process(es)"
                 print(f"bench_path: {LABELS[stack]}{what}...", file=sys.stderr, flush=True)
+                speed = host_speed_ms()  # this run's host speed (see the table's "host")
                 record = await run_once(stack, workers, args, tmp)
+                record["host_speed_ms"] = speed
                 records.append(record)
                 if args.json:
                     print(json.dumps(record), flush=True)
@@ -227,12 +235,20 @@ if __name__ == "__main__":
     arguments = parse_args()
     code = measured_at(arguments)
     print(f"bench_path: {code}", file=sys.stderr)
+    speed_before = host_speed_ms()
     try:
         results = asyncio.run(main(arguments))
     except (KeyboardInterrupt, asyncio.CancelledError):
         print("bench_path: interrupted; every process stopped", file=sys.stderr)
         sys.exit(130)
+    speed_after = host_speed_ms()
     print(f"bench_path: the {code}")
+    print(
+        f"bench_path: host speed: {speed_before:.0f} ms before the runs, {speed_after:.0f} ms "
+        "after, for a fixed piece of pure Python (tools/bench_path_procs.host_speed_ms): "
+        "figures measured on hosts, or at moments of a shared host, of other speeds compare "
+        "in proportion"
+    )
     if (now := measured_at(arguments)) != code:
         print(f"bench_path: (it changed meanwhile: now the {now})")
     print(table(results))

@@ -61,6 +61,38 @@ def load_average() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
 
 
+def _reference_work(n: int) -> int:
+    """Pure Python of the kind the engines run: calls, dicts, attributes, small strings."""
+
+    class Item:
+        __slots__ = ("key", "value")
+
+        def __init__(self, key: str, value: int) -> None:
+            self.key = key
+            self.value = value
+
+    seen: dict[str, Item] = {}
+    total = 0
+    for i in range(n):
+        item = Item(f"k{i & 1023}", i)
+        seen[item.key] = item
+        total += len(seen) + item.value
+    return total
+
+
+def host_speed_ms(repeat: int = 7) -> float:
+    """Milliseconds this host takes for a fixed piece of pure Python (the best of ``repeat``
+    runs, so a busy moment does not count): a benchmark's figures compare across hosts, or
+    across moments of a shared host, in proportion to it (a host twice as slow takes about
+    twice as long for every wire)."""
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        _reference_work(200_000)
+        best = min(best, time.perf_counter() - started)
+    return best * 1000
+
+
 @dataclass
 class Spawned:
     """A process this benchmark started (in a session of its own, so a Ctrl-C in the terminal

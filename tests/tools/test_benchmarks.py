@@ -41,9 +41,11 @@ def test_bench_path_runs_the_in_memory_and_redis_stacks() -> None:
     )
     runs = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     assert [r["stack"] for r in runs] == ["memory", "redis"]
+    assert "bench_path: host speed: " in out  # before and after the runs
     for run in runs:
         assert run["errors"] == {"warmup": 0, "concurrent": 0, "sequential": 0}, run
         assert run["workflows_per_s"] > 0
+        assert run["host_speed_ms"] > 0  # the host's speed when the run started
         assert run["log_errors"] == 0, run["log_top"]
         # 8 per wire in memory; 5 on a broker, where a worker running everything hands its
         # services' results to its state engine; and event batches
