@@ -290,7 +290,7 @@ class WorkflowExecutor:
             )
             return self._failed(task, failure, None)
         guarded = GuardedRun(task.workflow_name, task.workflow_id, "?", self._task_timeout, None)
-        code = _TaskCode(task, cls, instance, self._check_mode, self._strict)
+        code = _TaskCode(task, cls, instance, self._check_mode, self._strict, guarded)
         try:
             ran = await self._runners[task.workflow_name].run(code.run, guarded)
         except _NeedWholeHistory:
@@ -447,8 +447,9 @@ def _step_method(task: ExecuteWorkflowTask) -> tuple[str | None, str]:
 
 
 class _TaskCode:
-    """The code of one workflow task, run wherever its runner says (maybe on another thread):
-    it touches its instance only, never the executor's cache or counters."""
+    """The code of one workflow task, run wherever its runner says (maybe on another thread),
+    watched as ``guarded``: it touches its instance only, never the executor's cache or
+    counters."""
 
     def __init__(
         self,
@@ -457,12 +458,14 @@ class _TaskCode:
         instance: WorkflowInstance | None,
         check_mode: CheckMode,
         strict: bool,
+        guarded: GuardedRun,
     ) -> None:
         self._task = task
         self._cls = cls
         self._instance = instance
         self._check_mode = check_mode
         self._strict = strict
+        self._guarded = guarded
         self.cpu_seconds = 0.0
         self.replayed_steps = 0
         self.violation: NonDeterministicCallError | None = None
@@ -477,7 +480,8 @@ class _TaskCode:
         method_runs = {r.method_run_id: r for r in task.method_runs}
         commands = {c.command_id: c for c in task.commands}
         signals = {s.signal_id: s for s in task.signals}
-        started = time.thread_time()
+        # The watchdog read the thread's CPU clock as it called this (a system call each).
+        started = self._guarded.cpu_started
         check = StrictCheck(task.workflow_name) if self._strict else None
         instance = self._instance
         try:
