@@ -21,8 +21,10 @@ process (/proc/<pid>/stat), messages the broker accepted per workflow (its
 writes per workflow and the mean stored state size (see tools/bench_path_stores.py for how
 each server is asked); peak RSS of each process (VmHWM); the host's speed just before the run
 (``host``: milliseconds for a fixed piece of pure Python, the best of 7, also printed before
-and after all runs). Hosts of this kind run at speeds up to twice apart (a shared host's
-moments too), and every figure but the counts scales with it. Redis runs on a private redis-server
+and after all runs). Hosts of this kind, and one shared host from one hour to the next, ran
+this session's figures up to twice apart; ``host`` follows the host's pure-Python speed, not
+all of it (caches shared with neighbours), so it tells when figures of two runs can be
+compared, roughly. Redis runs on a private redis-server
 unless ``--redis-url`` is given; PostgreSQL and MySQL are POSTGRES_URL and MYSQL_URL (loopback
 defaults), in a schema or database of their own, dropped at the end.
 """
@@ -53,8 +55,8 @@ workflow; workers, client, broker) and msg (messages the broker accepted), rd/wr
 reads/writes) per workflow: concurrent phase; RSS: peak (MiB); stateB: mean stored state size
 (bytes); err: failed wires / log errors / log warnings; load: 1-minute load average at start;
 host: the host's speed just before the run (ms for a fixed piece of pure Python; less is
-faster): figures of runs on hosts of other speeds compare in proportion; *: overstated (other
-clients of a server-wide counter were busy; see the notes)."""
+faster; runs at other host speeds compare only roughly); *: overstated (other clients of a
+server-wide counter were busy; see the notes)."""
 
 
 def cell(value: Any, digits: int = 1) -> str:
@@ -245,9 +247,8 @@ if __name__ == "__main__":
     print(f"bench_path: the {code}")
     print(
         f"bench_path: host speed: {speed_before:.0f} ms before the runs, {speed_after:.0f} ms "
-        "after, for a fixed piece of pure Python (tools/bench_path_procs.host_speed_ms): "
-        "figures measured on hosts, or at moments of a shared host, of other speeds compare "
-        "in proportion"
+        "after, for a fixed piece of pure Python (tools/bench_path_procs.host_speed_ms; "
+        "less is faster): figures of runs at other host speeds compare only roughly"
     )
     if (now := measured_at(arguments)) != code:
         print(f"bench_path: (it changed meanwhile: now the {now})")

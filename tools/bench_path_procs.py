@@ -82,9 +82,9 @@ def _reference_work(n: int) -> int:
 
 def host_speed_ms(repeat: int = 7) -> float:
     """Milliseconds this host takes for a fixed piece of pure Python (the best of ``repeat``
-    runs, so a busy moment does not count): a benchmark's figures compare across hosts, or
-    across moments of a shared host, in proportion to it (a host twice as slow takes about
-    twice as long for every wire)."""
+    runs, so a busy moment does not count): whether two benchmark runs, on two hosts or at two
+    moments of a shared host, ran at about the same speed. It sees the interpreter's speed, not
+    everything a worker depends on (caches shared with neighbours): a rough guide only."""
     best = float("inf")
     for _ in range(repeat):
         started = time.perf_counter()
