@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from infinitic.common import FailureInfo, task_outcome_route, task_result_route
+from infinitic.common import FailureInfo, task_outcome_route, task_result_route, workflow_command
 from infinitic.common.messages import CommandResult, Requester, TaskOutcome
 
 WORKFLOW = Requester(workflow_name="Bank", workflow_id="w-1", method_run_id="w-1", command_id="c-1")
@@ -69,3 +69,9 @@ def test_a_result_route_needs_a_workflow_requester() -> None:
             value=1,
             cause=None,
         )
+
+
+def test_only_a_workflow_s_command_gets_a_command_result() -> None:
+    assert workflow_command(WORKFLOW) == ("Bank", "w-1", "c-1")
+    assert workflow_command(Requester.client("client-1")) is None
+    assert workflow_command(Requester(workflow_name="Bank", workflow_id="w-1")) is None

@@ -51,6 +51,7 @@ from infinitic.common._routes import (
     task_failure,
     task_outcome_route,
     task_result_route,
+    workflow_command,
 )
 from infinitic.common._serialization import array_header, map_header, pack, unpack
 from infinitic.common._stubs import _Stub as Stub
@@ -131,6 +132,7 @@ __all__ = [
     "topic",
     "type_names",
     "unpack",
+    "workflow_command",
     "workflow_history_key",
     "workflow_state_data",
     "workflow_state_key",

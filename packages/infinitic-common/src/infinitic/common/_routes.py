@@ -46,10 +46,20 @@ def _task_failed(
     )
 
 
+def workflow_command(requester: Requester) -> tuple[str, str, str] | None:
+    """The workflow name, instance id and command id of ``requester`` when it is a command of a
+    workflow instance (an outcome goes to that instance's state engine, as a CommandResult);
+    None for a client, or nobody."""
+    r = requester
+    if r.workflow_name and r.workflow_id and r.command_id:
+        return r.workflow_name, r.workflow_id, r.command_id
+    return None
+
+
 def task_outcome_route(m: TaskOutcome) -> Route | None:
     """Where the outcome of a task goes (None if nobody asked)."""
     r = m.requester
-    if r.workflow_name and r.workflow_id and r.command_id:
+    if workflow_command(r) is not None:
         return task_result_route(
             r,
             m.message_id,
@@ -80,13 +90,10 @@ def task_result_route(
     its workflow, instance and command): what :func:`task_outcome_route` gives for the
     :class:`TaskOutcome` of id ``outcome_id`` and these fields (``cause``: its failure), built
     without that outcome by an executor whose requester is a workflow."""
-    workflow_name, workflow_id, command_id = (
-        requester.workflow_name,
-        requester.workflow_id,
-        requester.command_id,
-    )
-    if not (workflow_name and workflow_id and command_id):
+    names = workflow_command(requester)
+    if names is None:
         raise ValueError(f"the requester of task {task_id} is not a workflow's command")
+    workflow_name, workflow_id, command_id = names
     failure = None if cause is None else _task_failed(service_name, method_name, task_id, cause)
     return (
         topic(TopicKind.WORKFLOW_ENGINE, workflow_name),
@@ -111,22 +118,21 @@ def method_outcome_routes(m: MethodOutcome) -> list[Route]:
             routes.append(
                 (response_topic(waiter.client_name), m.model_copy(update={"waiters": []}), None)
             )
-        elif waiter.workflow_name and waiter.workflow_id and waiter.command_id:
+        elif (names := workflow_command(waiter)) is not None:
+            workflow_name, workflow_id, command_id = names
             routes.append(
                 (
-                    topic(TopicKind.WORKFLOW_ENGINE, waiter.workflow_name),
+                    topic(TopicKind.WORKFLOW_ENGINE, workflow_name),
                     CommandResult(
-                        workflow_name=waiter.workflow_name,
-                        workflow_id=waiter.workflow_id,
-                        command_id=waiter.command_id,
+                        workflow_name=workflow_name,
+                        workflow_id=workflow_id,
+                        command_id=command_id,
                         status=m.status,
                         value=m.value,
                         failure=method_outcome_failure(m),
-                        message_id=deterministic_id(
-                            "child-result", waiter.command_id, m.method_run_id
-                        ),
+                        message_id=deterministic_id("child-result", command_id, m.method_run_id),
                     ),
-                    waiter.workflow_id,
+                    workflow_id,
                 )
             )
     return routes

@@ -44,6 +44,7 @@ from infinitic.common import (
     task_result_route,
     topic,
     tracing,
+    workflow_command,
 )
 from infinitic.common.events import EventEmitter, alongside
 from infinitic.common.messages import ExecuteTask, Message, Status, TaskOutcome
@@ -341,7 +342,7 @@ class ServiceExecutor:
         status: Status = "completed" if failure is None else "failed"
         r = m.requester
         route: Route | None
-        if r.workflow_name and r.workflow_id and r.command_id:
+        if workflow_command(r) is not None:
             # straight to the requesting workflow's state engine (no relay hop), as the
             # CommandResult that task_outcome_route makes of the TaskOutcome (not built)
             route = task_result_route(
